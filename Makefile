@@ -1,0 +1,92 @@
+# fbconnect — see README.md.  `make` builds, `make test` tests, `make run` runs it locally.
+VERSION := 0.1.0
+PREFIX ?= /usr/local
+B ?= build
+CC ?= cc
+PKGS := fcgi libcurl jansson hiredis libsodium
+
+# Recursive (=) so pkg-config runs only when a recipe needs it, after `deps` has installed it.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS = $(shell pkg-config --libs $(PKGS))
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings \
+        -Wformat=2 -Wvla -Wnull-dereference -Werror
+OPT ?= -O2 -D_FORTIFY_SOURCE=2
+SAN ?=
+CFLAGS_ALL = -std=c17 -D_GNU_SOURCE -g $(OPT) $(WARN) -pthread -fstack-protector-strong \
+             -MMD -MP -Isrc -DFBCONNECT_VERSION='"$(VERSION)"' \
+             -DFBCONNECT_TEMPLATE_DEFAULT='"$(PREFIX)/share/fbconnect/templates"' \
+             $(SAN) $(PKG_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL = -pthread $(SAN) $(LDFLAGS)
+
+COMMON_SRC := src/arena.c src/buf.c src/log.c src/url.c src/request.c src/response.c \
+              src/server.c src/template.c src/clock.c
+CORE_SRC := src/config.c src/keys.c src/ids.c src/state.c src/seal.c src/record.c \
+            src/store.c src/oauth.c src/session.c src/pages.c src/app.c src/router.c \
+            src/connection.c \
+            $(wildcard src/handlers/*.c)
+SANDBOX_SRC := $(wildcard src/sandbox/*.c)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+
+COMMON_OBJ := $(COMMON_SRC:%.c=$(B)/%.o)
+CORE_OBJ := $(CORE_SRC:%.c=$(B)/%.o)
+SANDBOX_OBJ := $(SANDBOX_SRC:%.c=$(B)/%.o)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+
+.PHONY: all deps test unit run bench asan valgrind clean install fmt
+all: $(B)/fbconnect $(B)/fbsandbox
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "CC $<"
+	@$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(B)/libfbc.a: $(COMMON_OBJ) $(CORE_OBJ)
+	ar rcs $@ $^
+
+$(B)/fbconnect: $(B)/src/main.o $(B)/libfbc.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+
+$(B)/fbsandbox: $(SANDBOX_OBJ) $(B)/libfbc.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+
+$(B)/tests/%: tests/unit/%.c $(B)/libfbc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(B)/libfbc.a $(PKG_LIBS) $(shell pkg-config --libs cmocka)
+
+unit: $(UNIT_BIN)
+
+deps:
+	@sh scripts/install-deps.sh test
+
+# The whole suite: unit tests, then one integration run against real Redis, nginx and the sandbox.
+test:
+	@sh scripts/install-deps.sh test
+	@$(MAKE) --no-print-directory all unit
+	@python3 tests/run.py --build $(B)
+
+run:
+	@sh scripts/install-deps.sh run
+	@$(MAKE) --no-print-directory all
+	@sh scripts/run.sh
+
+asan:
+	@$(MAKE) --no-print-directory B=build/asan OPT=-O1 \
+	    SAN='-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer' all unit
+
+valgrind: unit
+	@for t in $(UNIT_BIN); do \
+	    valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	      $$t >/dev/null || exit 1; done; echo "valgrind: no errors"
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/fbconnect/templates
+	install -m 755 $(B)/fbconnect $(B)/fbsandbox $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 templates/*.html $(DESTDIR)$(PREFIX)/share/fbconnect/templates/
+
+fmt:
+	clang-format -i src/*.c src/*.h src/handlers/*.c src/sandbox/*.c tests/unit/*.c
+
+clean:
+	rm -rf build
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -1,0 +1,173 @@
+#!/bin/sh
+# Starts and stops the local stack — Redis, the sandbox FreshBooks, fbconnect and nginx —
+# in one directory, on loopback and unprivileged ports.  Used by `make run`, the tests and
+# the benchmark.
+#
+#   stack.sh start DIR          everything (makes DIR/ca, secrets, configs on first use)
+#   stack.sh stop DIR           everything
+#   stack.sh start-redis DIR | stop-redis DIR | kill-redis DIR
+#   stack.sh start-fbconnect DIR | stop-fbconnect DIR
+#   stack.sh env DIR            print the fbconnect environment in use
+#
+# Settings (environment): BUILD (binaries, default build), HTTP_PORT (8080), INTERNAL_PORT
+# (8082), SANDBOX_PORT (8443, HTTPS), SANDBOX_HTTP_PORT (8081), REDIS_PORT (6390),
+# PUBLIC_HOST (localhost: the host your browser uses), REDIS_PERSIST (1: keep Redis data in
+# DIR between runs), FBCONNECT_WRAPPER (e.g. valgrind), and any FBCONNECT_* variable,
+# which overrides the generated one.
+set -eu
+
+cmd=${1:?usage: stack.sh start|stop|... DIR}
+DIR=${2:?usage: stack.sh $cmd DIR}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd)
+BUILD=${BUILD:-$ROOT/build}
+case "$BUILD" in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+HTTP_PORT=${HTTP_PORT:-8080}
+INTERNAL_PORT=${INTERNAL_PORT:-8082}
+SANDBOX_PORT=${SANDBOX_PORT:-8443}
+SANDBOX_HTTP_PORT=${SANDBOX_HTTP_PORT:-8081}
+REDIS_PORT=${REDIS_PORT:-6390}
+PUBLIC_HOST=${PUBLIC_HOST:-localhost}
+REDIS_PERSIST=${REDIS_PERSIST:-0}
+SANDBOX_CLIENT_ID=fbconnect-sandbox-client
+
+die() { echo "stack: $*" >&2; exit 1; }
+
+# wait_for DESCRIPTION COMMAND...: retries for up to 10 s.
+wait_for() {
+    what=$1; shift
+    i=0
+    while ! "$@" >/dev/null 2>&1; do
+        i=$((i + 1))
+        [ $i -gt 200 ] && die "$what did not come up (see $DIR/logs)"
+        sleep 0.05
+    done
+}
+
+pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+stop_pid() { # stop_pid PIDFILE [SIGNAL]
+    [ -s "$1" ] || return 0
+    pid=$(cat "$1")
+    kill "-${2:-TERM}" "$pid" 2>/dev/null || true
+    i=0
+    while kill -0 "$pid" 2>/dev/null; do
+        i=$((i + 1))
+        if [ $i -gt 600 ]; then kill -KILL "$pid" 2>/dev/null || true; break; fi
+        sleep 0.05
+    done
+    rm -f "$1"
+}
+
+prepare() {
+    mkdir -p "$DIR/logs" "$DIR/secrets" "$DIR/redis" "$DIR/nginx"
+    chmod 700 "$DIR/secrets"
+    sh "$ROOT/scripts/sandbox-ca.sh" "$DIR/ca"
+    [ -s "$DIR/secrets/secret_key" ] || (umask 077 && "$BUILD/fbconnect" keygen > "$DIR/secrets/secret_key")
+    [ -s "$DIR/secrets/client_secret" ] ||
+        (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$DIR/secrets/client_secret")
+}
+
+# The fbconnect environment: generated defaults, overridden by FBCONNECT_* already set.
+fbconnect_env() {
+    cat <<ENV
+FBCONNECT_LISTEN=unix:$DIR/fbconnect.sock
+FBCONNECT_THREADS=16
+FBCONNECT_CLIENT_ID=$SANDBOX_CLIENT_ID
+FBCONNECT_CLIENT_SECRET_FILE=$DIR/secrets/client_secret
+FBCONNECT_SECRET_KEY_FILE=$DIR/secrets/secret_key
+FBCONNECT_REDIRECT_URI=http://$PUBLIC_HOST:$HTTP_PORT/callback
+FBCONNECT_AUTHORIZE_URL=http://$PUBLIC_HOST:$SANDBOX_HTTP_PORT/oauth/authorize
+FBCONNECT_TOKEN_URL=https://127.0.0.1:$SANDBOX_PORT/auth/oauth/token
+FBCONNECT_REVOKE_URL=https://127.0.0.1:$SANDBOX_PORT/auth/oauth/revoke
+FBCONNECT_API_URL=https://127.0.0.1:$SANDBOX_PORT
+FBCONNECT_CA_FILE=$DIR/ca/ca.pem
+FBCONNECT_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+FBCONNECT_TEMPLATE_DIR=$ROOT/templates
+ENV
+}
+
+start_fbconnect() {
+    pid_alive "$DIR/fbconnect.pid" && return 0
+    fbconnect_env > "$DIR/fbconnect.env.generated"
+    # Export generated values only where the caller did not set the variable.
+    while IFS='=' read -r key value; do
+        eval "[ -n \"\${$key+x}\" ]" || export "$key=$value"
+    done < "$DIR/fbconnect.env.generated"
+    env | grep '^FBCONNECT_' | grep -v '_WRAPPER=' | sort > "$DIR/fbconnect.env"
+    rm -f "$DIR/fbconnect.sock"
+    # shellcheck disable=SC2086
+    nohup ${FBCONNECT_WRAPPER:-} "$BUILD/fbconnect" >> "$DIR/logs/fbconnect.log" 2>&1 &
+    echo $! > "$DIR/fbconnect.pid"
+    wait_for "fbconnect" test -S "$DIR/fbconnect.sock"
+}
+
+start_sandbox() {
+    pid_alive "$DIR/fbsandbox.pid" && return 0
+    rm -f "$DIR/fbsandbox.sock"
+    FBSANDBOX_LISTEN=unix:$DIR/fbsandbox.sock \
+    FBSANDBOX_CLIENT_ID=$SANDBOX_CLIENT_ID \
+    FBSANDBOX_CLIENT_SECRET=$(cat "$DIR/secrets/client_secret") \
+    FBSANDBOX_REDIRECT_URIS=${FBSANDBOX_REDIRECT_URIS:-http://$PUBLIC_HOST:$HTTP_PORT/callback} \
+        nohup "$BUILD/fbsandbox" >> "$DIR/logs/fbsandbox.log" 2>&1 &
+    echo $! > "$DIR/fbsandbox.pid"
+    wait_for "fbsandbox" test -S "$DIR/fbsandbox.sock"
+}
+
+start_redis() {
+    pid_alive "$DIR/redis.pid" && return 0
+    if [ "$REDIS_PERSIST" = 1 ]; then persist="appendonly yes
+appendfsync everysec"; else persist="appendonly no
+save \"\""; fi
+    cat > "$DIR/redis.conf" <<CONF
+bind 127.0.0.1
+port $REDIS_PORT
+dir $DIR/redis
+daemonize yes
+pidfile $DIR/redis.pid
+logfile $DIR/logs/redis.log
+maxmemory-policy noeviction
+$persist
+CONF
+    redis-server "$DIR/redis.conf"
+    wait_for "redis" redis-cli -p "$REDIS_PORT" ping
+}
+
+start_nginx() {
+    pid_alive "$DIR/nginx.pid" && return 0
+    user=""
+    [ "$(id -u)" = 0 ] && user="user root;"
+    sed -e "s|@RUN@|$DIR|g" -e "s|@ROOT@|$ROOT|g" -e "s|@USER@|$user|" \
+        -e "s|@HTTP_PORT@|$HTTP_PORT|g" -e "s|@INTERNAL_PORT@|$INTERNAL_PORT|g" \
+        -e "s|@SANDBOX_PORT@|$SANDBOX_PORT|g" -e "s|@SANDBOX_HTTP_PORT@|$SANDBOX_HTTP_PORT|g" \
+        "$ROOT/nginx/local.conf.in" > "$DIR/nginx.conf"
+    nginx -q -t -c "$DIR/nginx.conf" -p "$DIR/nginx" 2>>"$DIR/logs/nginx-error.log" ||
+        die "nginx rejected $DIR/nginx.conf (see $DIR/logs/nginx-error.log)"
+    nginx -c "$DIR/nginx.conf" -p "$DIR/nginx" 2>>"$DIR/logs/nginx-error.log"
+    wait_for "nginx" test -s "$DIR/nginx.pid"
+}
+
+case "$cmd" in
+start)
+    [ -x "$BUILD/fbconnect" ] || die "build first: $BUILD/fbconnect is missing"
+    prepare
+    start_redis
+    start_sandbox
+    start_fbconnect
+    start_nginx
+    ;;
+stop)
+    stop_pid "$DIR/nginx.pid" QUIT
+    stop_pid "$DIR/fbconnect.pid"
+    stop_pid "$DIR/fbsandbox.pid"
+    stop_pid "$DIR/redis.pid"
+    ;;
+start-redis) start_redis ;;
+stop-redis) stop_pid "$DIR/redis.pid" ;;
+kill-redis) stop_pid "$DIR/redis.pid" KILL ;;
+start-fbconnect) start_fbconnect ;;
+stop-fbconnect) stop_pid "$DIR/fbconnect.pid" ;;
+env) cat "$DIR/fbconnect.env" ;;
+*) die "unknown command $cmd" ;;
+esac

@@ -1,0 +1,91 @@
+#include "app.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "handlers/handlers.h"
+#include "log.h"
+#include "router.h"
+#include "session.h"
+
+static void *thread_start(unsigned index, void *appp)
+{
+    const struct app *app = appp;
+    struct worker *w = xmalloc(sizeof *w);
+    memset(w, 0, sizeof *w);
+    w->app = app;
+    w->index = index;
+    arena_init(&w->arena, 32768);
+    w->store = store_new(&app->cfg);
+    w->oauth = oauth_new(&app->cfg);
+    return w;
+}
+
+static void thread_stop(void *wp)
+{
+    struct worker *w = wp;
+    store_free(w->store);
+    oauth_free(w->oauth);
+    arena_destroy(&w->arena);
+    response_free(&w->resp);
+    buf_free(&w->log);
+    free(w);
+}
+
+static void log_request(struct ctx *ctx)
+{
+    struct buf *b = &ctx->w->log;
+    char tag[9];
+    session_log_tag(ctx, tag);
+    int64_t us = clock_mono_us() - ctx->req->start_us;
+    log_begin(b, LOG_INFO);
+    log_field(b, "msg", "request");
+    log_field(b, "req", ctx->req->request_id ? ctx->req->request_id : "-");
+    log_field(b, "method", ctx->req->method);
+    log_field(b, "route", ctx->route);
+    log_fieldf(b, "status", "%d", ctx->resp->status);
+    log_fieldf(b, "dur_ms", "%.2f", (double)us / 1000.0);
+    log_field(b, "session", tag);
+    if (ctx->outcome)
+        log_field(b, "outcome", ctx->outcome);
+    log_write(b);
+}
+
+static void handle(void *wp, FCGX_Request *fcgx)
+{
+    struct worker *w = wp;
+    arena_reset(&w->arena);
+    response_reset(&w->resp);
+    struct request req;
+    int early = request_init(&req, fcgx, &w->arena);
+    struct ctx ctx = {
+        .app = w->app,
+        .cfg = &w->app->cfg,
+        .w = w,
+        .req = &req,
+        .resp = &w->resp,
+        .arena = &w->arena,
+        .route = "unknown",
+    };
+    if (early) {
+        ctx.outcome = "request_too_large";
+        page_error(ctx.app->pages, ctx.resp, early, "Request too large",
+                   "This request carried more data than we accept.", route_url(&ctx, "connect"),
+                   "Go to the FreshBooks connect page");
+    } else {
+        router_dispatch(&ctx);
+    }
+    if (!ctx.resp->status)
+        ctx.resp->status = 500;
+    response_security_headers(ctx.resp);
+    response_send(ctx.resp, fcgx, strcmp(req.method, "HEAD") == 0);
+    log_request(&ctx);
+}
+
+const struct server_app fbconnect_server_app = {
+    .thread_start = thread_start,
+    .thread_stop = thread_stop,
+    .handle = handle,
+};

@@ -1,0 +1,54 @@
+/* app.h — fbconnect's process-wide state, per-thread workers and per-request context.
+ * Handlers (src/handlers/) receive a struct ctx and fill ctx->resp; they never touch
+ * FastCGI, hiredis or curl directly. */
+#ifndef FBC_APP_H
+#define FBC_APP_H
+
+#include <stdbool.h>
+
+#include "arena.h"
+#include "config.h"
+#include "ids.h"
+#include "keys.h"
+#include "oauth.h"
+#include "pages.h"
+#include "request.h"
+#include "response.h"
+#include "server.h"
+#include "store.h"
+
+struct app {
+    struct config cfg;
+    struct keyring keys;
+    struct pages *pages;
+};
+
+/* One per worker thread, reused for every request it serves. */
+struct worker {
+    const struct app *app;
+    unsigned index;
+    struct arena arena;
+    struct response resp;
+    struct store *store;
+    struct oauth *oauth;
+    struct buf log;
+};
+
+struct ctx {
+    const struct app *app;
+    const struct config *cfg;
+    struct worker *w;
+    struct request *req;
+    struct response *resp;
+    struct arena *arena;
+    const char *route;     /* route name for logs and metrics */
+    bool has_session;      /* the browser sent a well-formed session cookie */
+    id_text session_id;    /* valid when has_session */
+    const char *site_user; /* FBCONNECT_USER_PARAM's value, or NULL */
+    const char *outcome;   /* short reason for the log line, or NULL */
+};
+
+/* The callbacks server_start() runs fbconnect with. */
+extern const struct server_app fbconnect_server_app;
+
+#endif

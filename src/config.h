@@ -1,0 +1,76 @@
+/* config.h — every setting, read once at startup from the environment (PRODUCT.md's
+ * table) and read-only afterwards. */
+#ifndef FBC_CONFIG_H
+#define FBC_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CONFIG_MAX_OLD_KEYS 8
+#define CONFIG_MAX_SENTINELS 8
+#define SECRET_KEY_BYTES 32
+
+struct redis_endpoint {
+    char *host; /* NULL for a unix socket */
+    int port;
+    char *path; /* unix socket path, or NULL */
+};
+
+struct config {
+    char *listen;
+    unsigned threads;
+
+    char *client_id;
+    char *client_secret;
+    char *redirect_uri;
+    bool redirect_https; /* the cookie is Secure */
+    char *scopes;        /* NULL: none requested */
+    char *authorize_url, *token_url, *revoke_url, *api_url;
+    char *ca_file; /* NULL: system trust store */
+    long http_timeout_ms;
+
+    char *redis_url;
+    struct redis_endpoint redis; /* from FBCONNECT_REDIS_URL */
+    char *redis_user, *redis_password;
+    int redis_db;
+    char *redis_prefix;
+    long redis_timeout_ms;
+    struct redis_endpoint sentinels[CONFIG_MAX_SENTINELS];
+    size_t n_sentinels;
+    char *sentinel_master, *sentinel_password;
+    int wait_replicas; /* -1: 1 when the primary has replicas, else 0 */
+    long wait_timeout_ms;
+
+    uint8_t secret_key[SECRET_KEY_BYTES];
+    uint8_t old_keys[CONFIG_MAX_OLD_KEYS][SECRET_KEY_BYTES];
+    size_t n_old_keys;
+
+    char *base_path; /* starts and ends with '/' */
+    char *template_dir;
+    char *cookie_name; /* effective name, __Host- prefixed where PRODUCT.md says */
+    long session_ttl;
+    long refresh_margin;
+    char *user_param; /* NULL: off */
+};
+
+/* Looks a variable up; getenv in production, a table in tests. */
+typedef const char *(*config_getter)(const char *name);
+
+/* Reads and validates every variable.  Returns 0, or -1 with one line in err naming the
+ * offending variable.  Never touches the network.  Free with config_free. */
+int config_load(struct config *c, config_getter get, char *err, size_t errsz);
+void config_free(struct config *c);
+
+/* Prints the effective settings, one per line, secrets masked. */
+void config_print(const struct config *c, FILE *out);
+
+/* Decodes a 32-byte key given as 64 hex digits or base64 (standard or URL-safe, padding
+ * optional).  Returns 0 or -1. */
+int config_parse_key(const char *text, uint8_t out[SECRET_KEY_BYTES]);
+
+/* True when the URL's host is localhost, 127.0.0.1 or [::1]. */
+bool config_url_is_loopback(const char *url);
+
+#endif

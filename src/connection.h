@@ -1,0 +1,41 @@
+/* connection.h — finding, storing and completing the connection a request belongs to:
+ * the owner pointer (session or site user) → connection record, in the store, sealed. */
+#ifndef FBC_CONNECTION_H
+#define FBC_CONNECTION_H
+
+#include "app.h"
+#include "record.h"
+
+enum lookup_result {
+    LOOKUP_NONE,        /* no owner, no pointer, or no (readable) record */
+    LOOKUP_FOUND,
+    LOOKUP_UNAVAILABLE, /* Redis failed: answer 503, delete nothing */
+};
+
+struct loaded {
+    struct connection c;
+    const char *owner;       /* "s:…" or "u:…" */
+    const char *record_name; /* "c:…" or "p:…" */
+};
+
+/* Loads the connection of this request's owner, sliding the session's and the record's
+ * TTLs.  A record that no key opens is logged and reported as LOOKUP_NONE. */
+enum lookup_result connection_load(struct ctx *ctx, struct loaded *out);
+
+/* Stores a pair just obtained from FreshBooks.  With an identity, in that identity's
+ * record (compare-and-set; the newest pair wins, every session pointing there shares it);
+ * without, in a new record of its own.  Retries briefly when Redis blips.  Sets
+ * *record_name (arena).  STORE_OK or STORE_UNAVAILABLE. */
+enum store_result connection_store_new(struct ctx *ctx, const struct token_pair *pair,
+                                       const struct identity *ident, char **record_name);
+
+/* For a record whose identity is unknown (users/me failed at connect): asks FreshBooks
+ * again and, on success, moves the pair into the identity's record and repoints the
+ * owner.  Leaves l unchanged when FreshBooks or Redis fails; never drops the pair. */
+void connection_resolve_identity(struct ctx *ctx, struct loaded *l);
+
+/* The TTL records and session pointers get: the session TTL, or 0 (none) when
+ * connections belong to site users. */
+long connection_ttl(const struct ctx *ctx);
+
+#endif

@@ -1,0 +1,199 @@
+/* GET /callback — FreshBooks sends the browser back here with `code` and `state`.
+ * The state is checked before anything else; the code is exchanged only after the state's
+ * single use is recorded.
+ * 303: connected; to the state's return_to or to /connected, with a new session cookie.
+ * 400: state missing, malformed, forged, expired or already used; FreshBooks said no
+ *      (access_denied, no code) or refused the code (invalid_grant).  Nothing stored.
+ * 403: a genuine state issued to another browser session or site user; or
+ *      FBCONNECT_USER_PARAM is set and the visitor is not signed in.
+ * 502: the token endpoint was unreachable, slow, or answered nonsense.  Nothing stored.
+ * 503: Redis unavailable; FreshBooks rate-limits us or refuses the app's credentials. */
+#include <stdio.h>
+#include <string.h>
+
+#include "clock.h"
+#include "connection.h"
+#include "handlers/handlers.h"
+#include "log.h"
+#include "session.h"
+#include "state.h"
+
+#define CODE_MAX 2048
+
+static void fail(struct ctx *ctx, int status, const char *outcome, const char *title,
+                 const char *message)
+{
+    ctx->outcome = outcome;
+    page_error(ctx->app->pages, ctx->resp, status, title, message, route_url(ctx, "connect"),
+               "Start again");
+}
+
+static bool code_ok(const char *code)
+{
+    size_t n = strlen(code);
+    if (n == 0 || n > CODE_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (code[i] <= ' ' || code[i] >= 0x7f)
+            return false;
+    return true;
+}
+
+/* Checks the state; on failure answers and returns false. */
+static bool check_state(struct ctx *ctx, struct state_claims *claims)
+{
+    const char *state = NULL;
+    enum form_status fs = request_query(ctx->req, "state", STATE_TEXT_MAX, &state);
+    if (fs == FORM_MISSING) {
+        fail(ctx, 400, "state_missing", "This link is incomplete",
+             "The address FreshBooks sent you back to is missing its security check, so we "
+             "can't finish connecting. Please start again.");
+        return false;
+    }
+    enum state_result sr = fs == FORM_OK
+                               ? state_verify(&ctx->app->keys, state, strlen(state),
+                                              ctx->has_session ? ctx->session_id : NULL,
+                                              ctx->site_user, clock_wall(), claims)
+                               : STATE_MALFORMED;
+    switch (sr) {
+    case STATE_OK:
+        return true;
+    case STATE_EXPIRED:
+        fail(ctx, 400, "state_expired", "This link has expired",
+             "More than 10 minutes passed since you started connecting. Please start again.");
+        return false;
+    case STATE_OTHER_SESSION:
+    case STATE_OTHER_USER:
+        fail(ctx, 403, sr == STATE_OTHER_SESSION ? "state_other_session" : "state_other_user",
+             "This link belongs to someone else",
+             "This connection was started in another browser or by another account, so we "
+             "won't finish it here. Start connecting from this browser instead.");
+        return false;
+    default:
+        fail(ctx, 400, sr == STATE_FORGED ? "state_forged" : "state_malformed",
+             "This link isn't valid",
+             "The address FreshBooks sent you back to failed our security check, so nothing "
+             "was connected. Please start again.");
+        return false;
+    }
+}
+
+void handle_callback(struct ctx *ctx)
+{
+    if (ctx->cfg->user_param && !ctx->site_user) {
+        page_sign_in_first(ctx);
+        return;
+    }
+    struct state_claims claims;
+    if (!check_state(ctx, &claims))
+        return;
+
+    const char *error = NULL, *code = NULL;
+    enum form_status es = request_query(ctx->req, "error", 256, &error);
+    enum form_status cs = request_query(ctx->req, "code", CODE_MAX, &code);
+    if (es != FORM_MISSING) {
+        bool denied = es == FORM_OK && strcmp(error, "access_denied") == 0;
+        fail(ctx, 400, denied ? "access_denied" : "provider_error",
+             denied ? "You didn't connect FreshBooks" : "FreshBooks didn't connect",
+             denied ? "You chose not to allow access, so nothing was connected. You can try "
+                      "again whenever you like."
+                    : "FreshBooks sent you back without permission to connect, so nothing was "
+                      "connected. Please try again.");
+        return;
+    }
+    if (cs != FORM_OK || !code_ok(code)) {
+        fail(ctx, 400, "code_missing", "FreshBooks didn't connect",
+             "FreshBooks sent you back without a valid authorization code, so nothing was "
+             "connected. Please try again.");
+        return;
+    }
+
+    /* Record the state's single use before spending the code. */
+    id_text used;
+    state_used_id(&claims, used);
+    switch (store_state_use(ctx->w->store, used, STATE_USED_TTL)) {
+    case STORE_OK:
+        break;
+    case STORE_EXISTS:
+        fail(ctx, 400, "state_replayed", "This link was already used",
+             "Each connect link works once, and this one has been used. Please start again.");
+        return;
+    default:
+        page_unavailable(ctx, "redis_unavailable");
+        return;
+    }
+
+    struct oauth *o = ctx->w->oauth;
+    struct token_pair pair;
+    enum oauth_result er = oauth_exchange_code(o, ctx->arena, code, &pair);
+    switch (er) {
+    case OAUTH_OK:
+        break;
+    case OAUTH_INVALID_GRANT:
+    case OAUTH_REJECTED:
+        log_msg(LOG_WARN, "code exchange refused: %s", oauth_last_error(o));
+        fail(ctx, 400, "code_refused", "FreshBooks didn't accept this sign-in",
+             "FreshBooks said the authorization has expired or was already used. Nothing was "
+             "connected. Please start again.");
+        return;
+    case OAUTH_INVALID_CLIENT:
+        log_msg(LOG_ERROR, "FreshBooks refuses this app's client id/secret (invalid_client): "
+                           "check FBCONNECT_CLIENT_ID and FBCONNECT_CLIENT_SECRET");
+        ctx->outcome = "invalid_client";
+        page_error(ctx->app->pages, ctx->resp, 503, "Connecting is unavailable",
+                   "This site's connection to FreshBooks is misconfigured. The site's operators "
+                   "have been alerted; please try again later.",
+                   route_url(ctx, "connect"), "Back");
+        return;
+    case OAUTH_RATE_LIMITED:
+        ctx->outcome = "rate_limited";
+        page_error(ctx->app->pages, ctx->resp, 503, "FreshBooks is busy",
+                   "FreshBooks asked us to slow down. Nothing was connected. Please try again in "
+                   "a minute.",
+                   route_url(ctx, "connect"), "Start again");
+        response_header(ctx->resp, "Retry-After", "60");
+        return;
+    case OAUTH_UNAVAILABLE:
+        log_msg(LOG_WARN, "code exchange failed: %s", oauth_last_error(o));
+        fail(ctx, 502, "token_endpoint_failed", "FreshBooks didn't answer properly",
+             "We couldn't complete the connection because FreshBooks didn't respond as "
+             "expected. Nothing was connected. Please try again in a few minutes.");
+        return;
+    }
+
+    struct identity ident;
+    bool has_ident = oauth_fetch_identity(o, ctx->arena, pair.access_token, &ident) == OAUTH_OK;
+    if (!has_ident)
+        log_msg(LOG_WARN, "identity call failed, keeping the pair for this session: %s",
+                oauth_last_error(o));
+
+    char *record_name = NULL;
+    if (connection_store_new(ctx, &pair, has_ident ? &ident : NULL, &record_name) != STORE_OK) {
+        log_msg(LOG_ERROR, "could not store a new token pair: Redis unavailable; the user must connect again");
+        page_unavailable(ctx, "store_failed");
+        return;
+    }
+
+    /* A new session id for the connected browser (no fixation); the old pointer goes.
+     * The cookie changes only once the new pointer is stored. */
+    const char *old_owner = ctx->has_session ? session_owner_of(ctx, ctx->session_id) : NULL;
+    id_text new_id;
+    id_new(new_id);
+    const char *owner = ctx->cfg->user_param ? session_owner(ctx) : session_owner_of(ctx, new_id);
+    enum store_result sr = STORE_UNAVAILABLE;
+    for (int attempt = 0; attempt < 3 && sr != STORE_OK; attempt++)
+        sr = store_owner_set(ctx->w->store, owner, record_name, connection_ttl(ctx), old_owner);
+    if (sr != STORE_OK) {
+        log_msg(LOG_ERROR, "could not point the session at its new connection: Redis unavailable");
+        page_unavailable(ctx, "store_failed");
+        return;
+    }
+    memcpy(ctx->session_id, new_id, sizeof new_id);
+    ctx->has_session = true;
+    session_set_cookie(ctx);
+    ctx->outcome = has_ident ? "connected" : "connected_identity_pending";
+    ctx->resp->status = 303;
+    response_header(ctx->resp, "Location",
+                    claims.return_to[0] ? claims.return_to : route_url(ctx, "connected"));
+    response_set(ctx->resp, 303, "text/plain; charset=utf-8", "Connected.\n");
+}

@@ -1,0 +1,35 @@
+/* GET /connected — the confirmation page after a connect.
+ * 200: who is connected (or, when this browser is not connected, a link to connect).
+ * 403: FBCONNECT_USER_PARAM is set and the visitor is not signed in.
+ * 503: Redis unavailable (cookie kept). */
+#include "connection.h"
+#include "handlers/handlers.h"
+#include "session.h"
+
+void handle_connected(struct ctx *ctx)
+{
+    if (ctx->cfg->user_param && !ctx->site_user) {
+        page_sign_in_first(ctx);
+        return;
+    }
+    struct loaded l;
+    enum lookup_result found = connection_load(ctx, &l);
+    if (found == LOOKUP_UNAVAILABLE) {
+        page_unavailable(ctx, "redis_unavailable");
+        return;
+    }
+    struct tvar v[12];
+    size_t n = 0;
+    v[n++] = (struct tvar){.name = "connect_url", .value = route_url(ctx, "connect")};
+    if (found == LOOKUP_FOUND) {
+        if (ctx->has_session)
+            session_set_cookie(ctx);
+        connection_resolve_identity(ctx, &l);
+        v[n++] = (struct tvar){.name = l.c.reconnect_required ? "reconnect_required" : "connected",
+                               .value = "1"};
+        n = identity_vars(ctx, &l.c, v, n);
+    }
+    ctx->outcome = found == LOOKUP_FOUND ? "connected" : "not_connected";
+    struct tvars vars = {v, n, NULL};
+    page_render(ctx->app->pages, ctx->resp, PAGE_CONNECTED, 200, &vars);
+}

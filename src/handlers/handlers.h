@@ -1,0 +1,27 @@
+/* handlers.h — one function per route (one file each).  Each fills ctx->resp; the
+ * comment above each says which statuses it produces. */
+#ifndef FBC_HANDLERS_H
+#define FBC_HANDLERS_H
+
+#include "app.h"
+
+void handle_connect(struct ctx *ctx);
+void handle_callback(struct ctx *ctx);
+void handle_connected(struct ctx *ctx);
+void handle_status(struct ctx *ctx);
+void handle_disconnect(struct ctx *ctx);
+void handle_healthz(struct ctx *ctx);
+void handle_readyz(struct ctx *ctx);
+
+/* Shared page helpers. */
+/* 503 page for Redis (or FreshBooks) being unavailable; keeps the browser's cookie. */
+void page_unavailable(struct ctx *ctx, const char *what);
+/* 403 page for FBCONNECT_USER_PARAM mode without a signed-in site user. */
+void page_sign_in_first(struct ctx *ctx);
+/* The URL of a route under the base path ("connect" → "/base/connect"), in the arena. */
+const char *route_url(struct ctx *ctx, const char *route);
+/* Template variables describing a connection's user and businesses, appended to vars
+ * (room for 4 more); returns the new count. */
+size_t identity_vars(struct ctx *ctx, const struct connection *c, struct tvar *vars, size_t n);
+
+#endif

@@ -1,0 +1,52 @@
+#include "ids.h"
+
+#include <sodium.h>
+#include <string.h>
+
+size_t b64url_len(size_t n)
+{
+    return sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_URLSAFE_NO_PADDING) - 1;
+}
+
+void b64url_encode(const uint8_t *in, size_t n, char *out)
+{
+    sodium_bin2base64(out, b64url_len(n) + 1, in, n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+int b64url_decode(const char *s, size_t len, uint8_t *out, size_t maxout, size_t *outlen)
+{
+    const char *end = NULL;
+    if (sodium_base642bin(out, maxout, s, len, NULL, outlen, &end,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
+        return -1;
+    return end == s + len ? 0 : -1;
+}
+
+void id_new(id_text out)
+{
+    uint8_t raw[ID_BYTES];
+    randombytes_buf(raw, sizeof raw);
+    b64url_encode(raw, sizeof raw, out);
+    sodium_memzero(raw, sizeof raw);
+}
+
+bool id_valid(const char *s)
+{
+    uint8_t raw[ID_BYTES];
+    size_t n = 0;
+    if (strnlen(s, ID_TEXT_LEN + 1) != ID_TEXT_LEN)
+        return false;
+    return b64url_decode(s, ID_TEXT_LEN, raw, sizeof raw, &n) == 0 && n == ID_BYTES;
+}
+
+void id_hash(const char *purpose, const void *data, size_t len, id_text out)
+{
+    uint8_t digest[ID_BYTES];
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, sizeof digest);
+    /* The purpose and its NUL separate the domains ("session" ids never hash like "conn"). */
+    crypto_generichash_update(&st, (const unsigned char *)purpose, strlen(purpose) + 1);
+    crypto_generichash_update(&st, data, len);
+    crypto_generichash_final(&st, digest, sizeof digest);
+    b64url_encode(digest, sizeof digest, out);
+}

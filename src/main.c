@@ -1,0 +1,183 @@
+/* fbconnect — FastCGI daemon connecting a site's users to FreshBooks.  See README.md. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "ids.h"
+#include "log.h"
+#include "oauth.h"
+
+static const char usage[] =
+    "usage: fbconnect [command]\n"
+    "\n"
+    "  (no command)     serve FastCGI on FBCONNECT_LISTEN until SIGTERM\n"
+    "  --check-config   validate the environment, print the effective settings\n"
+    "                   (secrets masked); exit 0 when valid, 1 otherwise\n"
+    "  keygen           print a new random secret key for FBCONNECT_SECRET_KEY\n"
+    "  --version        print the version\n"
+    "  --help           this text\n"
+    "\n"
+    "Configuration comes from FBCONNECT_* environment variables; see README.md.\n";
+
+static const char *env_get(const char *name)
+{
+    return getenv(name);
+}
+
+/* No core dumps and no ptrace from other processes of the same user: memory holds keys. */
+static void harden_process(void)
+{
+    struct rlimit none = {0, 0};
+    setrlimit(RLIMIT_CORE, &none);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+static int cmd_keygen(void)
+{
+    uint8_t key[SECRET_KEY_BYTES];
+    char text[sodium_base64_ENCODED_LEN(SECRET_KEY_BYTES, sodium_base64_VARIANT_ORIGINAL)];
+    randombytes_buf(key, sizeof key);
+    sodium_bin2base64(text, sizeof text, key, sizeof key, sodium_base64_VARIANT_ORIGINAL);
+    sodium_memzero(key, sizeof key);
+    puts(text);
+    return 0;
+}
+
+static int load_app(struct app *app)
+{
+    char err[512];
+    if (config_load(&app->cfg, env_get, err, sizeof err) != 0) {
+        fprintf(stderr, "fbconnect: %s\n", err);
+        return -1;
+    }
+    keyring_init(&app->keys, app->cfg.secret_key, (const uint8_t(*)[SECRET_KEY_BYTES])app->cfg.old_keys,
+                 app->cfg.n_old_keys);
+    app->pages = pages_load(app->cfg.template_dir, err, sizeof err);
+    if (!app->pages) {
+        fprintf(stderr, "fbconnect: %s\n", err);
+        return -1;
+    }
+    if (oauth_global_init(&app->cfg) != 0) {
+        fprintf(stderr, "fbconnect: FBCONNECT_AUTHORIZE_URL: cannot build the authorize link\n");
+        return -1;
+    }
+    return 0;
+}
+
+static void free_app(struct app *app)
+{
+    oauth_global_free();
+    pages_free(app->pages);
+    keyring_wipe(&app->keys);
+    config_free(&app->cfg);
+}
+
+static int serve(struct app *app)
+{
+    char err[512];
+    /* Signals are taken by sigwait() here; every thread inherits this mask. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGQUIT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int fd = server_listen(app->cfg.listen, err, sizeof err);
+    if (fd < 0) {
+        fprintf(stderr, "fbconnect: %s\n", err);
+        return 1;
+    }
+    bool own_path = strncmp(app->cfg.listen, "unix:", 5) == 0 && !getenv("LISTEN_FDS");
+    struct stat own_st = {0};
+    if (own_path)
+        stat(app->cfg.listen + 5, &own_st);
+
+    struct server_app sa = fbconnect_server_app;
+    sa.app = app;
+    if (server_start(fd, app->cfg.threads, &sa, err, sizeof err) != 0) {
+        fprintf(stderr, "fbconnect: %s\n", err);
+        return 1;
+    }
+    log_msg(LOG_INFO, "fbconnect %s listening on %s with %u threads", FBCONNECT_VERSION,
+            app->cfg.listen, app->cfg.threads);
+
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            log_msg(LOG_INFO, "SIGHUP ignored: logs go to stderr, configuration is read at start");
+            continue;
+        }
+        break;
+    }
+    int deadline_ms = (int)(2 * app->cfg.http_timeout_ms + 4 * app->cfg.redis_timeout_ms + 2000);
+    log_msg(LOG_INFO, "stopping: no new connections, finishing requests in flight (up to %d ms)",
+            deadline_ms);
+    unsigned left = server_stop(deadline_ms);
+    if (own_path) {
+        struct stat st;
+        if (stat(app->cfg.listen + 5, &st) == 0 && st.st_ino == own_st.st_ino &&
+            st.st_dev == own_st.st_dev)
+            unlink(app->cfg.listen + 5);
+    }
+    if (left)
+        log_msg(LOG_WARN, "stopped with %u requests still running after the deadline", left);
+    else
+        log_msg(LOG_INFO, "stopped");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd = argc > 1 ? argv[1] : NULL;
+    if (cmd && (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0)) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (cmd && strcmp(cmd, "--version") == 0) {
+        printf("fbconnect %s\n", FBCONNECT_VERSION);
+        return 0;
+    }
+    harden_process();
+    if (sodium_init() < 0) {
+        fputs("fbconnect: libsodium failed to initialise\n", stderr);
+        return 1;
+    }
+    if (cmd && strcmp(cmd, "keygen") == 0)
+        return cmd_keygen();
+    if (cmd && strcmp(cmd, "--check-config") != 0) {
+        fprintf(stderr, "fbconnect: unknown command '%s'\n%s", cmd, usage);
+        return 2;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    struct app app;
+    memset(&app, 0, sizeof app);
+    if (load_app(&app) != 0) {
+        curl_global_cleanup();
+        return 1;
+    }
+    int rc;
+    if (cmd) {
+        config_print(&app.cfg, stdout);
+        puts("configuration OK");
+        rc = 0;
+    } else {
+        rc = serve(&app);
+    }
+    free_app(&app);
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,68 @@
+/* oauth.h — the only module that speaks FreshBooks: the authorize link, the code
+ * exchange, refresh, revoke and the identity call, over libcurl (one handle per worker
+ * thread, so TLS connections to FreshBooks are reused) with jansson for the JSON. */
+#ifndef FBC_OAUTH_H
+#define FBC_OAUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arena.h"
+#include "config.h"
+#include "record.h"
+
+#define OAUTH_BODY_MAX (256 * 1024) /* larger answers from FreshBooks are refused */
+#define OAUTH_TOKEN_MAX 8192        /* longer tokens are refused */
+
+enum oauth_result {
+    OAUTH_OK,
+    OAUTH_INVALID_GRANT,  /* code or refresh token refused (spent, expired, revoked) */
+    OAUTH_INVALID_CLIENT, /* the app's credentials are refused: an operator problem */
+    OAUTH_REJECTED,       /* any other refusal (4xx), e.g. a dead access token */
+    OAUTH_RATE_LIMITED,   /* 429 */
+    OAUTH_UNAVAILABLE,    /* unreachable, timed out, 5xx, or an answer that is not sane */
+};
+
+struct oauth;
+
+/* Builds what every thread shares (the authorize link's fixed part).  Call once after
+ * curl_global_init; returns 0 or -1. */
+int oauth_global_init(const struct config *cfg);
+void oauth_global_free(void);
+
+/* One per thread; free with oauth_free. */
+struct oauth *oauth_new(const struct config *cfg);
+void oauth_free(struct oauth *o);
+
+/* The authorize link carrying `state`, allocated in `a`. */
+char *oauth_authorize_url(struct arena *a, const char *state);
+
+/* POSTs grant_type=authorization_code.  On OAUTH_OK fills *out (strings in `a`). */
+enum oauth_result oauth_exchange_code(struct oauth *o, struct arena *a, const char *code,
+                                      struct token_pair *out);
+/* POSTs grant_type=refresh_token. */
+enum oauth_result oauth_refresh(struct oauth *o, struct arena *a, const char *refresh_token,
+                                struct token_pair *out);
+/* GET /auth/api/v1/users/me. */
+enum oauth_result oauth_fetch_identity(struct oauth *o, struct arena *a, const char *access_token,
+                                       struct identity *out);
+/* POSTs the revoke endpoint for one token. */
+enum oauth_result oauth_revoke(struct oauth *o, const char *token);
+
+/* A short, secret-free description of the last failure ("timeout", "HTTP 503", …). */
+const char *oauth_last_error(const struct oauth *o);
+/* Retry-After seconds of the last 429, or 0. */
+long oauth_retry_after(const struct oauth *o);
+/* Microseconds the last call took. */
+int64_t oauth_last_duration_us(const struct oauth *o);
+
+/* Pure parsers of FreshBooks' answers (unit tested and fuzzed).  now fills created_at
+ * when FreshBooks omits it. */
+enum oauth_result oauth_parse_token(struct arena *a, long http_status, const char *body,
+                                    size_t len, int64_t now, struct token_pair *out);
+enum oauth_result oauth_parse_identity(struct arena *a, long http_status, const char *body,
+                                       size_t len, struct identity *out);
+
+const char *oauth_result_name(enum oauth_result r);
+
+#endif

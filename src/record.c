@@ -1,0 +1,138 @@
+#include "record.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "seal.h"
+
+#define FORMAT "r1"
+#define AD_LABEL "fbconnect-record-1"
+
+static void make_ad(const char *record_name, struct buf *ad)
+{
+    buf_reset(ad);
+    buf_append(ad, AD_LABEL, sizeof AD_LABEL); /* label and its NUL */
+    buf_puts(ad, record_name);
+}
+
+void record_encode(const struct keyring *kr, const char *record_name, const struct connection *c,
+                   uint64_t version, struct buf *out)
+{
+    json_t *businesses = json_array();
+    for (size_t i = 0; i < c->ident.n_businesses; i++) {
+        const struct business *b = &c->ident.businesses[i];
+        json_array_append_new(businesses, json_pack("{s:I,s:s,s:s}", "id", (json_int_t)b->id, "n",
+                                                    b->name ? b->name : "", "a",
+                                                    b->account_id ? b->account_id : ""));
+    }
+    json_t *user = json_null();
+    if (c->has_identity)
+        user = json_pack("{s:I,s:s,s:s,s:s}", "id", (json_int_t)c->ident.user_id, "em",
+                         c->ident.email ? c->ident.email : "", "fn",
+                         c->ident.first_name ? c->ident.first_name : "", "ln",
+                         c->ident.last_name ? c->ident.last_name : "");
+    json_t *root = json_pack("{s:s,s:s,s:s,s:I,s:I,s:b,s:I,s:o,s:o}", "at", c->pair.access_token,
+                             "rt", c->pair.refresh_token, "sc",
+                             c->pair.scope ? c->pair.scope : "", "ca",
+                             (json_int_t)c->pair.created_at, "ex", (json_int_t)c->pair.expires_at,
+                             "rr", c->reconnect_required, "ct", (json_int_t)c->connected_at, "u",
+                             user, "b", businesses);
+    char *json = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+
+    struct buf ad = {0};
+    make_ad(record_name, &ad);
+    buf_reset(out);
+    buf_printf(out, FORMAT ":%" PRIu64 ":", version);
+    seal_box(kr, ad.data, ad.len, json, strlen(json), out);
+    sodium_memzero(json, strlen(json));
+    free(json);
+    buf_free(&ad);
+}
+
+uint64_t record_version(const char *data, size_t len)
+{
+    if (len < 5 || memcmp(data, FORMAT ":", 3) != 0)
+        return 0;
+    uint64_t v = 0;
+    size_t i = 3;
+    for (; i < len && i < 24 && data[i] >= '0' && data[i] <= '9'; i++)
+        v = v * 10 + (uint64_t)(data[i] - '0');
+    return (i < len && data[i] == ':') ? v : 0;
+}
+
+static const char *dup_str(struct arena *a, json_t *obj, const char *key)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    return s ? arena_strdup(a, s) : NULL;
+}
+
+enum record_result record_decode(struct arena *a, const struct keyring *kr,
+                                 const char *record_name, const char *data, size_t len,
+                                 struct connection *out)
+{
+    memset(out, 0, sizeof *out);
+    uint64_t version = record_version(data, len);
+    if (version == 0)
+        return RECORD_CORRUPT;
+    const char *body = memchr(data + 3, ':', len - 3);
+    if (!body)
+        return RECORD_CORRUPT;
+    body++;
+    struct buf ad = {0}, plain = {0};
+    make_ad(record_name, &ad);
+    bool old_key = false;
+    int rc = seal_open(kr, ad.data, ad.len, body, len - (size_t)(body - data), &plain, &old_key);
+    buf_free(&ad);
+    if (rc != 0) {
+        buf_free(&plain);
+        return RECORD_CORRUPT;
+    }
+    json_error_t jerr;
+    json_t *root = json_loadb(plain.data, plain.len, 0, &jerr);
+    sodium_memzero(plain.data, plain.len);
+    buf_free(&plain);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return RECORD_CORRUPT;
+    }
+    enum record_result result = RECORD_CORRUPT;
+    out->version = version;
+    out->opened_with_old_key = old_key;
+    out->pair.access_token = dup_str(a, root, "at");
+    out->pair.refresh_token = dup_str(a, root, "rt");
+    out->pair.scope = dup_str(a, root, "sc");
+    out->pair.created_at = json_integer_value(json_object_get(root, "ca"));
+    out->pair.expires_at = json_integer_value(json_object_get(root, "ex"));
+    out->reconnect_required = json_is_true(json_object_get(root, "rr"));
+    out->connected_at = json_integer_value(json_object_get(root, "ct"));
+    if (!out->pair.access_token || !out->pair.refresh_token || !out->pair.scope)
+        goto done;
+    json_t *user = json_object_get(root, "u");
+    if (json_is_object(user)) {
+        out->has_identity = true;
+        out->ident.user_id = json_integer_value(json_object_get(user, "id"));
+        out->ident.email = dup_str(a, user, "em");
+        out->ident.first_name = dup_str(a, user, "fn");
+        out->ident.last_name = dup_str(a, user, "ln");
+    }
+    json_t *bs = json_object_get(root, "b");
+    size_t nb = json_array_size(bs);
+    out->ident.businesses = arena_calloc(a, (nb ? nb : 1) * sizeof(struct business));
+    for (size_t i = 0; i < nb; i++) {
+        json_t *b = json_array_get(bs, i);
+        struct business *ob = &out->ident.businesses[out->ident.n_businesses];
+        ob->id = json_integer_value(json_object_get(b, "id"));
+        ob->name = dup_str(a, b, "n");
+        ob->account_id = dup_str(a, b, "a");
+        if (ob->name && ob->account_id)
+            out->ident.n_businesses++;
+    }
+    result = RECORD_OK;
+done:
+    json_decref(root);
+    return result;
+}

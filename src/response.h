@@ -1,0 +1,36 @@
+/* response.h — an HTTP response built by a handler and written to FastCGI once. */
+#ifndef FBC_RESPONSE_H
+#define FBC_RESPONSE_H
+
+#include <fcgiapp.h>
+#include <stdbool.h>
+
+#include "buf.h"
+
+struct response {
+    int status;               /* 0 until a handler sets it */
+    const char *content_type; /* static string or arena memory */
+    const char *csp;          /* Content-Security-Policy for this body; NULL: allow nothing */
+    struct buf head;          /* extra header lines, "Name: value\r\n" each */
+    struct buf body;
+};
+
+/* Empties r for the next request, keeping its buffers. */
+void response_reset(struct response *r);
+void response_free(struct response *r);
+
+/* Adds a header line.  A value with CR, LF or other control bytes is refused (returns
+ * false and adds nothing): header injection is impossible through this call. */
+bool response_header(struct response *r, const char *name, const char *value);
+
+/* Sets status, type and a body in one go. */
+void response_set(struct response *r, int status, const char *content_type, const char *body);
+
+/* Writes the status line, headers, Content-Length and (unless head_only) the body.
+ * Returns 0, or -1 when the connection failed (client or nginx gone). */
+int response_send(struct response *r, FCGX_Request *fcgx, bool head_only);
+
+/* "OK", "Not Found", … for the statuses fbconnect produces. */
+const char *http_reason(int status);
+
+#endif

@@ -1,0 +1,87 @@
+#include "router.h"
+
+#include <string.h>
+
+#include "handlers/handlers.h"
+#include "session.h"
+
+enum { M_GET = 1, M_POST = 2, M_ANY = 0xff };
+
+enum route_id {
+    R_CONNECT,
+    R_CALLBACK,
+    R_CONNECTED,
+    R_STATUS,
+    R_DISCONNECT,
+    R_HEALTHZ,
+    R_READYZ,
+    R__MAX
+};
+
+struct route {
+    const char *path; /* relative to the base path */
+    unsigned methods;
+    bool internal; /* needs FBCONNECT_INTERNAL=1 from nginx */
+    void (*handler)(struct ctx *ctx);
+};
+
+static const struct route routes[R__MAX] = {
+    [R_CONNECT] = {"connect", M_GET, false, handle_connect},
+    [R_CALLBACK] = {"callback", M_GET, false, handle_callback},
+    [R_CONNECTED] = {"connected", M_GET, false, handle_connected},
+    [R_STATUS] = {"status", M_GET, false, handle_status},
+    [R_DISCONNECT] = {"disconnect", M_POST, false, handle_disconnect},
+    [R_HEALTHZ] = {"healthz", M_GET, false, handle_healthz},
+    [R_READYZ] = {"readyz", M_GET, false, handle_readyz},
+};
+
+static unsigned method_bit(const char *m)
+{
+    if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0)
+        return M_GET;
+    if (strcmp(m, "POST") == 0)
+        return M_POST;
+    return 0;
+}
+
+static void not_found(struct ctx *ctx)
+{
+    ctx->route = "unknown";
+    page_error(ctx->app->pages, ctx->resp, 404, "Page not found",
+               "There's nothing at this address.", route_url(ctx, "connect"),
+               "Go to the FreshBooks connect page");
+}
+
+void router_dispatch(struct ctx *ctx)
+{
+    const char *base = ctx->cfg->base_path;
+    size_t base_len = strlen(base);
+    const char *path = ctx->req->path;
+    if (strncmp(path, base, base_len) != 0) {
+        not_found(ctx);
+        return;
+    }
+    path += base_len;
+    const char *internal = request_param(ctx->req, "FBCONNECT_INTERNAL");
+    bool is_internal = internal && strcmp(internal, "1") == 0;
+    for (int i = 0; i < R__MAX; i++) {
+        const struct route *r = &routes[i];
+        if (strcmp(path, r->path) != 0)
+            continue;
+        if (r->internal && !is_internal)
+            break;
+        ctx->route = r->path;
+        if (r->methods != M_ANY && !(method_bit(ctx->req->method) & r->methods)) {
+            ctx->outcome = "method_not_allowed";
+            page_error(ctx->app->pages, ctx->resp, 405, "Method not allowed",
+                       "This address doesn't accept that kind of request.",
+                       route_url(ctx, "connect"), "Go to the FreshBooks connect page");
+            response_header(ctx->resp, "Allow", r->methods == M_POST ? "POST" : "GET, HEAD");
+            return;
+        }
+        session_load(ctx);
+        r->handler(ctx);
+        return;
+    }
+    not_found(ctx);
+}

@@ -1,0 +1,42 @@
+/* server.h — the FastCGI server: one poller thread and a fixed pool of worker threads.
+ *
+ * The poller accepts connections and watches idle kept-alive connections from nginx
+ * (epoll, one-shot); when one becomes readable it is queued for a worker, which reads the
+ * request with libfcgi, runs the app's handler and hands the connection back.  So an idle
+ * kept-alive connection never pins a thread, and shutdown can close idle connections
+ * while requests in flight finish. */
+#ifndef FBC_SERVER_H
+#define FBC_SERVER_H
+
+#include <fcgiapp.h>
+#include <stddef.h>
+
+struct server_app {
+    /* Called once in each worker thread before it serves; returns that thread's context. */
+    void *(*thread_start)(unsigned index, void *app);
+    /* Called in the worker thread when it stops. */
+    void (*thread_stop)(void *thread_ctx);
+    /* Serves one request: reads params and input, writes the whole response. */
+    void (*handle)(void *thread_ctx, FCGX_Request *req);
+    void *app;
+};
+
+/* Opens the listening socket: "unix:/path" (mode 0660, a stale socket file is replaced,
+ * a live one is an error) or "HOST:PORT" on a loopback address; or, when started by
+ * systemd socket activation (LISTEN_FDS), takes the inherited socket.  Returns the fd, or
+ * -1 with a message in err. */
+int server_listen(const char *spec, char *err, size_t errsz);
+
+/* Starts the poller and `threads` workers on listen_fd.  Returns 0, or -1 with err set. */
+int server_start(int listen_fd, unsigned threads, const struct server_app *app, char *err,
+                 size_t errsz);
+
+/* Stops accepting, closes idle connections, lets queued and in-flight requests finish and
+ * waits up to deadline_ms for the workers.  Returns how many workers were still busy at
+ * the deadline (0 on a clean stop).  Call once, from the main thread. */
+unsigned server_stop(int deadline_ms);
+
+/* Workers serving a request right now. */
+unsigned server_busy_threads(void);
+
+#endif

@@ -1,0 +1,128 @@
+#include "session.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+bool session_cookie_find(const char *header, const char *name, id_text out)
+{
+    if (!header)
+        return false;
+    size_t name_len = strlen(name);
+    const char *p = header;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ';')
+            p++;
+        const char *end = strchr(p, ';');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == name_len + 1 + ID_TEXT_LEN && strncmp(p, name, name_len) == 0 &&
+            p[name_len] == '=') {
+            char value[ID_TEXT_LEN + 1];
+            memcpy(value, p + name_len + 1, ID_TEXT_LEN);
+            value[ID_TEXT_LEN] = '\0';
+            if (id_valid(value)) {
+                memcpy(out, value, sizeof value);
+                return true;
+            }
+        }
+        p += len;
+    }
+    return false;
+}
+
+void session_load(struct ctx *ctx)
+{
+    ctx->has_session = session_cookie_find(ctx->req->cookies, ctx->cfg->cookie_name, ctx->session_id);
+    ctx->site_user = NULL;
+    if (ctx->cfg->user_param) {
+        const char *u = request_param(ctx->req, ctx->cfg->user_param);
+        if (u && *u && strlen(u) <= 512)
+            ctx->site_user = u;
+    }
+}
+
+void session_set_cookie(struct ctx *ctx)
+{
+    const struct config *cfg = ctx->cfg;
+    char *value = arena_printf(ctx->arena, "%s=%s; Path=%s; Max-Age=%ld; HttpOnly; SameSite=Lax%s",
+                               cfg->cookie_name, ctx->session_id, cfg->base_path, cfg->session_ttl,
+                               cfg->redirect_https ? "; Secure" : "");
+    response_header(ctx->resp, "Set-Cookie", value);
+}
+
+void session_issue(struct ctx *ctx)
+{
+    id_new(ctx->session_id);
+    ctx->has_session = true;
+    session_set_cookie(ctx);
+}
+
+const char *session_owner_of(struct ctx *ctx, const char *session_id)
+{
+    id_text h;
+    id_hash("session", session_id, strlen(session_id), h);
+    return arena_printf(ctx->arena, "s:%s", h);
+}
+
+const char *session_owner(const struct ctx *ctx)
+{
+    id_text h;
+    if (ctx->cfg->user_param) {
+        if (!ctx->site_user)
+            return NULL;
+        id_hash("user", ctx->site_user, strlen(ctx->site_user), h);
+        return arena_printf(ctx->arena, "u:%s", h);
+    }
+    if (!ctx->has_session)
+        return NULL;
+    id_hash("session", ctx->session_id, strlen(ctx->session_id), h);
+    return arena_printf(ctx->arena, "s:%s", h);
+}
+
+void session_log_tag(const struct ctx *ctx, char out[9])
+{
+    if (!ctx->has_session) {
+        strcpy(out, "-");
+        return;
+    }
+    id_text h;
+    id_hash("log", ctx->session_id, strlen(ctx->session_id), h);
+    memcpy(out, h, 8);
+    out[8] = '\0';
+}
+
+#define CSRF_MAC_BYTES crypto_auth_BYTES
+
+static void csrf_mac(const struct keyset *ks, const char *session_id, uint8_t out[CSRF_MAC_BYTES])
+{
+    crypto_auth_hmacsha512256_state st;
+    crypto_auth_hmacsha512256_init(&st, ks->csrf, SUBKEY_BYTES);
+    crypto_auth_hmacsha512256_update(&st, (const unsigned char *)"csrf", 5);
+    crypto_auth_hmacsha512256_update(&st, (const unsigned char *)session_id, strlen(session_id));
+    crypto_auth_hmacsha512256_final(&st, out);
+}
+
+const char *csrf_issue(struct ctx *ctx)
+{
+    uint8_t raw[KID_BYTES + CSRF_MAC_BYTES];
+    const struct keyset *ks = &ctx->app->keys.keys[0];
+    memcpy(raw, ks->kid, KID_BYTES);
+    csrf_mac(ks, ctx->session_id, raw + KID_BYTES);
+    char *text = arena_alloc(ctx->arena, b64url_len(sizeof raw) + 1);
+    b64url_encode(raw, sizeof raw, text);
+    return text;
+}
+
+bool csrf_verify(const struct ctx *ctx, const char *value)
+{
+    uint8_t raw[KID_BYTES + CSRF_MAC_BYTES], expect[CSRF_MAC_BYTES];
+    size_t n = 0;
+    if (!ctx->has_session || !value ||
+        b64url_decode(value, strlen(value), raw, sizeof raw, &n) != 0 || n != sizeof raw)
+        return false;
+    const struct keyset *ks = keyring_find(&ctx->app->keys, raw);
+    if (!ks)
+        return false;
+    csrf_mac(ks, ctx->session_id, expect);
+    return sodium_memcmp(expect, raw + KID_BYTES, CSRF_MAC_BYTES) == 0;
+}

@@ -1,0 +1,38 @@
+/* session.h — the browser session: the cookie, the owner key a connection hangs off,
+ * and the CSRF value of the disconnect form. */
+#ifndef FBC_SESSION_H
+#define FBC_SESSION_H
+
+#include <stdbool.h>
+
+#include "app.h"
+
+/* Finds the first cookie named `name` in a Cookie header whose value is a well-formed
+ * session id; copies it to out.  Malformed or junk cookies are skipped. */
+bool session_cookie_find(const char *header, const char *name, id_text out);
+
+/* Reads the session cookie (and the site user, with FBCONNECT_USER_PARAM) into ctx. */
+void session_load(struct ctx *ctx);
+
+/* Gives the browser a new session id: updates ctx and adds the Set-Cookie header. */
+void session_issue(struct ctx *ctx);
+
+/* Adds Set-Cookie for the current id again (slides the cookie's Max-Age). */
+void session_set_cookie(struct ctx *ctx);
+
+/* The Redis name (without prefix) that owns this request's connection: "u:<hash>" for a
+ * site user (with FBCONNECT_USER_PARAM), else "s:<hash>" for the browser session.  NULL
+ * when there is neither.  Allocated in the arena. */
+const char *session_owner(const struct ctx *ctx);
+/* The browser-session owner name for a given id (allocated in the arena). */
+const char *session_owner_of(struct ctx *ctx, const char *session_id);
+
+/* A short, non-reversible tag of the session for logs ("-" when none). */
+void session_log_tag(const struct ctx *ctx, char out[9]);
+
+/* The disconnect form's CSRF value for this session (arena), and its check (any key in
+ * the keyring; constant time).  Both need a session. */
+const char *csrf_issue(struct ctx *ctx);
+bool csrf_verify(const struct ctx *ctx, const char *value);
+
+#endif

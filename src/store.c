@@ -1,0 +1,358 @@
+#include "store.h"
+
+#include <hiredis.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+
+struct store {
+    const struct config *cfg;
+    redisContext *rc;
+    char key[256]; /* scratch for prefixed key names */
+};
+
+/* ---- scripts: run with EVALSHA, loaded on demand (again after NOSCRIPT) ---- */
+
+enum script_id { SCRIPT_RECORD_PUT, SCRIPT_RECORD_DELETE, SCRIPT__MAX };
+
+/* KEYS[1] record; ARGV[1] expected version; ARGV[2] value; ARGV[3] ttl (0: none). */
+static const char script_record_put[] =
+    "local cur = redis.call('GET', KEYS[1])\n"
+    "local v = 0\n"
+    "if cur then v = tonumber(string.match(cur, '^r1:(%d+):')) or -1 end\n"
+    "if v ~= tonumber(ARGV[1]) then return 0 end\n"
+    "if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])\n"
+    "else redis.call('SET', KEYS[1], ARGV[2]) end\n"
+    "return 1\n";
+
+/* KEYS[1] record; ARGV[1] expected version.  1 deleted, 0 version moved, -1 missing. */
+static const char script_record_delete[] =
+    "local cur = redis.call('GET', KEYS[1])\n"
+    "if not cur then return -1 end\n"
+    "local v = tonumber(string.match(cur, '^r1:(%d+):')) or -1\n"
+    "if v ~= tonumber(ARGV[1]) then return 0 end\n"
+    "redis.call('DEL', KEYS[1])\n"
+    "return 1\n";
+
+static const char *const scripts[SCRIPT__MAX] = {script_record_put, script_record_delete};
+static char script_sha[SCRIPT__MAX][41];
+static pthread_mutex_t script_mu = PTHREAD_MUTEX_INITIALIZER;
+
+struct store *store_new(const struct config *cfg)
+{
+    struct store *s = calloc(1, sizeof *s);
+    if (!s)
+        abort();
+    s->cfg = cfg;
+    return s;
+}
+
+static void drop(struct store *s)
+{
+    if (s->rc) {
+        redisFree(s->rc);
+        s->rc = NULL;
+    }
+}
+
+void store_free(struct store *s)
+{
+    if (!s)
+        return;
+    drop(s);
+    free(s);
+}
+
+static const char *k(struct store *s, const char *name)
+{
+    snprintf(s->key, sizeof s->key, "%s%s", s->cfg->redis_prefix, name);
+    return s->key;
+}
+
+/* Runs a command on a fresh connection during setup; true on a non-error reply. */
+static bool setup_command(struct store *s, const char *what, redisReply *r)
+{
+    bool ok = r && r->type != REDIS_REPLY_ERROR;
+    if (!ok)
+        log_msg(LOG_ERROR, "redis %s failed: %s", what,
+                r ? r->str : (s->rc->errstr[0] ? s->rc->errstr : "no reply"));
+    if (r)
+        freeReplyObject(r);
+    return ok;
+}
+
+static bool connect_redis(struct store *s)
+{
+    const struct config *cfg = s->cfg;
+    struct timeval tv = {.tv_sec = cfg->redis_timeout_ms / 1000,
+                         .tv_usec = (cfg->redis_timeout_ms % 1000) * 1000};
+    if (cfg->redis.path)
+        s->rc = redisConnectUnixWithTimeout(cfg->redis.path, tv);
+    else
+        s->rc = redisConnectWithTimeout(cfg->redis.host, cfg->redis.port, tv);
+    if (!s->rc || s->rc->err) {
+        log_msg(LOG_WARN, "redis connect failed: %s", s->rc ? s->rc->errstr : "out of memory");
+        drop(s);
+        return false;
+    }
+    /* hiredis 0.14: the command timeout must be set again on every new connection. */
+    if (redisSetTimeout(s->rc, tv) != REDIS_OK) {
+        drop(s);
+        return false;
+    }
+    bool ok = true;
+    if (cfg->redis_password) {
+        redisReply *r = cfg->redis_user
+                            ? redisCommand(s->rc, "AUTH %s %s", cfg->redis_user, cfg->redis_password)
+                            : redisCommand(s->rc, "AUTH %s", cfg->redis_password);
+        ok = setup_command(s, "AUTH", r);
+    }
+    if (ok && cfg->redis_db != 0)
+        ok = setup_command(s, "SELECT", redisCommand(s->rc, "SELECT %d", cfg->redis_db));
+    if (!ok)
+        drop(s);
+    return ok;
+}
+
+/* Sends a command (argv form) and returns its reply, or NULL after dropping the connection
+ * when Redis is unreachable or answers an error.  The caller frees the reply. */
+static redisReply *command(struct store *s, int argc, const char **argv, const size_t *lens)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!s->rc && !connect_redis(s))
+            return NULL;
+        redisReply *r = redisCommandArgv(s->rc, argc, argv, lens);
+        if (!r) {
+            /* A connection that died while idle (Redis restarted) fails on first use: try
+             * once more on a fresh one.  A timeout does not get a second try. */
+            bool timed_out = s->rc->err == REDIS_ERR_IO && strstr(s->rc->errstr, "temporarily");
+            log_msg(LOG_WARN, "redis command failed: %s", s->rc->errstr);
+            drop(s);
+            if (timed_out || attempt == 1)
+                return NULL;
+            continue;
+        }
+        if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) != 0) {
+            log_msg(LOG_ERROR, "redis error: %.200s", r->str);
+            if (strncmp(r->str, "READONLY", 8) == 0 || strncmp(r->str, "LOADING", 7) == 0 ||
+                strncmp(r->str, "NOAUTH", 6) == 0 || strncmp(r->str, "MASTERDOWN", 10) == 0)
+                drop(s);
+            freeReplyObject(r);
+            return NULL;
+        }
+        return r;
+    }
+    return NULL;
+}
+
+static redisReply *command1(struct store *s, const char *a0, const char *a1)
+{
+    const char *argv[] = {a0, a1};
+    size_t lens[] = {strlen(a0), strlen(a1)};
+    return command(s, 2, argv, lens);
+}
+
+/* EVALSHA with the script's cached sha, (re)loading it when Redis does not know it. */
+static redisReply *eval(struct store *s, enum script_id id, const char *key, int nargs,
+                        const char **args, const size_t *arglens)
+{
+    const char *argv[8];
+    size_t lens[8];
+    for (int attempt = 0; attempt < 2; attempt++) {
+        char sha[41];
+        pthread_mutex_lock(&script_mu);
+        memcpy(sha, script_sha[id], sizeof sha);
+        pthread_mutex_unlock(&script_mu);
+        if (!sha[0]) {
+            const char *la[] = {"SCRIPT", "LOAD", scripts[id]};
+            size_t ll[] = {6, 4, strlen(scripts[id])};
+            redisReply *r = command(s, 3, la, ll);
+            if (!r)
+                return NULL;
+            if (r->type != REDIS_REPLY_STRING || r->len != 40) {
+                freeReplyObject(r);
+                return NULL;
+            }
+            memcpy(sha, r->str, 40);
+            sha[40] = '\0';
+            freeReplyObject(r);
+            pthread_mutex_lock(&script_mu);
+            memcpy(script_sha[id], sha, sizeof sha);
+            pthread_mutex_unlock(&script_mu);
+        }
+        argv[0] = "EVALSHA";
+        argv[1] = sha;
+        argv[2] = "1";
+        argv[3] = key;
+        lens[0] = 7;
+        lens[1] = 40;
+        lens[2] = 1;
+        lens[3] = strlen(key);
+        for (int i = 0; i < nargs; i++) {
+            argv[4 + i] = args[i];
+            lens[4 + i] = arglens[i];
+        }
+        redisReply *r = command(s, 4 + nargs, argv, lens);
+        if (!r)
+            return NULL;
+        if (r->type == REDIS_REPLY_ERROR) { /* NOSCRIPT: Redis restarted or flushed */
+            freeReplyObject(r);
+            pthread_mutex_lock(&script_mu);
+            script_sha[id][0] = '\0';
+            pthread_mutex_unlock(&script_mu);
+            continue;
+        }
+        return r;
+    }
+    return NULL;
+}
+
+enum store_result store_ping(struct store *s)
+{
+    const char *argv[] = {"PING"};
+    size_t lens[] = {4};
+    redisReply *r = command(s, 1, argv, lens);
+    if (!r)
+        return STORE_UNAVAILABLE;
+    freeReplyObject(r);
+    return STORE_OK;
+}
+
+enum store_result store_state_use(struct store *s, const char *used_id, long ttl)
+{
+    char name[96], ttl_s[24];
+    snprintf(name, sizeof name, "st:%s", used_id);
+    snprintf(ttl_s, sizeof ttl_s, "%ld", ttl);
+    const char *argv[] = {"SET", k(s, name), "1", "NX", "EX", ttl_s};
+    size_t lens[6];
+    for (int i = 0; i < 6; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *r = command(s, 6, argv, lens);
+    if (!r)
+        return STORE_UNAVAILABLE;
+    enum store_result res = r->type == REDIS_REPLY_NIL ? STORE_EXISTS : STORE_OK;
+    freeReplyObject(r);
+    return res;
+}
+
+/* GET, or GETEX … EX ttl to slide the key's lifetime. */
+static enum store_result get_sliding(struct store *s, const char *name, long ttl,
+                                     struct arena *a, char **data, size_t *len)
+{
+    char ttl_s[24];
+    snprintf(ttl_s, sizeof ttl_s, "%ld", ttl);
+    const char *argv[] = {ttl > 0 ? "GETEX" : "GET", k(s, name), "EX", ttl_s};
+    size_t lens[] = {strlen(argv[0]), strlen(argv[1]), 2, strlen(ttl_s)};
+    redisReply *r = command(s, ttl > 0 ? 4 : 2, argv, lens);
+    if (!r)
+        return STORE_UNAVAILABLE;
+    enum store_result res = STORE_NOT_FOUND;
+    if (r->type == REDIS_REPLY_STRING) {
+        *data = arena_strndup(a, r->str, r->len);
+        if (len)
+            *len = r->len;
+        res = STORE_OK;
+    }
+    freeReplyObject(r);
+    return res;
+}
+
+enum store_result store_owner_get(struct store *s, const char *owner, long ttl, struct arena *a,
+                                  char **record_name)
+{
+    return get_sliding(s, owner, ttl, a, record_name, NULL);
+}
+
+enum store_result store_owner_set(struct store *s, const char *owner, const char *record_name,
+                                  long ttl, const char *old_owner)
+{
+    if (!s->rc && !connect_redis(s))
+        return STORE_UNAVAILABLE;
+    char owner_key[256], old_key[256], ttl_s[24];
+    snprintf(owner_key, sizeof owner_key, "%s%s", s->cfg->redis_prefix, owner);
+    snprintf(ttl_s, sizeof ttl_s, "%ld", ttl);
+    const char *set_argv[] = {"SET", owner_key, record_name, "EX", ttl_s};
+    size_t set_lens[] = {3, strlen(owner_key), strlen(record_name), 2, strlen(ttl_s)};
+    int pending = 0;
+    if (redisAppendCommandArgv(s->rc, ttl > 0 ? 5 : 3, set_argv, set_lens) == REDIS_OK)
+        pending++;
+    if (old_owner && strcmp(old_owner, owner) != 0) {
+        snprintf(old_key, sizeof old_key, "%s%s", s->cfg->redis_prefix, old_owner);
+        const char *del_argv[] = {"DEL", old_key};
+        size_t del_lens[] = {3, strlen(old_key)};
+        if (redisAppendCommandArgv(s->rc, 2, del_argv, del_lens) == REDIS_OK)
+            pending++;
+    }
+    bool ok = pending > 0;
+    for (int i = 0; i < pending; i++) {
+        void *reply = NULL;
+        if (redisGetReply(s->rc, &reply) != REDIS_OK || !reply) {
+            log_msg(LOG_WARN, "redis pipeline failed: %s", s->rc->errstr);
+            drop(s);
+            return STORE_UNAVAILABLE;
+        }
+        if (((redisReply *)reply)->type == REDIS_REPLY_ERROR) {
+            log_msg(LOG_ERROR, "redis error: %.200s", ((redisReply *)reply)->str);
+            ok = false;
+        }
+        freeReplyObject(reply);
+    }
+    return ok ? STORE_OK : STORE_UNAVAILABLE;
+}
+
+enum store_result store_owner_delete(struct store *s, const char *owner)
+{
+    redisReply *r = command1(s, "DEL", k(s, owner));
+    if (!r)
+        return STORE_UNAVAILABLE;
+    freeReplyObject(r);
+    return STORE_OK;
+}
+
+enum store_result store_record_get(struct store *s, const char *record_name, long ttl,
+                                   struct arena *a, char **data, size_t *len)
+{
+    return get_sliding(s, record_name, ttl, a, data, len);
+}
+
+enum store_result store_record_put(struct store *s, const char *record_name,
+                                   uint64_t expected_version, const char *data, size_t len,
+                                   long ttl)
+{
+    char ver[24], ttl_s[24], key[256];
+    snprintf(ver, sizeof ver, "%llu", (unsigned long long)expected_version);
+    snprintf(ttl_s, sizeof ttl_s, "%ld", ttl > 0 ? ttl : 0);
+    snprintf(key, sizeof key, "%s%s", s->cfg->redis_prefix, record_name);
+    const char *args[] = {ver, data, ttl_s};
+    size_t lens[] = {strlen(ver), len, strlen(ttl_s)};
+    redisReply *r = eval(s, SCRIPT_RECORD_PUT, key, 3, args, lens);
+    if (!r)
+        return STORE_UNAVAILABLE;
+    enum store_result res = (r->type == REDIS_REPLY_INTEGER && r->integer == 1) ? STORE_OK
+                                                                                : STORE_CONFLICT;
+    freeReplyObject(r);
+    return res;
+}
+
+enum store_result store_record_delete(struct store *s, const char *record_name,
+                                      uint64_t expected_version)
+{
+    char ver[24], key[256];
+    snprintf(ver, sizeof ver, "%llu", (unsigned long long)expected_version);
+    snprintf(key, sizeof key, "%s%s", s->cfg->redis_prefix, record_name);
+    const char *args[] = {ver};
+    size_t lens[] = {strlen(ver)};
+    redisReply *r = eval(s, SCRIPT_RECORD_DELETE, key, 1, args, lens);
+    if (!r)
+        return STORE_UNAVAILABLE;
+    enum store_result res = STORE_CONFLICT;
+    if (r->type == REDIS_REPLY_INTEGER)
+        res = r->integer == 1 ? STORE_OK : r->integer == -1 ? STORE_NOT_FOUND : STORE_CONFLICT;
+    freeReplyObject(r);
+    return res;
+}

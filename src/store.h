@@ -1,0 +1,69 @@
+/* store.h — the only module that speaks Redis.  One `struct store` per worker thread,
+ * holding one connection that is (re)made on demand: after any error the connection is
+ * dropped and the next call reconnects, so fbconnect recovers by itself when Redis
+ * returns.  Every key is FBCONNECT_REDIS_PREFIX + a name made of a kind letter and a hash:
+ *
+ *   s:<hash(session id)>   → record name   (TTL: session TTL, sliding)
+ *   u:<hash(site user)>    → record name   (no TTL: the site's back end relies on it)
+ *   c:<hash(client, FreshBooks user)>  connection record of an identity
+ *   p:<random>             connection record whose identity is not known yet
+ *   st:<hash(state nonce)> used-state marker (TTL: STATE_USED_TTL)
+ */
+#ifndef FBC_STORE_H
+#define FBC_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arena.h"
+#include "config.h"
+
+enum store_result {
+    STORE_OK,
+    STORE_NOT_FOUND,   /* no such key */
+    STORE_EXISTS,      /* SET NX found the key already there */
+    STORE_CONFLICT,    /* compare-and-set lost: the version moved */
+    STORE_UNAVAILABLE, /* Redis unreachable, timed out or answered an error (503) */
+};
+
+struct store;
+
+/* A store for one thread; connects lazily.  Free with store_free. */
+struct store *store_new(const struct config *cfg);
+void store_free(struct store *s);
+
+/* PING. */
+enum store_result store_ping(struct store *s);
+
+/* Records a state's use: SET st:<id> NX EX ttl.  STORE_OK on first use, STORE_EXISTS on a
+ * replay. */
+enum store_result store_state_use(struct store *s, const char *used_id, long ttl);
+
+/* Reads an owner pointer (s:… or u:…) into *record_name (arena), sliding its TTL to ttl
+ * seconds when ttl > 0. */
+enum store_result store_owner_get(struct store *s, const char *owner, long ttl, struct arena *a,
+                                  char **record_name);
+
+/* Points `owner` at record_name (TTL ttl seconds, none when 0) and, in the same round trip,
+ * deletes `old_owner` when it is not NULL. */
+enum store_result store_owner_set(struct store *s, const char *owner, const char *record_name,
+                                  long ttl, const char *old_owner);
+
+enum store_result store_owner_delete(struct store *s, const char *owner);
+
+/* Reads a record into *data and *len (arena), sliding its TTL to ttl when ttl > 0. */
+enum store_result store_record_get(struct store *s, const char *record_name, long ttl,
+                                   struct arena *a, char **data, size_t *len);
+
+/* Writes a record if its stored version is still expected_version (0: must not exist):
+ * STORE_OK or STORE_CONFLICT.  TTL ttl seconds, none when 0. */
+enum store_result store_record_put(struct store *s, const char *record_name,
+                                   uint64_t expected_version, const char *data, size_t len,
+                                   long ttl);
+
+/* Deletes a record if its version is still expected_version: STORE_OK, STORE_CONFLICT or
+ * STORE_NOT_FOUND. */
+enum store_result store_record_delete(struct store *s, const char *record_name,
+                                      uint64_t expected_version);
+
+#endif
