@@ -41,17 +41,20 @@ $(B)/%.o: %.c
 	@$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(B)/libfbc.a: $(COMMON_OBJ) $(CORE_OBJ)
-	ar rcs $@ $^
+	@ar rcs $@ $^
 
 $(B)/fbconnect: $(B)/src/main.o $(B)/libfbc.a
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+	@echo "LD $@"
+	@$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
 $(B)/fbsandbox: $(SANDBOX_OBJ) $(B)/libfbc.a
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+	@echo "LD $@"
+	@$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
 $(B)/tests/%: tests/unit/%.c $(B)/libfbc.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(B)/libfbc.a $(PKG_LIBS) $(shell pkg-config --libs cmocka)
+	@echo "CC $<"
+	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(B)/libfbc.a $(PKG_LIBS) $$(pkg-config --libs cmocka)
 
 unit: $(UNIT_BIN)
 

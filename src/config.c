@@ -170,6 +170,10 @@ int config_parse_key(const char *text, uint8_t out[SECRET_KEY_BYTES])
                                    sodium_base64_VARIANT_ORIGINAL_NO_PADDING,
                                    sodium_base64_VARIANT_URLSAFE,
                                    sodium_base64_VARIANT_URLSAFE_NO_PADDING};
+    /* libsodium 1.0.18 decodes bytes >= 0x80 as base64 characters: refuse them first. */
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)text[i] >= 0x80)
+            return -1;
     for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
         const char *endp = NULL;
         if (sodium_base642bin(out, SECRET_KEY_BYTES, text, n, NULL, &got, &endp, variants[i]) == 0 &&

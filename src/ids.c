@@ -15,6 +15,14 @@ void b64url_encode(const uint8_t *in, size_t n, char *out)
 
 int b64url_decode(const char *s, size_t len, uint8_t *out, size_t maxout, size_t *outlen)
 {
+    /* libsodium 1.0.18 decodes bytes >= 0x80 as if they were base64 characters: check the
+     * alphabet first so that one value has one spelling. */
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_'))
+            return -1;
+    }
     const char *end = NULL;
     if (sodium_base642bin(out, maxout, s, len, NULL, outlen, &end,
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)

@@ -43,8 +43,8 @@ enum form_status form_get(struct arena *a, const char *s, size_t len, const char
 {
     enum form_status status = FORM_MISSING;
     size_t name_len = strlen(name);
-    char name_buf[64];
-    if (name_len >= sizeof name_buf)
+    char name_buf[3 * 64]; /* a key of up to 3 bytes per name byte may decode to the name */
+    if (name_len >= 64)
         return FORM_INVALID;
 
     const char *end = s + len;

@@ -260,7 +260,10 @@ static void handle_authorize(struct sbx *s)
             return;
         }
         char code[44];
-        db_issue_code(email, redirect_uri, scope ? scope : "user:profile:read user:clients:read", code);
+        /* No scope requested: the token carries every scope the app is registered for. */
+        db_issue_code(email, redirect_uri,
+                      scope && *scope ? scope : "user:profile:read user:clients:read user:invoices:read",
+                      code);
         location = arena_printf(&s->arena, "%s%scode=%s%s", redirect_uri, sep, code, state_part);
     } else {
         location = arena_printf(&s->arena, "%s%serror=access_denied&error_description=%s%s",

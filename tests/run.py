@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""fbconnect's test runner: the unit tests (cmocka, TAP output), then one integration run
+against a real stack (Redis, nginx, the sandbox provider, fbconnect) started in a temporary
+folder.  Ends with one line: `N passed, N failed`.
+
+usage: tests/run.py [--build DIR] [--only SUBSTRING] [--keep]
+"""
+import argparse
+import glob
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(HERE, "lib"))
+
+import harness  # noqa: E402
+
+
+class Tally:
+    def __init__(self):
+        self.passed = 0
+        self.failed = []
+
+    def ok(self, name, seconds=None):
+        self.passed += 1
+        extra = f" ({seconds:.2f}s)" if seconds is not None else ""
+        print(f"ok   {name}{extra}", flush=True)
+
+    def fail(self, name, why):
+        self.failed.append(name)
+        print(f"FAIL {name}: {why}", flush=True)
+
+
+def run_unit(build, tally, only):
+    bins = sorted(glob.glob(os.path.join(build, "tests", "test_*")))
+    bins = [b for b in bins if os.access(b, os.X_OK) and not b.endswith(".d")]
+    if not bins:
+        tally.fail("unit", f"no unit test binaries in {build}/tests")
+    for b in bins:
+        suite = os.path.basename(b)
+        if only and only not in suite:
+            continue
+        env = dict(os.environ, CMOCKA_MESSAGE_OUTPUT="TAP")
+        r = subprocess.run([b], capture_output=True, text=True, errors="replace", env=env, timeout=300)
+        seen = 0
+        for line in r.stdout.splitlines():
+            if line.startswith("ok "):
+                seen += 1
+                tally.ok(f"{suite}: {line.split(' - ', 1)[-1]}")
+            elif line.startswith("not ok "):
+                seen += 1
+                tally.fail(f"{suite}: {line.split(' - ', 1)[-1]}", "see output above")
+            elif line.startswith("#") and "not ok" not in line and line.strip() != "#":
+                print(f"     {line}")
+        if r.returncode != 0 and seen == 0:
+            tally.fail(suite, f"exit {r.returncode}: {r.stderr.strip()[-2000:]}")
+        if r.stderr.strip() and ("ERROR" in r.stderr or "Sanitizer" in r.stderr or "runtime error" in r.stderr):
+            tally.fail(f"{suite} (sanitizer)", r.stderr.strip()[-3000:])
+
+
+def load_modules():
+    mods = []
+    for path in sorted(glob.glob(os.path.join(HERE, "integration", "test_*.py"))):
+        name = os.path.splitext(os.path.basename(path))[0]
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        mods.append(mod)
+    return mods
+
+
+def run_integration(build, tally, only, keep):
+    mods = load_modules()
+    tests = [(m.__name__, name, getattr(m, name)) for m in mods for name in dir(m)
+             if name.startswith("test_") and callable(getattr(m, name))]
+    # Keep each module's tests in source order.
+    tests.sort(key=lambda t: (t[0], t[2].__code__.co_firstlineno))
+    if only:
+        tests = [t for t in tests if only in f"{t[0]}.{t[1]}"]
+    if not tests:
+        return
+    workdir = tempfile.mkdtemp(prefix="fbconnect-test-")
+    stack = harness.Stack(workdir, build, {
+        "FBCONNECT_HTTP_TIMEOUT_MS": "2000",
+        "FBCONNECT_REDIS_TIMEOUT_MS": "500",
+    })
+    try:
+        t0 = time.monotonic()
+        stack.start()
+        print(f"# stack up in {time.monotonic() - t0:.2f}s at {workdir}", flush=True)
+    except Exception as e:  # noqa: BLE001
+        tally.fail("integration: stack start", str(e))
+        for f in ("fbconnect.log", "fbsandbox.log", "nginx-error.log", "redis.log"):
+            print(f"--- {f}\n{stack.log(f)[-3000:]}")
+        stack.stop()
+        return
+    try:
+        for mod, name, fn in tests:
+            label = f"{mod}.{name}"
+            t0 = time.monotonic()
+            try:
+                fn(stack)
+                tally.ok(label, time.monotonic() - t0)
+            except Exception as e:  # noqa: BLE001
+                detail = "".join(traceback.format_exception(type(e), e, e.__traceback__)[-3:])
+                tally.fail(label, detail.strip())
+            finally:
+                try:
+                    stack.run("start-redis")  # a test may have stopped it
+                    stack.clear_faults()
+                    if getattr(fn, "restarts_fbconnect", False):
+                        stack.restart_fbconnect()
+                except Exception as e:  # noqa: BLE001
+                    tally.fail(f"{label} (cleanup)", str(e))
+        sanitizer = [l for l in stack.log("fbconnect.log").splitlines()
+                     if "Sanitizer" in l or "runtime error" in l]
+        if sanitizer:
+            tally.fail("integration: sanitizer reports in fbconnect.log", "\n".join(sanitizer[:20]))
+    finally:
+        stack.stop()
+        if keep or tally.failed:
+            print(f"# logs kept in {workdir}/logs")
+        else:
+            subprocess.run(["rm", "-rf", workdir])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--only", default="")
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--unit-only", action="store_true")
+    args = ap.parse_args()
+    build = os.path.abspath(os.path.join(ROOT, args.build))
+    tally = Tally()
+    run_unit(build, tally, args.only)
+    if not args.unit_only:
+        run_integration(build, tally, args.only, args.keep)
+    print(f"{tally.passed} passed, {len(tally.failed)} failed")
+    sys.exit(1 if tally.failed else 0)
+
+
+if __name__ == "__main__":
+    main()
