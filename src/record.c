@@ -59,9 +59,10 @@ uint64_t record_version(const char *data, size_t len)
         return 0;
     uint64_t v = 0;
     size_t i = 3;
-    for (; i < len && i < 24 && data[i] >= '0' && data[i] <= '9'; i++)
+    /* At most 18 digits: no overflow, and far more versions than a record will see. */
+    for (; i < len && i < 3 + 18 && data[i] >= '0' && data[i] <= '9'; i++)
         v = v * 10 + (uint64_t)(data[i] - '0');
-    return (i < len && data[i] == ':') ? v : 0;
+    return (i > 3 && i < len && data[i] == ':') ? v : 0;
 }
 
 static const char *dup_str(struct arena *a, json_t *obj, const char *key)

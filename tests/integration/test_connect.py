@@ -499,3 +499,54 @@ def test_sigterm_finishes_callback_in_flight(stack):
     check("level=info msg=stopped" in stack.log("fbconnect.log"), "no clean stop in the log")
     stack.run("start-fbconnect")
     check(b.status().json()["connected"], "connection from the interrupted callback is missing")
+
+
+def redis_name(purpose, value):
+    import base64
+    import hashlib
+    d = hashlib.blake2b(purpose.encode() + b"\0" + value.encode(), digest_size=32).digest()
+    return base64.urlsafe_b64encode(d).rstrip(b"=").decode()
+
+
+def test_ttls(stack):
+    b = connected_browser(stack)
+    Browser(stack).start()
+    session_key = "fbc:s:" + redis_name("session", b.session)
+    record = stack.redis("GET", session_key)
+    check(record.startswith("c:"), f"session {session_key} points to {record!r}")
+    ttl = int(stack.redis("TTL", session_key))
+    check(2592000 - 120 < ttl <= 2592000, f"session TTL {ttl}")
+    ttl = int(stack.redis("TTL", "fbc:" + record))
+    check(2592000 - 120 < ttl <= 2592000, f"record TTL {ttl} (sessions only: it slides with them)")
+    for k in stack.keys("fbc:st:*")[:5]:
+        ttl = int(stack.redis("TTL", k))
+        check(600 < ttl <= 720, f"used-state marker TTL {ttl}")
+    # Every key expires but site users' pointers and the records they point to.
+    site_user_records = {"fbc:" + stack.redis("GET", k) for k in stack.keys("fbc:u:*")}
+    for k in stack.keys("fbc:*"):
+        if k.startswith("fbc:u:") or k in site_user_records:
+            continue
+        check(int(stack.redis("TTL", k)) > 0, f"{k} never expires")
+    # Values hold no token and no session id.
+    raw = stack.redis("GET", "fbc:" + record)
+    check(raw.startswith("r1:") and "eyJ" not in raw and "refresh" not in raw, "a token in clear in Redis")
+    check(b.session not in " ".join(stack.keys("fbc:*")), "a session id in a key name")
+
+
+def test_provider_certificate_is_verified(stack):
+    """With the system trust store (or a CA that did not sign the sandbox) the exchange fails."""
+    import subprocess
+    other_ca = os.path.join(stack.dir, "other-ca")
+    subprocess.run(["sh", os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "sandbox-ca.sh"),
+                    other_ca], check=True)
+    for ca in (os.path.join(other_ca, "ca.pem"), None):
+        overrides = {"FBCONNECT_CA_FILE": ca} if ca else {"FBCONNECT_CA_FILE": ""}
+        stack.restart_fbconnect(overrides)
+        b = Browser(stack)
+        _, link = b.start()
+        r = b.get(stack.local(b.approve(link, email())))
+        check(r.status == 502, f"untrusted provider certificate ({ca or 'system store'}): {r.status}")
+        check(no_connection_for(stack, b), "stored a pair from an unverified provider")
+
+
+test_provider_certificate_is_verified.restarts_fbconnect = True

@@ -74,9 +74,14 @@ class Response:
         return json.loads(self.body)
 
 
-def request(method, url, body=None, headers=None, timeout=30):
+def request(method, url, body=None, headers=None, timeout=30, cafile=None):
     u = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    if u.scheme == "https":
+        import ssl
+        ctx = ssl.create_default_context(cafile=cafile)
+        conn = http.client.HTTPSConnection(u.hostname, u.port, timeout=timeout, context=ctx)
+    else:
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
     path = u.path or "/"
     if u.query:
         path += "?" + u.query
@@ -239,6 +244,15 @@ class Stack:
         check(r.status == 200, f"sandbox {what} answered {r.status}: {r.text}")
         return r.json()
 
+    def provider(self, method, path, body=None, headers=None):
+        """A call to the sandbox's HTTPS API, trusting only its test CA."""
+        return request(method, f"https://127.0.0.1:{self.sandbox_port}{path}", body, headers,
+                       cafile=os.path.join(self.dir, "ca", "ca.pem"))
+
+    def client_secret(self):
+        with open(os.path.join(self.dir, "secrets", "client_secret")) as f:
+            return f.read().strip()
+
     def fault(self, endpoint, mode, **kw):
         self.sandbox("fault", dict(endpoint=endpoint, mode=mode, **kw))
 
@@ -252,7 +266,7 @@ class Stack:
     # Redis
     def redis(self, *args):
         r = subprocess.run(["redis-cli", "-p", str(self.redis_port), "--raw", *args],
-                           capture_output=True, text=True, timeout=10)
+                           capture_output=True, text=True, errors="replace", timeout=10)
         return r.stdout.strip()
 
     def keys(self, pattern):
