@@ -73,8 +73,12 @@ static char *get_value(config_getter get, const char *var, bool allow_file, bool
                 return NULL;
             }
             char *text = read_secret_file(var, fpath, err, errsz);
-            if (!text)
+            if (!text) {
                 *failed = true;
+            } else if (!*text) { /* an empty file is no value: "required" says so */
+                free(text);
+                text = NULL;
+            }
             return text;
         }
     }
@@ -535,7 +539,16 @@ int config_load(struct config *c, config_getter get, char *err, size_t errsz)
             free(name);
             goto bad;
         }
-        if (c->redirect_https && strcmp(c->base_path, "/") == 0 && strncmp(name, "__Host-", 7) != 0) {
+        bool host_prefix = strncmp(name, "__Host-", 7) == 0;
+        if ((host_prefix && (!c->redirect_https || strcmp(c->base_path, "/") != 0)) ||
+            (strncmp(name, "__Secure-", 9) == 0 && !c->redirect_https)) {
+            fail(err, errsz, "FBCONNECT_COOKIE_NAME: browsers drop %s cookies unless they are Secure%s; "
+                             "choose a name without the prefix",
+                 host_prefix ? "__Host-" : "__Secure-", host_prefix ? " with Path=/" : "");
+            free(name);
+            goto bad;
+        }
+        if (c->redirect_https && strcmp(c->base_path, "/") == 0 && !host_prefix) {
             size_t nl = strlen(name) + 8;
             c->cookie_name = xmalloc(nl);
             snprintf(c->cookie_name, nl, "__Host-%s", name);

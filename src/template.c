@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "arena.h"
 
@@ -40,13 +41,30 @@ static bool name_ok(const char *s, size_t n)
     return true;
 }
 
+/* Finds "<style" opening an element (followed by '>' or whitespace), any case. */
+static const char *find_style_open(const char *s)
+{
+    for (const char *p = strchr(s, '<'); p; p = strchr(p + 1, '<'))
+        if (strncasecmp(p, "<style", 6) == 0 && (p[6] == '>' || p[6] == ' ' || p[6] == '\t' ||
+                                                 p[6] == '\n' || p[6] == '\r' || p[6] == '/'))
+            return p;
+    return NULL;
+}
+
+/* A template may hold one bare <style> element, without template tags, whose hash goes
+ * into the page's CSP. */
 static void style_hash(struct template *t, char *err, size_t errsz, bool *ok)
 {
-    const char *open = strstr(t->source, "<style>");
+    const char *open = find_style_open(t->source);
     if (!open)
         return;
+    if (strncmp(open, "<style>", 7) != 0) {
+        snprintf(err, errsz, "use a bare <style> element (no attributes)");
+        *ok = false;
+        return;
+    }
     const char *body = open + strlen("<style>");
-    const char *close = strstr(body, "</style>");
+    const char *close = strcasestr(body, "</style");
     if (!close) {
         snprintf(err, errsz, "unclosed <style>");
         *ok = false;
@@ -57,7 +75,7 @@ static void style_hash(struct template *t, char *err, size_t errsz, bool *ok)
         *ok = false;
         return;
     }
-    if (strstr(close, "<style>")) {
+    if (find_style_open(close)) {
         snprintf(err, errsz, "more than one <style> element");
         *ok = false;
         return;

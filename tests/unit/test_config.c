@@ -142,7 +142,9 @@ static const struct fail_case fail_cases[] = {
     {"FBCONNECT_SECRET_KEY", {{"FBCONNECT_SECRET_KEY", NULL}}},
     {"FBCONNECT_SECRET_KEY", {{"FBCONNECT_SECRET_KEY", "short"}}},
     {"FBCONNECT_SECRET_KEY", {{"FBCONNECT_SECRET_KEY", HEX_KEY "00"}}},
-    {"FBCONNECT_SECRET_KEY", {{"FBCONNECT_SECRET_KEY", "zz0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"}}},
+    {"FBCONNECT_SECRET_KEY",
+     {{"FBCONNECT_SECRET_KEY",
+       "zz0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"}}},
     {"FBCONNECT_THREADS", {{"FBCONNECT_THREADS", "0"}}},
     {"FBCONNECT_THREADS", {{"FBCONNECT_THREADS", "abc"}}},
     {"FBCONNECT_THREADS", {{"FBCONNECT_THREADS", "-1"}}},
@@ -443,10 +445,9 @@ static void test_parse_key_good(void **state)
     assert_int_equal(config_parse_key(hex, got), 0);
     assert_memory_equal(got, want, sizeof want);
 
-    static const int variants[] = {sodium_base64_VARIANT_ORIGINAL,
-                                   sodium_base64_VARIANT_ORIGINAL_NO_PADDING,
-                                   sodium_base64_VARIANT_URLSAFE,
-                                   sodium_base64_VARIANT_URLSAFE_NO_PADDING};
+    static const int variants[] = {
+        sodium_base64_VARIANT_ORIGINAL, sodium_base64_VARIANT_ORIGINAL_NO_PADDING,
+        sodium_base64_VARIANT_URLSAFE, sodium_base64_VARIANT_URLSAFE_NO_PADDING};
     for (size_t v = 0; v < 4; v++) {
         char b64[64];
         sodium_bin2base64(b64, sizeof b64, want, sizeof want, variants[v]);
@@ -471,10 +472,9 @@ static void test_parse_key_bad(void **state)
     char b[128];
     uint8_t got[SECRET_KEY_BYTES];
 
-    static const int variants[] = {sodium_base64_VARIANT_ORIGINAL,
-                                   sodium_base64_VARIANT_ORIGINAL_NO_PADDING,
-                                   sodium_base64_VARIANT_URLSAFE,
-                                   sodium_base64_VARIANT_URLSAFE_NO_PADDING};
+    static const int variants[] = {
+        sodium_base64_VARIANT_ORIGINAL, sodium_base64_VARIANT_ORIGINAL_NO_PADDING,
+        sodium_base64_VARIANT_URLSAFE, sodium_base64_VARIANT_URLSAFE_NO_PADDING};
     for (size_t v = 0; v < 4; v++) {
         sodium_bin2base64(b, sizeof b, k31, sizeof k31, variants[v]);
         if (config_parse_key(b, got) == 0)

@@ -19,8 +19,8 @@ static int group_setup(void **state)
 
 static bool is_b64url_char(char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
 }
 
 static void test_id_new_shape(void **state)
@@ -53,8 +53,8 @@ static void test_id_valid_table(void **state)
 
     /* the last char carries 2 spare bits, which must be zero */
     assert_true(id_valid("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
-    assert_true(id_valid("abcdefghijklmnopqrstuvwxyz0123456789-_ABCDE")); /* 'E' = 4 */
-    assert_true(id_valid("__________________________________________8")); /* '8' = 60 */
+    assert_true(id_valid("abcdefghijklmnopqrstuvwxyz0123456789-_ABCDE"));  /* 'E' = 4 */
+    assert_true(id_valid("__________________________________________8"));  /* '8' = 60 */
     assert_false(id_valid("-------------------------------------------")); /* '-' = 62 */
 
     static const char *const bad[] = {
@@ -170,9 +170,9 @@ static void test_b64url_decode_rejects(void **state)
     uint8_t out[64];
     size_t n;
     static const char *const bad[] = {
-        "Zg==", "Zg=",  "Zm8=", "+/+/", "////", "Zm 8", " Zm8", "Zm8 ", "Zm8\n",
-        "Z",    "Zh",   "Zm9",  /* Zm9: nonzero spare bits ("fo" is Zm8) */
-        "Zm8.", "Zm8!", "Zm8\x7f",
+        "Zg==", "Zg=",   "Zm8=",    "+/+/", "////", "Zm 8", " Zm8",
+        "Zm8 ", "Zm8\n", "Z",       "Zh",   "Zm9", /* Zm9: nonzero spare bits ("fo" is Zm8) */
+        "Zm8.", "Zm8!",  "Zm8\x7f",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         n = 0;
@@ -225,8 +225,10 @@ static void test_b64url_decode_rejects_non_ascii(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_id_new_shape),     cmocka_unit_test(test_id_valid_table),
-        cmocka_unit_test(test_id_hash),          cmocka_unit_test(test_b64url_roundtrip),
+        cmocka_unit_test(test_id_new_shape),
+        cmocka_unit_test(test_id_valid_table),
+        cmocka_unit_test(test_id_hash),
+        cmocka_unit_test(test_b64url_roundtrip),
         cmocka_unit_test(test_b64url_decode_rejects),
         cmocka_unit_test(test_id_valid_rejects_non_ascii),
         cmocka_unit_test(test_b64url_decode_rejects_non_ascii),

@@ -68,7 +68,8 @@ static void test_token_defaults(void **state)
     (void)state;
     struct token_pair p;
     /* no created_at: now; no scope: ""; no token_type: accepted; lowercase bearer fine */
-    static const char body[] = "{\"access_token\":\"a\",\"refresh_token\":\"r\",\"expires_in\":43199}";
+    static const char body[] =
+        "{\"access_token\":\"a\",\"refresh_token\":\"r\",\"expires_in\":43199}";
     assert_int_equal(parse_token(200, body, &p), OAUTH_OK);
     assert_int_equal(p.created_at, NOW);
     assert_int_equal(p.expires_at, NOW + 43199);
@@ -96,18 +97,18 @@ struct token_case {
 
 static const struct token_case token_cases[] = {
     /* 200 but not sane */
-    {200, "{" AT "," EI "}", OAUTH_UNAVAILABLE},                            /* no refresh token */
-    {200, "{" RT "," EI "}", OAUTH_UNAVAILABLE},                            /* no access token */
-    {200, "{" AT "," RT "}", OAUTH_UNAVAILABLE},                            /* no expires_in */
-    {200, "{" AT "," RT ",\"expires_in\":\"43200\"}", OAUTH_UNAVAILABLE},   /* string */
-    {200, "{" AT "," RT ",\"expires_in\":43200.5}", OAUTH_UNAVAILABLE},     /* real */
+    {200, "{" AT "," EI "}", OAUTH_UNAVAILABLE},                          /* no refresh token */
+    {200, "{" RT "," EI "}", OAUTH_UNAVAILABLE},                          /* no access token */
+    {200, "{" AT "," RT "}", OAUTH_UNAVAILABLE},                          /* no expires_in */
+    {200, "{" AT "," RT ",\"expires_in\":\"43200\"}", OAUTH_UNAVAILABLE}, /* string */
+    {200, "{" AT "," RT ",\"expires_in\":43200.5}", OAUTH_UNAVAILABLE},   /* real */
     {200, "{" AT "," RT ",\"expires_in\":null}", OAUTH_UNAVAILABLE},
     {200, "{" AT "," RT ",\"expires_in\":0}", OAUTH_UNAVAILABLE},
     {200, "{" AT "," RT ",\"expires_in\":-1}", OAUTH_UNAVAILABLE},
     {200, "{" AT "," RT ",\"expires_in\":999999999999}", OAUTH_UNAVAILABLE},
     {200, "{" AT "," RT "," EI ",\"created_at\":-5}", OAUTH_UNAVAILABLE},
     {200, "{" AT "," RT "," EI ",\"created_at\":99999999999}", OAUTH_UNAVAILABLE},
-    {200, "{\"access_token\":\"a b\"," RT "," EI "}", OAUTH_UNAVAILABLE},  /* space */
+    {200, "{\"access_token\":\"a b\"," RT "," EI "}", OAUTH_UNAVAILABLE}, /* space */
     {200, "{" AT ",\"refresh_token\":\"r r\"," EI "}", OAUTH_UNAVAILABLE},
     {200, "{\"access_token\":\"a\\u0001\"," RT "," EI "}", OAUTH_UNAVAILABLE}, /* control */
     {200, "{\"access_token\":\"a\\nb\"," RT "," EI "}", OAUTH_UNAVAILABLE},
@@ -115,14 +116,14 @@ static const struct token_case token_cases[] = {
     {200, "{" AT ",\"refresh_token\":\"r\\t\"," EI "}", OAUTH_UNAVAILABLE},
     {200, "{\"access_token\":\"a\\u007f\"," RT "," EI "}", OAUTH_UNAVAILABLE},
     {200, "{\"access_token\":\"caf\\u00e9\"," RT "," EI "}", OAUTH_UNAVAILABLE}, /* non-ASCII */
-    {200, "{\"access_token\":\"\"," RT "," EI "}", OAUTH_UNAVAILABLE},          /* empty */
+    {200, "{\"access_token\":\"\"," RT "," EI "}", OAUTH_UNAVAILABLE},           /* empty */
     {200, "{" AT ",\"refresh_token\":\"\"," EI "}", OAUTH_UNAVAILABLE},
     {200, "{\"access_token\":1," RT "," EI "}", OAUTH_UNAVAILABLE},
     {200, "{\"access_token\":null," RT "," EI "}", OAUTH_UNAVAILABLE},
     {200, "{" AT "," RT "," EI ",\"token_type\":\"mac\"}", OAUTH_UNAVAILABLE},
     {200, "{" AT "," RT "," EI ",\"token_type\":\"Bearer \"}", OAUTH_UNAVAILABLE},
     {200, "{" AT "," RT "," EI ",\"access_token\":\"b\"}", OAUTH_UNAVAILABLE}, /* duplicate */
-    {200, "{" AT "," RT "," EI, OAUTH_UNAVAILABLE},                             /* truncated */
+    {200, "{" AT "," RT "," EI, OAUTH_UNAVAILABLE},                            /* truncated */
     {200, "{" AT "," RT ",\"expi", OAUTH_UNAVAILABLE},
     {200, "", OAUTH_UNAVAILABLE},
     {200, "null", OAUTH_UNAVAILABLE},
@@ -131,8 +132,9 @@ static const struct token_case token_cases[] = {
     {200, "<html><body>Service temporarily unavailable</body></html>", OAUTH_UNAVAILABLE},
     {200, "{\"error\":\"invalid_grant\"}", OAUTH_UNAVAILABLE},
     /* refusals */
-    {400, "{\"error\":\"invalid_grant\",\"error_description\":\"The provided authorization grant "
-          "is invalid, expired, revoked\"}",
+    {400,
+     "{\"error\":\"invalid_grant\",\"error_description\":\"The provided authorization grant "
+     "is invalid, expired, revoked\"}",
      OAUTH_INVALID_GRANT},
     {401, "{\"error\":\"invalid_grant\"}", OAUTH_INVALID_GRANT},
     {401, "{\"error\":\"invalid_client\",\"error_description\":\"Client authentication failed\"}",
@@ -232,7 +234,8 @@ static void test_result_names(void **state)
 /* ---------------------------------------------------------------- identity */
 
 static const char ME_OK[] =
-    "{\"response\":{\"id\":123,\"identity_id\":123,\"first_name\":\"Ada\",\"last_name\":\"Lovelace\","
+    "{\"response\":{\"id\":123,\"identity_id\":123,\"first_name\":\"Ada\",\"last_name\":"
+    "\"Lovelace\","
     "\"email\":\"ada@example.com\",\"business_memberships\":[{\"id\":9,\"role\":\"owner\","
     "\"business\":{\"id\":77,\"name\":\"Ada & Co\",\"account_id\":\"xZ12k\"}}]}}";
 
@@ -262,13 +265,13 @@ static void test_identity_memberships(void **state)
     (void)state;
     static const char body[] =
         "{\"response\":{\"id\":5,\"email\":\"e@x\",\"business_memberships\":["
-        "{\"id\":1,\"role\":\"owner\"},"                                  /* no business */
-        "{\"business\":{\"name\":\"no id\",\"account_id\":\"A1\"}},"       /* no id */
-        "{\"business\":{\"id\":\"12\",\"name\":\"string id\"}},"           /* string id */
+        "{\"id\":1,\"role\":\"owner\"},"                             /* no business */
+        "{\"business\":{\"name\":\"no id\",\"account_id\":\"A1\"}}," /* no id */
+        "{\"business\":{\"id\":\"12\",\"name\":\"string id\"}},"     /* string id */
         "{\"business\":{\"id\":88,\"name\":\"Beta\",\"account_id\":\"bB2\"}},"
         "{\"business\":null},"
         "7,"
-        "{\"business\":{\"id\":89}}"                                     /* no name/account */
+        "{\"business\":{\"id\":89}}" /* no name/account */
         "]}}";
     struct identity id;
     assert_int_equal(parse_me(200, body, &id), OAUTH_OK);
@@ -298,16 +301,16 @@ struct me_case {
 };
 
 static const struct me_case me_cases[] = {
-    {200, "{\"response\":{\"first_name\":\"Ada\"}}", OAUTH_UNAVAILABLE},      /* no id */
-    {200, "{\"response\":{\"id\":\"123\"}}", OAUTH_UNAVAILABLE},             /* string id */
-    {200, "{\"response\":{\"id\":12.5}}", OAUTH_UNAVAILABLE},                /* real id */
+    {200, "{\"response\":{\"first_name\":\"Ada\"}}", OAUTH_UNAVAILABLE}, /* no id */
+    {200, "{\"response\":{\"id\":\"123\"}}", OAUTH_UNAVAILABLE},         /* string id */
+    {200, "{\"response\":{\"id\":12.5}}", OAUTH_UNAVAILABLE},            /* real id */
     {200, "{\"response\":{\"id\":null}}", OAUTH_UNAVAILABLE},
     {200, "{\"response\":{\"id\":0}}", OAUTH_UNAVAILABLE},
     {200, "{\"response\":{\"id\":-4}}", OAUTH_UNAVAILABLE},
-    {200, "{\"id\":123}", OAUTH_UNAVAILABLE},                                /* no response */
+    {200, "{\"id\":123}", OAUTH_UNAVAILABLE}, /* no response */
     {200, "{\"response\":123}", OAUTH_UNAVAILABLE},
     {200, "{\"response\":[{\"id\":123}]}", OAUTH_UNAVAILABLE},
-    {200, "{\"response\":{\"id\":123}", OAUTH_UNAVAILABLE},                  /* truncated */
+    {200, "{\"response\":{\"id\":123}", OAUTH_UNAVAILABLE}, /* truncated */
     {200, "", OAUTH_UNAVAILABLE},
     {200, "<html>oops</html>", OAUTH_UNAVAILABLE},
     {200, "[]", OAUTH_UNAVAILABLE},

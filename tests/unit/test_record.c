@@ -165,8 +165,8 @@ static void test_record_large_version(void **state)
     (void)state;
     struct connection c = full_connection(), d;
     struct buf out = {0};
-    static const uint64_t versions[] = {1, 9, 10, 123456789, UINT64_C(4294967296),
-                                        UINT64_C(999999999999999999)};
+    static const uint64_t versions[] = {
+        1, 9, 10, 123456789, UINT64_C(4294967296), UINT64_C(999999999999999999)};
     for (size_t i = 0; i < sizeof versions / sizeof versions[0]; i++) {
         record_encode(&ring_a, "c:v", &c, versions[i], &out);
         assert_int_equal(record_version(out.data, out.len), versions[i]);
@@ -259,8 +259,9 @@ static void test_record_corrupt(void **state)
         if (record_decode(&arena, &ring_a, "c:abc", out.data, n, &d) != RECORD_CORRUPT)
             fail_msg("record truncated to %zu bytes decoded", n);
     /* garbage */
-    static const char *const garbage[] = {"", "r1:4:", "r1:4:garbage", "r1:x:abc", "{}",
-                                          "r1:4:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"};
+    static const char *const garbage[] = {
+        "",         "r1:4:", "r1:4:garbage",
+        "r1:x:abc", "{}",    "r1:4:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"};
     for (size_t i = 0; i < sizeof garbage / sizeof garbage[0]; i++)
         if (record_decode(&arena, &ring_a, "c:abc", garbage[i], strlen(garbage[i]), &d) !=
             RECORD_CORRUPT)
@@ -285,8 +286,8 @@ static void test_record_sealed_non_record(void **state)
     struct buf ad = {0}, val = {0};
     buf_append(&ad, label, sizeof label);
     buf_puts(&ad, "c:q");
-    static const char *const bodies[] = {"{}", "[]", "null", "{\"at\":\"x\"}", "not json",
-                                         "{\"at\":1,\"rt\":\"r\",\"sc\":\"\"}"};
+    static const char *const bodies[] = {
+        "{}", "[]", "null", "{\"at\":\"x\"}", "not json", "{\"at\":1,\"rt\":\"r\",\"sc\":\"\"}"};
     struct connection d;
     for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
         buf_reset(&val);
@@ -313,18 +314,22 @@ static void test_record_key_rotation(void **state)
     struct connection c = full_connection(), d;
     struct buf out = {0};
     record_encode(&ring_a, "c:rot", &c, 8, &out);
-    assert_int_equal(record_decode(&arena, &ring_b_old_a, "c:rot", out.data, out.len, &d), RECORD_OK);
+    assert_int_equal(record_decode(&arena, &ring_b_old_a, "c:rot", out.data, out.len, &d),
+                     RECORD_OK);
     assert_true(d.opened_with_old_key);
     assert_same_pair(&d.pair, &c.pair);
     struct connection e;
-    assert_int_equal(record_decode(&arena, &ring_b, "c:rot", out.data, out.len, &e), RECORD_CORRUPT);
+    assert_int_equal(record_decode(&arena, &ring_b, "c:rot", out.data, out.len, &e),
+                     RECORD_CORRUPT);
     /* re-sealed with the current key: no longer "old" */
     record_encode(&ring_b_old_a, "c:rot", &d, 9, &out);
-    assert_int_equal(record_decode(&arena, &ring_b_old_a, "c:rot", out.data, out.len, &d), RECORD_OK);
+    assert_int_equal(record_decode(&arena, &ring_b_old_a, "c:rot", out.data, out.len, &d),
+                     RECORD_OK);
     assert_false(d.opened_with_old_key);
     assert_int_equal(d.version, 9);
     assert_int_equal(record_decode(&arena, &ring_b, "c:rot", out.data, out.len, &d), RECORD_OK);
-    assert_int_equal(record_decode(&arena, &ring_a, "c:rot", out.data, out.len, &d), RECORD_CORRUPT);
+    assert_int_equal(record_decode(&arena, &ring_a, "c:rot", out.data, out.len, &d),
+                     RECORD_CORRUPT);
     buf_free(&out);
 }
 

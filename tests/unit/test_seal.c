@@ -55,7 +55,8 @@ static void test_seal_roundtrip(void **state)
         if (n >= 16)
             assert_null(memmem(sealed.data, sealed.len, pt, 16));
         bool old = true;
-        assert_int_equal(seal_open(&ring_a, AD, strlen(AD), sealed.data, sealed.len, &opened, &old), 0);
+        assert_int_equal(seal_open(&ring_a, AD, strlen(AD), sealed.data, sealed.len, &opened, &old),
+                         0);
         assert_false(old);
         assert_int_equal(opened.len, n);
         if (n)
@@ -77,7 +78,8 @@ static void test_seal_appends(void **state)
     buf_puts(&opened, "prefix:");
     assert_int_equal(
         seal_open(&ring_a, AD, strlen(AD), sealed.data + 5, sealed.len - 5, &opened, NULL), 0);
-    assert_string_equal(buf_cstr(&opened), "prefix:" "{\"at\":\"access\",\"rt\":\"refresh\"}");
+    assert_string_equal(buf_cstr(&opened), "prefix:"
+                                           "{\"at\":\"access\",\"rt\":\"refresh\"}");
     buf_free(&sealed);
     buf_free(&opened);
 }
@@ -106,18 +108,17 @@ static void test_seal_wrong_ad(void **state)
     for (size_t i = 0; i < sizeof other_ads / sizeof other_ads[0]; i++) {
         buf_puts(&opened, "keep");
         bool old = false;
-        if (seal_open(&ring_a, other_ads[i], strlen(other_ads[i]), sealed.data, sealed.len,
-                      &opened, &old) == 0)
+        if (seal_open(&ring_a, other_ads[i], strlen(other_ads[i]), sealed.data, sealed.len, &opened,
+                      &old) == 0)
             fail_msg("opened with associated data \"%s\"", other_ads[i]);
         assert_string_equal(buf_cstr(&opened), "keep");
         assert_int_equal(opened.len, 4);
         buf_reset(&opened);
     }
     /* the AD's NUL terminator is not part of it, its length is */
-    assert_int_not_equal(
-        seal_open(&ring_a, AD, sizeof AD, sealed.data, sealed.len, &opened, NULL), 0);
-    assert_int_equal(
-        seal_open(&ring_a, AD, strlen(AD), sealed.data, sealed.len, &opened, NULL), 0);
+    assert_int_not_equal(seal_open(&ring_a, AD, sizeof AD, sealed.data, sealed.len, &opened, NULL),
+                         0);
+    assert_int_equal(seal_open(&ring_a, AD, strlen(AD), sealed.data, sealed.len, &opened, NULL), 0);
     buf_free(&sealed);
     buf_free(&opened);
 }
@@ -131,8 +132,8 @@ static void test_seal_flipped_bytes(void **state)
         for (int bit = 0; bit < 8; bit++) {
             sealed.data[i] ^= (char)(1 << bit);
             buf_reset(&opened);
-            int rc = seal_open(&ring_b_old_a, AD, strlen(AD), sealed.data, sealed.len, &opened,
-                               NULL);
+            int rc =
+                seal_open(&ring_b_old_a, AD, strlen(AD), sealed.data, sealed.len, &opened, NULL);
             sealed.data[i] ^= (char)(1 << bit);
             if (rc == 0)
                 fail_msg("opened with bit %d of byte %zu flipped", bit, i);
@@ -140,7 +141,8 @@ static void test_seal_flipped_bytes(void **state)
         }
     }
     buf_reset(&opened);
-    assert_int_equal(seal_open(&ring_b_old_a, AD, strlen(AD), sealed.data, sealed.len, &opened, NULL), 0);
+    assert_int_equal(
+        seal_open(&ring_b_old_a, AD, strlen(AD), sealed.data, sealed.len, &opened, NULL), 0);
     buf_free(&sealed);
     buf_free(&opened);
 }
@@ -165,7 +167,8 @@ static void test_seal_truncated_and_extended(void **state)
     /* one byte too many */
     buf_append(&sealed, "x", 1);
     buf_reset(&opened);
-    assert_int_not_equal(seal_open(&ring_a, AD, strlen(AD), sealed.data, sealed.len, &opened, NULL), 0);
+    assert_int_not_equal(seal_open(&ring_a, AD, strlen(AD), sealed.data, sealed.len, &opened, NULL),
+                         0);
     buf_free(&sealed);
     buf_free(&opened);
 }

@@ -170,10 +170,8 @@ static void test_cookie_non_ascii_value(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cookie_table),
-        cmocka_unit_test(test_cookie_null_header),
-        cmocka_unit_test(test_cookie_other_name),
-        cmocka_unit_test(test_cookie_long_header),
+        cmocka_unit_test(test_cookie_table),           cmocka_unit_test(test_cookie_null_header),
+        cmocka_unit_test(test_cookie_other_name),      cmocka_unit_test(test_cookie_long_header),
         cmocka_unit_test(test_cookie_non_ascii_value),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);

@@ -18,9 +18,9 @@
 #define NOW INT64_C(1764400000)
 
 static uint8_t key_a[SECRET_KEY_BYTES], key_b[SECRET_KEY_BYTES], key_c[SECRET_KEY_BYTES];
-static struct keyring ring_a;      /* current A */
+static struct keyring ring_a;       /* current A */
 static struct keyring ring_b_old_a; /* current B, old A */
-static struct keyring ring_b;      /* current B only */
+static struct keyring ring_b;       /* current B only */
 static struct keyring ring_c_old_b; /* current C, old B (A forgotten) */
 static id_text sess1, sess2;
 static struct arena arena;
@@ -78,8 +78,8 @@ static void test_state_ok(void **state)
         assert_true(strlen(text) <= STATE_TEXT_MAX);
         /* base64url only: it goes into a URL unescaped */
         for (const char *p = text; *p; p++)
-            assert_non_null(strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
-                                   *p));
+            assert_non_null(
+                strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", *p));
         struct state_claims c;
         memset(&c, 0xee, sizeof c);
         assert_int_equal(verify(&ring_a, text, sess1, NULL, NOW, &c), STATE_OK);

@@ -362,8 +362,8 @@ static void test_style_with_attributes(void **state)
 {
     (void)state;
     char err[200] = "";
-    struct template *t = compile("<style>a{}</style><style media=\"print\">b{}</style>", err,
-                                 sizeof err);
+    struct template *t =
+        compile("<style>a{}</style><style media=\"print\">b{}</style>", err, sizeof err);
     if (t) {
         template_free(t);
         fail_msg("two <style> elements (the second with attributes) compiled");

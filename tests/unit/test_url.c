@@ -165,8 +165,8 @@ static void test_form_get_table(void **state)
                      tc->name, (int)st, (int)tc->want);
         if (st == FORM_OK) {
             if (strcmp(value, tc->want_value) != 0 || vlen != strlen(tc->want_value))
-                fail_msg("form_get case %zu (\"%s\"): value \"%s\" (%zu), want \"%s\"", i,
-                         tc->form, value, vlen, tc->want_value);
+                fail_msg("form_get case %zu (\"%s\"): value \"%s\" (%zu), want \"%s\"", i, tc->form,
+                         value, vlen, tc->want_value);
         }
         arena_reset(&a);
     }
@@ -315,23 +315,10 @@ static void test_form_get_overlong_name(void **state)
 /* ---------------------------------------------------------------- return_to */
 
 static const char *const return_good[] = {
-    "/",
-    "/a",
-    "/a/b?x=1&y=2#frag",
-    "/caf%C3%A9",
-    "/caf%c3%a9",
-    "/connected",
-    "/a-b_c.d~e",
-    "/!$&'()*+,;=:@",
-    "/path?q=a%20b",
-    "/?",
-    "/#",
-    "/a//b",
-    "/a/./b/../c",
-    "/%2e%2e/x",
-    "/%7E",
-    "/%41%ff",
-    "/a?next=/b",
+    "/",          "/a",         "/a/b?x=1&y=2#frag", "/caf%C3%A9",    "/caf%c3%a9",
+    "/connected", "/a-b_c.d~e", "/!$&'()*+,;=:@",    "/path?q=a%20b", "/?",
+    "/#",         "/a//b",      "/a/./b/../c",       "/%2e%2e/x",     "/%7E",
+    "/%41%ff",    "/a?next=/b",
 };
 
 static const char *const return_bad[] = {
