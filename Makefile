@@ -84,7 +84,7 @@ valgrind: unit
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/fbconnect/templates
 	install -m 755 $(B)/fbconnect $(B)/fbsandbox $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 templates/*.html $(DESTDIR)$(PREFIX)/share/fbconnect/templates/
+	install -m 644 templates/*.html templates/*.css $(DESTDIR)$(PREFIX)/share/fbconnect/templates/
 
 fmt:
 	clang-format -i src/*.c src/*.h src/handlers/*.c src/sandbox/*.c tests/unit/*.c

@@ -180,30 +180,88 @@ struct template *template_compile(const char *text, size_t len, char *err, size_
     return t;
 }
 
-struct template *template_load(const char *path, char *err, size_t errsz)
+/* Reads a whole file into b.  Returns false with err set. */
+static bool read_file(const char *path, struct buf *b, char *err, size_t errsz)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
         snprintf(err, errsz, "%s: %s", path, strerror(errno));
-        return NULL;
+        return false;
     }
-    struct buf b = {0};
     char chunk[4096];
     size_t n;
     while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        buf_append(&b, chunk, n);
+        buf_append(b, chunk, n);
     bool failed = ferror(f);
     fclose(f);
-    if (failed) {
+    if (failed)
         snprintf(err, errsz, "%s: read error", path);
-        buf_free(&b);
-        return NULL;
+    return !failed;
+}
+
+/* Replaces each {{>name}} in src with the content of the file `name` in dir (names of
+ * letters, digits, '.', '-' and '_'; included files include nothing).  Static, at load:
+ * the included text is part of what a <style> hash covers. */
+static bool expand_includes(const char *dir, const char *src, struct buf *out, char *err,
+                            size_t errsz)
+{
+    const char *p = src;
+    for (const char *open; (open = strstr(p, "{{>")); ) {
+        const char *name = open + 3, *close = strstr(name, "}}");
+        size_t n = close ? (size_t)(close - name) : 0;
+        if (!close || n == 0 || n > 64 || strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789.-_") != n ||
+            name[0] == '.') {
+            snprintf(err, errsz, "bad include at byte %zu", (size_t)(open - src));
+            return false;
+        }
+        buf_append(out, p, (size_t)(open - p));
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%.*s", dir, (int)n, name);
+        struct buf inc = {0};
+        bool ok = read_file(path, &inc, err, errsz); /* err names the file: errsz >= 4300 */
+        if (ok && strstr(buf_cstr(&inc), "{{>")) {
+            snprintf(err, errsz, "%.*s: included files cannot include", (int)n, name);
+            ok = false;
+        }
+        if (ok)
+            buf_append(out, inc.data, inc.len);
+        buf_free(&inc);
+        if (!ok)
+            return false;
+        p = close + 2;
     }
-    char inner[200];
-    struct template *t = template_compile(buf_cstr(&b), b.len, inner, sizeof inner);
-    buf_free(&b);
+    buf_puts(out, p);
+    return true;
+}
+
+struct template *template_load(const char *path, char *err, size_t errsz)
+{
+    struct buf raw = {0}, text = {0};
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        strcpy(dir, ".");
+    struct template *t = NULL;
+    char inner[4400];
+    if (!read_file(path, &raw, err, errsz))
+        goto out;
+    if (memchr(buf_cstr(&raw), '\0', raw.len)) {
+        snprintf(err, errsz, "%s: NUL byte in template", path);
+        goto out;
+    }
+    if (!expand_includes(dir, buf_cstr(&raw), &text, inner, sizeof inner)) {
+        snprintf(err, errsz, "%s: %s", path, inner);
+        goto out;
+    }
+    t = template_compile(buf_cstr(&text), text.len, inner, sizeof inner);
     if (!t)
         snprintf(err, errsz, "%s: %s", path, inner);
+out:
+    buf_free(&raw);
+    buf_free(&text);
     return t;
 }
 

@@ -5,6 +5,8 @@
  *   {{#name}}…{{/name}}   rendered once when name is a non-empty string, once per item when
  *                         name is a list (the item's values shadow the outer ones)
  *   {{^name}}…{{/name}}   rendered when name is missing, empty or an empty list
+ *   {{>file}}             (template_load only) the content of a file in the same folder,
+ *                         inserted at load time
  *
  * A template may hold one <style> element; its SHA-256 (for a strict CSP with no
  * 'unsafe-inline') is computed at load. */
@@ -37,7 +39,7 @@ struct template;
  * mismatched section end, bad name, tags inside <style>).  The caller frees the result
  * with template_free. */
 struct template *template_compile(const char *text, size_t len, char *err, size_t errsz);
-/* Reads and compiles a file. */
+/* Reads a file, inserts its {{>file}} includes and compiles it. */
 struct template *template_load(const char *path, char *err, size_t errsz);
 void template_free(struct template *t);
 

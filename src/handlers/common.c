@@ -1,6 +1,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "connection.h"
 #include "handlers/handlers.h"
 
 const char *route_url(struct ctx *ctx, const char *route)
@@ -49,4 +50,15 @@ size_t identity_vars(struct ctx *ctx, const struct connection *c, struct tvar *v
     if (id->n_businesses)
         vars[n++] = (struct tvar){.name = "has_businesses", .value = "1"};
     return n;
+}
+
+bool load_connection_or_503(struct ctx *ctx, struct loaded *l, bool *found)
+{
+    enum lookup_result r = connection_load(ctx, l);
+    if (r == LOOKUP_UNAVAILABLE) {
+        page_unavailable(ctx, "redis_unavailable");
+        return false;
+    }
+    *found = r == LOOKUP_FOUND;
+    return true;
 }

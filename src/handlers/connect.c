@@ -37,16 +37,14 @@ void handle_connect(struct ctx *ctx)
     }
 
     struct loaded l;
-    enum lookup_result found = connection_load(ctx, &l);
-    if (found == LOOKUP_UNAVAILABLE) {
-        page_unavailable(ctx, "redis_unavailable");
+    bool found;
+    if (!load_connection_or_503(ctx, &l, &found))
         return;
-    }
     if (!ctx->has_session)
         session_issue(ctx);
-    else if (found == LOOKUP_FOUND)
+    else if (found)
         session_set_cookie(ctx); /* slide the cookie with the session */
-    if (found == LOOKUP_FOUND)
+    if (found)
         connection_resolve_identity(ctx, &l);
 
     const char *state = state_issue(ctx->arena, &ctx->app->keys, ctx->session_id, ctx->site_user,
@@ -62,15 +60,15 @@ void handle_connect(struct ctx *ctx)
         else if (strcmp(notice, "0") == 0)
             v[n++] = (struct tvar){.name = "notice_unconfirmed", .value = "1"};
     }
-    if (found == LOOKUP_FOUND && l.c.reconnect_required) {
+    if (found && l.c.reconnect_required) {
         v[n++] = (struct tvar){.name = "reconnect_required", .value = "1"};
         n = identity_vars(ctx, &l.c, v, n);
-    } else if (found == LOOKUP_FOUND) {
+    } else if (found) {
         v[n++] = (struct tvar){.name = "connected", .value = "1"};
         v[n++] = (struct tvar){.name = "csrf", .value = csrf_issue(ctx)};
         n = identity_vars(ctx, &l.c, v, n);
     }
-    ctx->outcome = found == LOOKUP_FOUND ? "connected" : "not_connected";
+    ctx->outcome = found ? "connected" : "not_connected";
     struct tvars vars = {v, n, NULL};
     page_render(ctx->app->pages, ctx->resp, PAGE_CONNECT, 200, &vars);
 }

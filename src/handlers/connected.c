@@ -13,15 +13,13 @@ void handle_connected(struct ctx *ctx)
         return;
     }
     struct loaded l;
-    enum lookup_result found = connection_load(ctx, &l);
-    if (found == LOOKUP_UNAVAILABLE) {
-        page_unavailable(ctx, "redis_unavailable");
+    bool found;
+    if (!load_connection_or_503(ctx, &l, &found))
         return;
-    }
     struct tvar v[12];
     size_t n = 0;
     v[n++] = (struct tvar){.name = "connect_url", .value = route_url(ctx, "connect")};
-    if (found == LOOKUP_FOUND) {
+    if (found) {
         if (ctx->has_session)
             session_set_cookie(ctx);
         connection_resolve_identity(ctx, &l);
@@ -29,7 +27,7 @@ void handle_connected(struct ctx *ctx)
                                .value = "1"};
         n = identity_vars(ctx, &l.c, v, n);
     }
-    ctx->outcome = found == LOOKUP_FOUND ? "connected" : "not_connected";
+    ctx->outcome = found ? "connected" : "not_connected";
     struct tvars vars = {v, n, NULL};
     page_render(ctx->app->pages, ctx->resp, PAGE_CONNECTED, 200, &vars);
 }

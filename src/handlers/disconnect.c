@@ -38,15 +38,13 @@ void handle_disconnect(struct ctx *ctx)
         return;
     }
     struct loaded l;
-    enum lookup_result found = connection_load(ctx, &l);
-    if (found == LOOKUP_UNAVAILABLE) {
-        page_unavailable(ctx, "redis_unavailable");
+    bool found;
+    if (!load_connection_or_503(ctx, &l, &found))
         return;
-    }
     bool confirmed = true;
     /* Revoke what is stored, then delete it by compare-and-set; when a refresh replaced the
      * pair meanwhile, revoke and delete the newer one too. */
-    for (int attempt = 0; found == LOOKUP_FOUND && attempt < 3; attempt++) {
+    for (int attempt = 0; found && attempt < 3; attempt++) {
         /* The refresh token first: it is the one that could mint new access tokens. */
         enum oauth_result r1 = oauth_revoke(ctx->w->oauth, l.c.pair.refresh_token);
         enum oauth_result r2 = oauth_revoke(ctx->w->oauth, l.c.pair.access_token);
@@ -61,11 +59,8 @@ void handle_disconnect(struct ctx *ctx)
         }
         if (d != STORE_CONFLICT)
             break;
-        found = connection_load(ctx, &l);
-        if (found == LOOKUP_UNAVAILABLE) {
-            page_unavailable(ctx, "redis_unavailable");
+        if (!load_connection_or_503(ctx, &l, &found))
             return;
-        }
     }
     const char *owner = session_owner(ctx);
     if (owner && store_owner_delete(ctx->w->store, owner) != STORE_OK) {

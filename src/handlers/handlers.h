@@ -3,6 +3,8 @@
 #ifndef FBC_HANDLERS_H
 #define FBC_HANDLERS_H
 
+#include <stdbool.h>
+
 #include "app.h"
 
 void handle_connect(struct ctx *ctx);
@@ -13,7 +15,11 @@ void handle_disconnect(struct ctx *ctx);
 void handle_healthz(struct ctx *ctx);
 void handle_readyz(struct ctx *ctx);
 
-/* Shared page helpers. */
+/* Shared helpers. */
+struct loaded;
+/* connection_load(), answering the 503 page itself when Redis is unavailable: returns
+ * false then, and the handler returns. */
+bool load_connection_or_503(struct ctx *ctx, struct loaded *l, bool *found);
 /* 503 page for Redis (or FreshBooks) being unavailable; keeps the browser's cookie. */
 void page_unavailable(struct ctx *ctx, const char *what);
 /* 403 page for FBCONNECT_USER_PARAM mode without a signed-in site user. */

@@ -311,29 +311,39 @@ static long current_expires_in(void)
     return e;
 }
 
+/* The common start of token and revoke calls: an injected fault, the body (JSON or form)
+ * and the client's credentials.  Returns false after answering; on true, *json is the JSON
+ * body (NULL for a form), which the caller frees. */
+static bool client_call(struct sbx *s, enum endpoint ep, json_t **json)
+{
+    struct fault f = take_fault(ep);
+    if (apply_fault(&f, &s->resp))
+        return false;
+    bool bad;
+    *json = parse_body(s, &bad);
+    if (bad) {
+        reply_error(&s->resp, 400, "invalid_request", "The body must be JSON or a form");
+        return false;
+    }
+    if (!client_ok(field(s, *json, "client_id"), field(s, *json, "client_secret"))) {
+        json_decref(*json);
+        reply_error(&s->resp, 401, "invalid_client", "Client authentication failed");
+        return false;
+    }
+    return true;
+}
+
 static void handle_token(struct sbx *s)
 {
     db_count(COUNT_TOKEN_CALL);
-    struct fault f = take_fault(EP_TOKEN);
-    if (apply_fault(&f, &s->resp))
+    json_t *json;
+    if (!client_call(s, EP_TOKEN, &json))
         return;
-    bool bad;
-    json_t *json = parse_body(s, &bad);
-    if (bad) {
-        reply_error(&s->resp, 400, "invalid_request", "The body must be JSON or a form");
-        return;
-    }
     const char *grant = field(s, json, "grant_type");
-    const char *client_id = field(s, json, "client_id");
-    const char *secret = field(s, json, "client_secret");
     const char *redirect_uri = field(s, json, "redirect_uri");
     const char *code = field(s, json, "code");
     const char *refresh = field(s, json, "refresh_token");
     json_decref(json);
-    if (!client_ok(client_id, secret)) {
-        reply_error(&s->resp, 401, "invalid_client", "Client authentication failed");
-        return;
-    }
     struct issued_pair pair;
     enum grant_result g;
     if (grant && strcmp(grant, "authorization_code") == 0 && code) {
@@ -356,23 +366,11 @@ static void handle_token(struct sbx *s)
 
 static void handle_revoke(struct sbx *s)
 {
-    struct fault f = take_fault(EP_REVOKE);
-    if (apply_fault(&f, &s->resp))
+    json_t *json;
+    if (!client_call(s, EP_REVOKE, &json))
         return;
-    bool bad;
-    json_t *json = parse_body(s, &bad);
-    if (bad) {
-        reply_error(&s->resp, 400, "invalid_request", "The body must be JSON or a form");
-        return;
-    }
-    const char *client_id = field(s, json, "client_id");
-    const char *secret = field(s, json, "client_secret");
     const char *token = field(s, json, "token");
     json_decref(json);
-    if (!client_ok(client_id, secret)) {
-        reply_error(&s->resp, 401, "invalid_client", "Client authentication failed");
-        return;
-    }
     if (!token) {
         reply_error(&s->resp, 400, "invalid_request", "token is required");
         return;

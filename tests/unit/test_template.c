@@ -404,9 +404,59 @@ static void test_template_load(void **state)
     unlink(path);
 }
 
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* {{>file}} inserts a sibling file at load; the <style> hash covers the inserted text. */
+static void test_template_load_include(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/fbc_inc_XXXXXX", err[4400] = "", path[256], css[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/page.html", dir);
+    snprintf(css, sizeof css, "%s/style.css", dir);
+    write_file(css, "p{color:red}\n");
+    write_file(path, "<style>\n{{>style.css}}</style><p>{{x}}</p>");
+    struct template *t = template_load(path, err, sizeof err);
+    assert_non_null(t);
+    struct tvar v[] = {{.name = "x", .value = "<b>"}};
+    struct tvars vars = {v, 1, NULL};
+    struct buf out = {0};
+    template_render(t, &vars, &out);
+    assert_string_equal(buf_cstr(&out), "<style>\np{color:red}\n</style><p>&lt;b&gt;</p>");
+    unsigned char digest[crypto_hash_sha256_BYTES];
+    const char *body = "\np{color:red}\n";
+    crypto_hash_sha256(digest, (const unsigned char *)body, strlen(body));
+    char b64[64], want[96];
+    sodium_bin2base64(b64, sizeof b64, digest, sizeof digest, sodium_base64_VARIANT_ORIGINAL);
+    snprintf(want, sizeof want, "'sha256-%s'", b64);
+    assert_string_equal(template_style_source(t), want);
+    buf_free(&out);
+    template_free(t);
+
+    static const char *const bad[] = {"{{>../etc/passwd}}", "{{>.hidden}}", "{{>missing.css}}",
+                                      "{{>}}", "{{>style.css"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_file(path, bad[i]);
+        assert_null(template_load(path, err, sizeof err));
+    }
+    write_file(css, "{{>page.html}}");
+    write_file(path, "{{>style.css}}");
+    assert_null(template_load(path, err, sizeof err)); /* includes do not nest */
+    unlink(css);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_template_load_include),
         cmocka_unit_test(test_compile_errors),
         cmocka_unit_test(test_compile_nul_byte),
         cmocka_unit_test(test_compile_good),
