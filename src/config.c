@@ -395,6 +395,10 @@ int config_load(struct config *c, config_getter get, char *err, size_t errsz)
             *slot = xstrdup(urls[i].def);
         if (!check_url(urls[i].var, *slot, i == 0 ? false : true, NULL, err, errsz))
             goto bad;
+        if (strchr(*slot, '#')) { /* the state is appended: a fragment would swallow it */
+            fail(err, errsz, "%s: must not contain a fragment (#…)", urls[i].var);
+            goto bad;
+        }
     }
     /* The API base is used as a prefix: drop a trailing slash. */
     size_t al = strlen(c->api_url);
@@ -578,10 +582,23 @@ int config_load(struct config *c, config_getter get, char *err, size_t errsz)
     c->user_param = GET("FBCONNECT_USER_PARAM", false);
     CHECK();
     if (c->user_param) {
+        /* Params nginx fills from the request itself: a client could choose their value. */
+        static const char *const client_params[] = {
+            "QUERY_STRING", "REQUEST_METHOD", "CONTENT_TYPE", "CONTENT_LENGTH", "SCRIPT_NAME",
+            "REQUEST_URI", "DOCUMENT_URI", "DOCUMENT_ROOT", "SERVER_PROTOCOL", "REQUEST_SCHEME",
+            "HTTPS", "GATEWAY_INTERFACE", "SERVER_SOFTWARE", "REMOTE_ADDR", "REMOTE_PORT",
+            "SERVER_ADDR", "SERVER_PORT", "SERVER_NAME", "REDIRECT_STATUS", "PATH_INFO",
+            "PATH_TRANSLATED", "SCRIPT_FILENAME", "FBCONNECT_INTERNAL", "REQUEST_ID"};
         if (strncmp(c->user_param, "HTTP_", 5) == 0) {
             fail(err, errsz, "FBCONNECT_USER_PARAM: names starting with HTTP_ come from client headers and can be forged");
             goto bad;
         }
+        for (size_t i = 0; i < sizeof client_params / sizeof client_params[0]; i++)
+            if (strcmp(c->user_param, client_params[i]) == 0) {
+                fail(err, errsz, "FBCONNECT_USER_PARAM: %s is filled from the request and can be forged",
+                     c->user_param);
+                goto bad;
+            }
         if (!chars_in(c->user_param, "_") || strlen(c->user_param) > 64) {
             fail(err, errsz, "FBCONNECT_USER_PARAM: expected a FastCGI param name like REMOTE_USER");
             goto bad;

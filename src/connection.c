@@ -1,6 +1,7 @@
 #include "connection.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "session.h"
 
 #define STORE_ATTEMPTS 4
+#define IDENTITY_RETRY_S 60
 
 long connection_ttl(const struct ctx *ctx)
 {
@@ -30,8 +32,8 @@ enum lookup_result connection_load(struct ctx *ctx, struct loaded *out)
     if (!out->owner)
         return LOOKUP_NONE;
     long ttl = connection_ttl(ctx);
-    char *name = NULL;
-    switch (store_owner_get(ctx->w->store, out->owner, ttl, ctx->arena, &name)) {
+    char *pointer = NULL;
+    switch (store_owner_get(ctx->w->store, out->owner, ttl, ctx->arena, &pointer)) {
     case STORE_OK:
         break;
     case STORE_UNAVAILABLE:
@@ -39,21 +41,27 @@ enum lookup_result connection_load(struct ctx *ctx, struct loaded *out)
     default:
         return LOOKUP_NONE;
     }
-    if (strlen(name) > 64 || (strncmp(name, "c:", 2) != 0 && strncmp(name, "p:", 2) != 0))
+    char *slash = strchr(pointer, '/');
+    if (!slash || slash - pointer > 64 || strlen(slash + 1) != GENERATION_LEN ||
+        (strncmp(pointer, "c:", 2) != 0 && strncmp(pointer, "p:", 2) != 0))
         return LOOKUP_NONE;
-    out->record_name = name;
+    *slash = '\0';
+    const char *generation = slash + 1;
+    out->record_name = pointer;
     char *data = NULL;
     size_t len = 0;
-    switch (store_record_get(ctx->w->store, name, ttl, ctx->arena, &data, &len)) {
-    case STORE_OK:
-        break;
-    case STORE_UNAVAILABLE:
+    enum store_result got = store_record_get(ctx->w->store, pointer, ttl, ctx->arena, &data, &len);
+    if (got == STORE_UNAVAILABLE)
         return LOOKUP_UNAVAILABLE;
-    default:
+    if (got == STORE_OK &&
+        record_decode(ctx->arena, &ctx->app->keys, pointer, data, len, &out->c) != RECORD_OK) {
+        log_msg(LOG_ERROR, "connection record %.12s… does not open with any configured key", pointer);
         return LOOKUP_NONE;
     }
-    if (record_decode(ctx->arena, &ctx->app->keys, name, data, len, &out->c) != RECORD_OK) {
-        log_msg(LOG_ERROR, "connection record %.12s… does not open with any configured key", name);
+    if (got != STORE_OK || sodium_memcmp(out->c.generation, generation, GENERATION_LEN) != 0) {
+        /* Disconnected (and maybe connected again since by someone else): this owner's
+         * pointer is stale and must never reach the record again. */
+        store_owner_delete(ctx->w->store, out->owner);
         return LOOKUP_NONE;
     }
     return LOOKUP_FOUND;
@@ -71,10 +79,19 @@ static const char *identity_record_name(struct ctx *ctx, int64_t user_id)
     return arena_printf(ctx->arena, "c:%s", h);
 }
 
+static void new_generation(char out[GENERATION_LEN + 1])
+{
+    uint8_t raw[16];
+    randombytes_buf(raw, sizeof raw);
+    b64url_encode(raw, sizeof raw, out);
+}
+
 /* Writes `fresh` into record `name` by compare-and-set, unless the stored pair is newer
- * (FreshBooks issued it later, so `fresh` is already dead).  STORE_OK or
- * STORE_UNAVAILABLE. */
-static enum store_result put_newest(struct ctx *ctx, const char *name, const struct connection *fresh)
+ * (FreshBooks issued it later, so `fresh` is already dead).  A record that is already
+ * there keeps its generation, so every owner pointing at it stays connected.  Sets
+ * *pointer for owners.  STORE_OK or STORE_UNAVAILABLE. */
+static enum store_result put_newest(struct ctx *ctx, const char *name, struct connection *fresh,
+                                    char **pointer)
 {
     struct buf value = {0};
     enum store_result res = STORE_UNAVAILABLE;
@@ -89,13 +106,17 @@ static enum store_result put_newest(struct ctx *ctx, const char *name, const str
             pause_ms(100L << (attempt < 3 ? attempt : 3));
             continue;
         }
+        new_generation(fresh->generation);
         if (got == STORE_OK) {
             struct connection cur;
             version = record_version(data, len);
             if (record_decode(ctx->arena, &ctx->app->keys, name, data, len, &cur) == RECORD_OK &&
-                cur.pair.created_at > fresh->pair.created_at && !cur.reconnect_required) {
-                res = STORE_OK;
-                break;
+                cur.generation[0]) {
+                memcpy(fresh->generation, cur.generation, sizeof cur.generation);
+                if (cur.pair.created_at > fresh->pair.created_at && !cur.reconnect_required) {
+                    res = STORE_OK;
+                    break;
+                }
             }
         }
         record_encode(&ctx->app->keys, name, fresh, version + 1, &value);
@@ -109,35 +130,89 @@ static enum store_result put_newest(struct ctx *ctx, const char *name, const str
     if (value.data)
         sodium_memzero(value.data, value.cap);
     buf_free(&value);
+    if (res == STORE_OK)
+        *pointer = arena_printf(ctx->arena, "%s/%s", name, fresh->generation);
     return res;
 }
 
 enum store_result connection_store_new(struct ctx *ctx, const struct token_pair *pair,
-                                       const struct identity *ident, char **record_name)
+                                       const struct identity *ident, char **pointer)
 {
     struct connection fresh;
     memset(&fresh, 0, sizeof fresh);
     fresh.pair = *pair;
     fresh.connected_at = clock_wall();
+    const char *name;
     if (ident) {
         fresh.has_identity = true;
         fresh.ident = *ident;
-        *record_name = (char *)identity_record_name(ctx, ident->user_id);
+        name = identity_record_name(ctx, ident->user_id);
     } else {
         id_text id;
         id_new(id);
-        *record_name = arena_printf(ctx->arena, "p:%s", id);
+        name = arena_printf(ctx->arena, "p:%s", id);
     }
-    return put_newest(ctx, *record_name, &fresh);
+    return put_newest(ctx, name, &fresh, pointer);
+}
+
+/* ---- identity retries: per pending record and process, users/me is asked again after
+ * 1, 2, 4 … up to IDENTITY_RETRY_S seconds, so polling /status cannot pin threads on a slow
+ * FreshBooks or spend its rate limit ---- */
+
+#define RETRY_SLOTS 64
+
+static struct {
+    pthread_mutex_t mu;
+    struct {
+        uint64_t tag; /* hash of the record name */
+        int64_t not_before;
+        unsigned failures;
+    } slot[RETRY_SLOTS];
+} identity_retry = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static uint64_t name_tag(const char *name)
+{
+    uint64_t tag = 0;
+    crypto_generichash((unsigned char *)&tag, sizeof tag, (const unsigned char *)name, strlen(name),
+                       NULL, 0);
+    return tag | 1;
+}
+
+/* True when this record's identity may be asked for now. */
+static bool identity_retry_due(const char *name)
+{
+    uint64_t tag = name_tag(name);
+    pthread_mutex_lock(&identity_retry.mu);
+    size_t i = (size_t)(tag % RETRY_SLOTS);
+    bool due = identity_retry.slot[i].tag != tag || identity_retry.slot[i].not_before <= clock_wall();
+    pthread_mutex_unlock(&identity_retry.mu);
+    return due;
+}
+
+/* Records a failed attempt and when the next one may be made. */
+static void identity_retry_failed(const char *name)
+{
+    uint64_t tag = name_tag(name);
+    pthread_mutex_lock(&identity_retry.mu);
+    size_t i = (size_t)(tag % RETRY_SLOTS);
+    if (identity_retry.slot[i].tag != tag) {
+        identity_retry.slot[i].tag = tag;
+        identity_retry.slot[i].failures = 0;
+    }
+    unsigned f = identity_retry.slot[i].failures++;
+    int64_t wait = f >= 6 ? IDENTITY_RETRY_S : (1L << f) < IDENTITY_RETRY_S ? (1L << f) : IDENTITY_RETRY_S;
+    identity_retry.slot[i].not_before = clock_wall() + wait;
+    pthread_mutex_unlock(&identity_retry.mu);
 }
 
 void connection_resolve_identity(struct ctx *ctx, struct loaded *l)
 {
-    if (l->c.has_identity || l->c.reconnect_required)
+    if (l->c.has_identity || l->c.reconnect_required || !identity_retry_due(l->record_name))
         return;
     struct identity ident;
     enum oauth_result r = oauth_fetch_identity(ctx->w->oauth, ctx->arena, l->c.pair.access_token, &ident);
     if (r != OAUTH_OK) {
+        identity_retry_failed(l->record_name);
         log_msg(LOG_WARN, "identity still unknown: %s", oauth_last_error(ctx->w->oauth));
         return;
     }
@@ -145,9 +220,10 @@ void connection_resolve_identity(struct ctx *ctx, struct loaded *l)
     moved.has_identity = true;
     moved.ident = ident;
     const char *name = identity_record_name(ctx, ident.user_id);
-    if (put_newest(ctx, name, &moved) != STORE_OK)
+    char *pointer = NULL;
+    if (put_newest(ctx, name, &moved, &pointer) != STORE_OK)
         return;
-    if (store_owner_set(ctx->w->store, l->owner, name, connection_ttl(ctx), NULL) != STORE_OK)
+    if (store_owner_set(ctx->w->store, l->owner, pointer, connection_ttl(ctx), NULL) != STORE_OK)
         return;
     store_record_delete(ctx->w->store, l->record_name, l->c.version);
     /* Report what is now stored (the identity record may hold a newer pair). */

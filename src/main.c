@@ -133,10 +133,12 @@ static int serve(struct app *app)
             st.st_dev == own_st.st_dev)
             unlink(app->cfg.listen + 5);
     }
-    if (left)
+    if (left) {
+        /* Workers still run and use the configuration and keys: leave without freeing. */
         log_msg(LOG_WARN, "stopped with %u requests still running after the deadline", left);
-    else
-        log_msg(LOG_INFO, "stopped");
+        _exit(0);
+    }
+    log_msg(LOG_INFO, "stopped");
     return 0;
 }
 

@@ -4,8 +4,10 @@
 #include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "seal.h"
 
 #define FORMAT "r1"
@@ -34,14 +36,19 @@ void record_encode(const struct keyring *kr, const char *record_name, const stru
                          c->ident.email ? c->ident.email : "", "fn",
                          c->ident.first_name ? c->ident.first_name : "", "ln",
                          c->ident.last_name ? c->ident.last_name : "");
-    json_t *root = json_pack("{s:s,s:s,s:s,s:I,s:I,s:b,s:I,s:o,s:o}", "at", c->pair.access_token,
+    json_t *root = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:b,s:I,s:o,s:o}", "g", c->generation,
+                             "at", c->pair.access_token,
                              "rt", c->pair.refresh_token, "sc",
                              c->pair.scope ? c->pair.scope : "", "ca",
                              (json_int_t)c->pair.created_at, "ex", (json_int_t)c->pair.expires_at,
                              "rr", c->reconnect_required, "ct", (json_int_t)c->connected_at, "u",
                              user, "b", businesses);
-    char *json = json_dumps(root, JSON_COMPACT);
+    char *json = root ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
+    if (!json) { /* only non-UTF-8 strings make json_pack fail, and every string came from jansson */
+        log_msg(LOG_ERROR, "record_encode: cannot serialise a connection record");
+        abort();
+    }
 
     struct buf ad = {0};
     make_ad(record_name, &ad);
@@ -103,6 +110,9 @@ enum record_result record_decode(struct arena *a, const struct keyring *kr,
     enum record_result result = RECORD_CORRUPT;
     out->version = version;
     out->opened_with_old_key = old_key;
+    const char *gen = json_string_value(json_object_get(root, "g"));
+    if (gen && strlen(gen) == GENERATION_LEN)
+        memcpy(out->generation, gen, GENERATION_LEN + 1);
     out->pair.access_token = dup_str(a, root, "at");
     out->pair.refresh_token = dup_str(a, root, "rt");
     out->pair.scope = dup_str(a, root, "sc");

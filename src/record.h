@@ -36,8 +36,14 @@ struct token_pair {
     int64_t created_at, expires_at;
 };
 
+#define GENERATION_LEN 22 /* 128 random bits, base64url */
+
 struct connection {
     uint64_t version; /* compare-and-set version; 0: not stored yet */
+    /* Names this connection from its first connect until it is deleted: owner pointers
+     * carry it, so a pointer left over from a deleted connection never reaches a later
+     * connection of the same FreshBooks identity. */
+    char generation[GENERATION_LEN + 1];
     struct token_pair pair;
     bool has_identity;
     struct identity ident;

@@ -5,7 +5,7 @@
 #include "handlers/handlers.h"
 #include "session.h"
 
-enum { M_GET = 1, M_POST = 2, M_ANY = 0xff };
+enum { M_GET = 1, M_HEAD = 2, M_POST = 4, M_ANY = 0xff };
 
 enum route_id {
     R_CONNECT,
@@ -26,19 +26,22 @@ struct route {
 };
 
 static const struct route routes[R__MAX] = {
-    [R_CONNECT] = {"connect", M_GET, false, handle_connect},
+    [R_CONNECT] = {"connect", M_GET | M_HEAD, false, handle_connect},
+    /* No HEAD: the callback spends the state and the code. */
     [R_CALLBACK] = {"callback", M_GET, false, handle_callback},
-    [R_CONNECTED] = {"connected", M_GET, false, handle_connected},
-    [R_STATUS] = {"status", M_GET, false, handle_status},
+    [R_CONNECTED] = {"connected", M_GET | M_HEAD, false, handle_connected},
+    [R_STATUS] = {"status", M_GET | M_HEAD, false, handle_status},
     [R_DISCONNECT] = {"disconnect", M_POST, false, handle_disconnect},
-    [R_HEALTHZ] = {"healthz", M_GET, false, handle_healthz},
-    [R_READYZ] = {"readyz", M_GET, false, handle_readyz},
+    [R_HEALTHZ] = {"healthz", M_GET | M_HEAD, false, handle_healthz},
+    [R_READYZ] = {"readyz", M_GET | M_HEAD, false, handle_readyz},
 };
 
 static unsigned method_bit(const char *m)
 {
-    if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0)
+    if (strcmp(m, "GET") == 0)
         return M_GET;
+    if (strcmp(m, "HEAD") == 0)
+        return M_HEAD;
     if (strcmp(m, "POST") == 0)
         return M_POST;
     return 0;
@@ -76,7 +79,8 @@ void router_dispatch(struct ctx *ctx)
             page_error(ctx->app->pages, ctx->resp, 405, "Method not allowed",
                        "This address doesn't accept that kind of request.",
                        route_url(ctx, "connect"), "Go to the FreshBooks connect page");
-            response_header(ctx->resp, "Allow", r->methods == M_POST ? "POST" : "GET, HEAD");
+            response_header(ctx->resp, "Allow",
+                            r->methods == M_POST ? "POST" : r->methods & M_HEAD ? "GET, HEAD" : "GET");
             return;
         }
         session_load(ctx);

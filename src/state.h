@@ -18,7 +18,6 @@
 #include "url.h"
 
 #define STATE_TTL 600                       /* seconds a state may be used */
-#define STATE_USED_TTL (STATE_TTL + 120)    /* how long a used-state marker lives */
 #define STATE_TEXT_MAX 1600                 /* longer `state` values are malformed */
 
 enum state_result {

@@ -18,13 +18,15 @@ struct store {
 
 /* ---- scripts: run with EVALSHA, loaded on demand (again after NOSCRIPT) ---- */
 
-enum script_id { SCRIPT_RECORD_PUT, SCRIPT_RECORD_DELETE, SCRIPT__MAX };
+enum script_id { SCRIPT_RECORD_PUT, SCRIPT_RECORD_DELETE, SCRIPT_OWNER_SET, SCRIPT__MAX };
 
-/* KEYS[1] record; ARGV[1] expected version; ARGV[2] value; ARGV[3] ttl (0: none). */
+/* KEYS[1] record; ARGV[1] expected version; ARGV[2] value; ARGV[3] ttl (0: none).
+ * A value without a version this code understands counts as version 0 (overwritable),
+ * as record_version() says. */
 static const char script_record_put[] =
     "local cur = redis.call('GET', KEYS[1])\n"
     "local v = 0\n"
-    "if cur then v = tonumber(string.match(cur, '^r1:(%d+):')) or -1 end\n"
+    "if cur then v = tonumber(string.match(cur, '^r1:(%d+):')) or 0 end\n"
     "if v ~= tonumber(ARGV[1]) then return 0 end\n"
     "if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])\n"
     "else redis.call('SET', KEYS[1], ARGV[2]) end\n"
@@ -39,7 +41,16 @@ static const char script_record_delete[] =
     "redis.call('DEL', KEYS[1])\n"
     "return 1\n";
 
-static const char *const scripts[SCRIPT__MAX] = {script_record_put, script_record_delete};
+/* KEYS[1] owner; KEYS[2] previous owner to delete (KEYS[1] again when none); ARGV[1]
+ * pointer; ARGV[2] ttl (0: none).  One script, so a failed SET deletes nothing. */
+static const char script_owner_set[] =
+    "if tonumber(ARGV[2]) > 0 then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])\n"
+    "else redis.call('SET', KEYS[1], ARGV[1]) end\n"
+    "if KEYS[2] ~= KEYS[1] then redis.call('DEL', KEYS[2]) end\n"
+    "return 1\n";
+
+static const char *const scripts[SCRIPT__MAX] = {script_record_put, script_record_delete,
+                                                 script_owner_set};
 static char script_sha[SCRIPT__MAX][41];
 static pthread_mutex_t script_mu = PTHREAD_MUTEX_INITIALIZER;
 
@@ -120,7 +131,10 @@ static bool connect_redis(struct store *s)
 }
 
 /* Sends a command (argv form) and returns its reply, or NULL after dropping the connection
- * when Redis is unreachable or answers an error.  The caller frees the reply. */
+ * when Redis is unreachable or answers an error.  A connection found closed (Redis
+ * restarted while it was idle) is replaced and the command sent once more; a timeout is
+ * not retried, since the command may have run and its reply be late (a second SET NX
+ * would then wrongly find its own key).  The caller frees the reply. */
 static redisReply *command(struct store *s, int argc, const char **argv, const size_t *lens)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
@@ -158,11 +172,13 @@ static redisReply *command1(struct store *s, const char *a0, const char *a1)
 }
 
 /* EVALSHA with the script's cached sha, (re)loading it when Redis does not know it. */
-static redisReply *eval(struct store *s, enum script_id id, const char *key, int nargs,
-                        const char **args, const size_t *arglens)
+static redisReply *eval(struct store *s, enum script_id id, int nkeys, const char **keys,
+                        int nargs, const char **args, const size_t *arglens)
 {
-    const char *argv[8];
-    size_t lens[8];
+    const char *argv[12];
+    size_t lens[12];
+    char nk[4];
+    snprintf(nk, sizeof nk, "%d", nkeys);
     for (int attempt = 0; attempt < 2; attempt++) {
         char sha[41];
         pthread_mutex_lock(&script_mu);
@@ -185,19 +201,22 @@ static redisReply *eval(struct store *s, enum script_id id, const char *key, int
             memcpy(script_sha[id], sha, sizeof sha);
             pthread_mutex_unlock(&script_mu);
         }
-        argv[0] = "EVALSHA";
-        argv[1] = sha;
-        argv[2] = "1";
-        argv[3] = key;
-        lens[0] = 7;
-        lens[1] = 40;
-        lens[2] = 1;
-        lens[3] = strlen(key);
-        for (int i = 0; i < nargs; i++) {
-            argv[4 + i] = args[i];
-            lens[4 + i] = arglens[i];
+        int argc = 0;
+        argv[argc] = "EVALSHA";
+        lens[argc++] = 7;
+        argv[argc] = sha;
+        lens[argc++] = 40;
+        argv[argc] = nk;
+        lens[argc++] = strlen(nk);
+        for (int i = 0; i < nkeys; i++) {
+            argv[argc] = keys[i];
+            lens[argc++] = strlen(keys[i]);
         }
-        redisReply *r = command(s, 4 + nargs, argv, lens);
+        for (int i = 0; i < nargs; i++) {
+            argv[argc] = args[i];
+            lens[argc++] = arglens[i];
+        }
+        redisReply *r = command(s, argc, argv, lens);
         if (!r)
             return NULL;
         if (r->type == REDIS_REPLY_ERROR) { /* NOSCRIPT: Redis restarted or flushed */
@@ -223,12 +242,12 @@ enum store_result store_ping(struct store *s)
     return STORE_OK;
 }
 
-enum store_result store_state_use(struct store *s, const char *used_id, long ttl)
+enum store_result store_state_use(struct store *s, const char *used_id, int64_t expire_at)
 {
-    char name[96], ttl_s[24];
+    char name[96], at[24];
     snprintf(name, sizeof name, "st:%s", used_id);
-    snprintf(ttl_s, sizeof ttl_s, "%ld", ttl);
-    const char *argv[] = {"SET", k(s, name), "1", "NX", "EX", ttl_s};
+    snprintf(at, sizeof at, "%lld", (long long)expire_at);
+    const char *argv[] = {"SET", k(s, name), "1", "NX", "EXAT", at};
     size_t lens[6];
     for (int i = 0; i < 6; i++)
         lens[i] = strlen(argv[i]);
@@ -263,46 +282,26 @@ static enum store_result get_sliding(struct store *s, const char *name, long ttl
 }
 
 enum store_result store_owner_get(struct store *s, const char *owner, long ttl, struct arena *a,
-                                  char **record_name)
+                                  char **pointer)
 {
-    return get_sliding(s, owner, ttl, a, record_name, NULL);
+    return get_sliding(s, owner, ttl, a, pointer, NULL);
 }
 
-enum store_result store_owner_set(struct store *s, const char *owner, const char *record_name,
+enum store_result store_owner_set(struct store *s, const char *owner, const char *pointer,
                                   long ttl, const char *old_owner)
 {
-    if (!s->rc && !connect_redis(s))
-        return STORE_UNAVAILABLE;
     char owner_key[256], old_key[256], ttl_s[24];
     snprintf(owner_key, sizeof owner_key, "%s%s", s->cfg->redis_prefix, owner);
-    snprintf(ttl_s, sizeof ttl_s, "%ld", ttl);
-    const char *set_argv[] = {"SET", owner_key, record_name, "EX", ttl_s};
-    size_t set_lens[] = {3, strlen(owner_key), strlen(record_name), 2, strlen(ttl_s)};
-    int pending = 0;
-    if (redisAppendCommandArgv(s->rc, ttl > 0 ? 5 : 3, set_argv, set_lens) == REDIS_OK)
-        pending++;
-    if (old_owner && strcmp(old_owner, owner) != 0) {
-        snprintf(old_key, sizeof old_key, "%s%s", s->cfg->redis_prefix, old_owner);
-        const char *del_argv[] = {"DEL", old_key};
-        size_t del_lens[] = {3, strlen(old_key)};
-        if (redisAppendCommandArgv(s->rc, 2, del_argv, del_lens) == REDIS_OK)
-            pending++;
-    }
-    bool ok = pending > 0;
-    for (int i = 0; i < pending; i++) {
-        void *reply = NULL;
-        if (redisGetReply(s->rc, &reply) != REDIS_OK || !reply) {
-            log_msg(LOG_WARN, "redis pipeline failed: %s", s->rc->errstr);
-            drop(s);
-            return STORE_UNAVAILABLE;
-        }
-        if (((redisReply *)reply)->type == REDIS_REPLY_ERROR) {
-            log_msg(LOG_ERROR, "redis error: %.200s", ((redisReply *)reply)->str);
-            ok = false;
-        }
-        freeReplyObject(reply);
-    }
-    return ok ? STORE_OK : STORE_UNAVAILABLE;
+    snprintf(old_key, sizeof old_key, "%s%s", s->cfg->redis_prefix, old_owner ? old_owner : owner);
+    snprintf(ttl_s, sizeof ttl_s, "%ld", ttl > 0 ? ttl : 0);
+    const char *keys[] = {owner_key, old_key};
+    const char *args[] = {pointer, ttl_s};
+    size_t lens[] = {strlen(pointer), strlen(ttl_s)};
+    redisReply *r = eval(s, SCRIPT_OWNER_SET, 2, keys, 2, args, lens);
+    if (!r)
+        return STORE_UNAVAILABLE;
+    freeReplyObject(r);
+    return STORE_OK;
 }
 
 enum store_result store_owner_delete(struct store *s, const char *owner)
@@ -328,9 +327,10 @@ enum store_result store_record_put(struct store *s, const char *record_name,
     snprintf(ver, sizeof ver, "%llu", (unsigned long long)expected_version);
     snprintf(ttl_s, sizeof ttl_s, "%ld", ttl > 0 ? ttl : 0);
     snprintf(key, sizeof key, "%s%s", s->cfg->redis_prefix, record_name);
+    const char *keys[] = {key};
     const char *args[] = {ver, data, ttl_s};
     size_t lens[] = {strlen(ver), len, strlen(ttl_s)};
-    redisReply *r = eval(s, SCRIPT_RECORD_PUT, key, 3, args, lens);
+    redisReply *r = eval(s, SCRIPT_RECORD_PUT, 1, keys, 3, args, lens);
     if (!r)
         return STORE_UNAVAILABLE;
     enum store_result res = (r->type == REDIS_REPLY_INTEGER && r->integer == 1) ? STORE_OK
@@ -345,9 +345,10 @@ enum store_result store_record_delete(struct store *s, const char *record_name,
     char ver[24], key[256];
     snprintf(ver, sizeof ver, "%llu", (unsigned long long)expected_version);
     snprintf(key, sizeof key, "%s%s", s->cfg->redis_prefix, record_name);
+    const char *keys[] = {key};
     const char *args[] = {ver};
     size_t lens[] = {strlen(ver)};
-    redisReply *r = eval(s, SCRIPT_RECORD_DELETE, key, 1, args, lens);
+    redisReply *r = eval(s, SCRIPT_RECORD_DELETE, 1, keys, 1, args, lens);
     if (!r)
         return STORE_UNAVAILABLE;
     enum store_result res = STORE_CONFLICT;

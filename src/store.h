@@ -3,8 +3,8 @@
  * dropped and the next call reconnects, so fbconnect recovers by itself when Redis
  * returns.  Every key is FBCONNECT_REDIS_PREFIX + a name made of a kind letter and a hash:
  *
- *   s:<hash(session id)>   → record name   (TTL: session TTL, sliding)
- *   u:<hash(site user)>    → record name   (no TTL: the site's back end relies on it)
+ *   s:<hash(session id)>   → "<record name>/<generation>"  (TTL: session TTL, sliding)
+ *   u:<hash(site user)>    → "<record name>/<generation>"  (no TTL: the back end relies on it)
  *   c:<hash(client, FreshBooks user)>  connection record of an identity
  *   p:<random>             connection record whose identity is not known yet
  *   st:<hash(state nonce)> used-state marker (TTL: STATE_USED_TTL)
@@ -35,18 +35,18 @@ void store_free(struct store *s);
 /* PING. */
 enum store_result store_ping(struct store *s);
 
-/* Records a state's use: SET st:<id> NX EX ttl.  STORE_OK on first use, STORE_EXISTS on a
- * replay. */
-enum store_result store_state_use(struct store *s, const char *used_id, long ttl);
+/* Records a state's use: SET st:<id> NX EXAT expire_at (an absolute time, so clock skew
+ * between hosts cannot shorten it).  STORE_OK on first use, STORE_EXISTS on a replay. */
+enum store_result store_state_use(struct store *s, const char *used_id, int64_t expire_at);
 
-/* Reads an owner pointer (s:… or u:…) into *record_name (arena), sliding its TTL to ttl
+/* Reads an owner pointer (s:… or u:…) into *pointer (arena), sliding its TTL to ttl
  * seconds when ttl > 0. */
 enum store_result store_owner_get(struct store *s, const char *owner, long ttl, struct arena *a,
-                                  char **record_name);
+                                  char **pointer);
 
-/* Points `owner` at record_name (TTL ttl seconds, none when 0) and, in the same round trip,
- * deletes `old_owner` when it is not NULL. */
-enum store_result store_owner_set(struct store *s, const char *owner, const char *record_name,
+/* Points `owner` at a record (pointer "<record name>/<generation>"; TTL ttl seconds, none
+ * when 0) and, atomically with it, deletes `old_owner` when it is not NULL. */
+enum store_result store_owner_set(struct store *s, const char *owner, const char *pointer,
                                   long ttl, const char *old_owner);
 
 enum store_result store_owner_delete(struct store *s, const char *owner);

@@ -9,6 +9,7 @@
  * 502: the token endpoint was unreachable, slow, or answered nonsense.  Nothing stored.
  * 503: Redis unavailable; FreshBooks rate-limits us or refuses the app's credentials. */
 #include <stdio.h>
+#include <time.h>
 #include <string.h>
 
 #include "clock.h"
@@ -111,7 +112,7 @@ void handle_callback(struct ctx *ctx)
     /* Record the state's single use before spending the code. */
     id_text used;
     state_used_id(&claims, used);
-    switch (store_state_use(ctx->w->store, used, STATE_USED_TTL)) {
+    switch (store_state_use(ctx->w->store, used, claims.expires + STATE_TTL)) {
     case STORE_OK:
         break;
     case STORE_EXISTS:
@@ -167,8 +168,8 @@ void handle_callback(struct ctx *ctx)
         log_msg(LOG_WARN, "identity call failed, keeping the pair for this session: %s",
                 oauth_last_error(o));
 
-    char *record_name = NULL;
-    if (connection_store_new(ctx, &pair, has_ident ? &ident : NULL, &record_name) != STORE_OK) {
+    char *pointer = NULL;
+    if (connection_store_new(ctx, &pair, has_ident ? &ident : NULL, &pointer) != STORE_OK) {
         log_msg(LOG_ERROR, "could not store a new token pair: Redis unavailable; the user must connect again");
         page_unavailable(ctx, "store_failed");
         return;
@@ -181,8 +182,11 @@ void handle_callback(struct ctx *ctx)
     id_new(new_id);
     const char *owner = ctx->cfg->user_param ? session_owner(ctx) : session_owner_of(ctx, new_id);
     enum store_result sr = STORE_UNAVAILABLE;
-    for (int attempt = 0; attempt < 3 && sr != STORE_OK; attempt++)
-        sr = store_owner_set(ctx->w->store, owner, record_name, connection_ttl(ctx), old_owner);
+    for (int attempt = 0; attempt < 3 && sr != STORE_OK; attempt++) {
+        if (attempt)
+            nanosleep(&(struct timespec){.tv_nsec = 200000000L * attempt}, NULL);
+        sr = store_owner_set(ctx->w->store, owner, pointer, connection_ttl(ctx), old_owner);
+    }
     if (sr != STORE_OK) {
         log_msg(LOG_ERROR, "could not point the session at its new connection: Redis unavailable");
         page_unavailable(ctx, "store_failed");

@@ -1,6 +1,7 @@
 /* POST /disconnect — the Disconnect button of the connect page.
  * 303: to /connect?disconnected=1 (FreshBooks confirmed the revoke) or =0 (it could not
- *      be reached: the connection is deleted here all the same).
+ *      be reached: the connection is deleted here all the same); to /connect when there
+ *      was nothing to disconnect.
  * 400: a body that is not a small form.
  * 403: no session or a missing or wrong `csrf` value (a POST with only the cookie).
  * 503: Redis unavailable (nothing deleted). */
@@ -67,9 +68,10 @@ void handle_disconnect(struct ctx *ctx)
         page_unavailable(ctx, "redis_unavailable");
         return;
     }
-    ctx->outcome = confirmed ? "revoked" : "revoke_unconfirmed";
+    ctx->outcome = !found ? "not_connected" : confirmed ? "revoked" : "revoke_unconfirmed";
     response_header(ctx->resp, "Location",
-                    arena_printf(ctx->arena, "%sconnect?disconnected=%d", ctx->cfg->base_path,
-                                 confirmed ? 1 : 0));
+                    !found ? route_url(ctx, "connect")
+                           : arena_printf(ctx->arena, "%sconnect?disconnected=%d",
+                                          ctx->cfg->base_path, confirmed ? 1 : 0));
     response_set(ctx->resp, 303, "text/plain; charset=utf-8", "Disconnected.\n");
 }

@@ -310,11 +310,16 @@ def test_identity_failure_keeps_pair(stack):
     check(r.status == 303, f"callback with users/me down: {r.status}")
     check(stack.keys("fbc:p:*"), "no pending record for the session")
     stack.fault("me", "status", status=500, count=1)
+    calls = stack.stats()["me_calls"]
     j = b.status().json()
     check(j["connected"] is True and j["user"] is None, f"status while identity unknown: {j}")
     check(j.get("identity_pending") is True, "status does not say the identity is pending")
-    j = b.status().json()
-    check(j["connected"] is True and j["user"] and j["user"]["email"], f"identity not fetched again: {j}")
+    for _ in range(5):  # polling right after a failure does not call FreshBooks again
+        check(b.status().json()["user"] is None, "resolved during the back-off")
+    check(stack.stats()["me_calls"] == calls + 1, "users/me asked again during the back-off")
+    j = wait_until(lambda: (lambda s: s if s["user"] else None)(b.status().json()), timeout=5,
+                   what="the identity to be fetched again after the back-off")
+    check(j["connected"] is True and j["user"]["email"], f"identity not fetched again: {j}")
     check(j.get("identity_pending") is None, "still pending")
 
 
@@ -409,7 +414,7 @@ def test_return_to(stack):
     link, _ = b.authorize_link("connect?return_to=/invoices%3Fpage%3D2")
     callback = b.approve(link, email())
     r = b.get(stack.local(callback))
-    check(r.status == 303 and r.header("Location") == "/invoices?page=2", f"return_to: {r.header('Location')}")
+    check(r.status == 303 and r.header("Location") == "/invoices?page=2", f"return_to: {r.status} {r.header('Location')} {r.text[:300]}")
 
 
 def test_kept_alive_connections_beyond_threads(stack):
@@ -512,17 +517,19 @@ def test_ttls(stack):
     b = connected_browser(stack)
     Browser(stack).start()
     session_key = "fbc:s:" + redis_name("session", b.session)
-    record = stack.redis("GET", session_key)
-    check(record.startswith("c:"), f"session {session_key} points to {record!r}")
+    pointer = stack.redis("GET", session_key)
+    check(pointer.startswith("c:") and len(pointer.split("/")[1]) == 22,
+          f"session {session_key} points to {pointer!r}")
+    record = pointer.split("/")[0]
     ttl = int(stack.redis("TTL", session_key))
     check(2592000 - 120 < ttl <= 2592000, f"session TTL {ttl}")
     ttl = int(stack.redis("TTL", "fbc:" + record))
     check(2592000 - 120 < ttl <= 2592000, f"record TTL {ttl} (sessions only: it slides with them)")
     for k in stack.keys("fbc:st:*")[:5]:
         ttl = int(stack.redis("TTL", k))
-        check(600 < ttl <= 720, f"used-state marker TTL {ttl}")
+        check(600 < ttl <= 1200, f"used-state marker TTL {ttl}")
     # Every key expires but site users' pointers and the records they point to.
-    site_user_records = {"fbc:" + stack.redis("GET", k) for k in stack.keys("fbc:u:*")}
+    site_user_records = {"fbc:" + stack.redis("GET", k).split("/")[0] for k in stack.keys("fbc:u:*")}
     for k in stack.keys("fbc:*"):
         if k.startswith("fbc:u:") or k in site_user_records:
             continue
@@ -550,3 +557,66 @@ def test_provider_certificate_is_verified(stack):
 
 
 test_provider_certificate_is_verified.restarts_fbconnect = True
+
+
+def csrf_of(b, stack):
+    page = b.get(stack.site("connect"))
+    m = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    check(m, "no csrf field on the connect page")
+    return m.group(1)
+
+
+def test_disconnect(stack):
+    b = connected_browser(stack)
+    bare = b.post(stack.site("disconnect"), {})
+    check(bare.status == 403, f"POST with only the cookie: {bare.status}")
+    wrong = b.post(stack.site("disconnect"), {"csrf": "A" * 48})
+    check(wrong.status == 403, f"wrong csrf: {wrong.status}")
+    other = connected_browser(stack)
+    stolen = b.post(stack.site("disconnect"), {"csrf": csrf_of(other, stack)})
+    check(stolen.status == 403, f"another session's csrf: {stolen.status}")
+    check(b.status().json()["connected"], "a refused disconnect disconnected")
+    before = stack.stats()
+    csrf = csrf_of(b, stack)
+    r = b.post(stack.site("disconnect"), {"csrf": csrf})
+    check(r.status == 303 and r.header("Location") == "/connect?disconnected=1", f"disconnect {r.status} {r.header('Location')}")
+    check(stack.stats()["revocations"] == before["revocations"] + 2, "refresh and access token not both revoked")
+    check(not b.status().json()["connected"], "still connected after disconnect")
+    page = b.get(stack.site(r.header("Location").lstrip("/")))
+    check("FreshBooks confirmed" in page.text, "connect page does not say the revoke was confirmed")
+    check('name="csrf"' not in page.text, "a Disconnect form while not connected")
+    again = b.post(stack.site("disconnect"), {"csrf": csrf})
+    check(again.status == 303 and again.header("Location") == "/connect", f"nothing to disconnect: {again.header('Location')}")
+
+
+def test_disconnect_with_freshbooks_down(stack):
+    b = connected_browser(stack)
+    csrf = csrf_of(b, stack)
+    stack.fault("revoke", "status", status=503)
+    r = b.post(stack.site("disconnect"), {"csrf": csrf})
+    check(r.status == 303 and r.header("Location") == "/connect?disconnected=0", f"{r.status} {r.header('Location')}")
+    check(not b.status().json()["connected"], "not deleted locally when FreshBooks is down")
+    page = b.get(stack.site("connect?disconnected=0"))
+    check("couldn't reach FreshBooks" in page.text, "page does not say the revoke is unconfirmed")
+
+
+def test_disconnect_cuts_off_every_session_for_good(stack):
+    who = email()
+    a = connected_browser(stack, who)
+    b = connected_browser(stack, who)
+    r = b.post(stack.site("disconnect"), {"csrf": csrf_of(b, stack)})
+    check(r.status == 303, "disconnect")
+    check(not a.status().json()["connected"], "the other session still reaches a disconnected pair")
+    connected_browser(stack, who)  # someone connects the same FreshBooks user again
+    check(not a.status().json()["connected"], "an old session came back to life with a new connect")
+
+
+def test_head_does_not_run_the_callback(stack):
+    b = Browser(stack)
+    _, link = b.start()
+    callback = b.approve(link, email())
+    before = stack.stats()
+    r = b._send("HEAD", stack.local(callback))
+    check(r.status == 405, f"HEAD /callback: {r.status}")
+    check(stack.stats()["exchanges"] == before["exchanges"], "HEAD spent the code")
+    check(b.get(stack.local(callback)).status == 303, "the GET after it")
