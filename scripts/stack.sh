@@ -12,8 +12,9 @@
 # Settings (environment): BUILD (binaries, default build), HTTP_PORT (8080), INTERNAL_PORT
 # (8082), SANDBOX_PORT (8443, HTTPS), SANDBOX_HTTP_PORT (8081), REDIS_PORT (6390),
 # PUBLIC_HOST (localhost: the host your browser uses), REDIS_PERSIST (1: keep Redis data in
-# DIR between runs), FBCONNECT_WRAPPER (e.g. valgrind), and any FBCONNECT_* variable,
-# which overrides the generated one.
+# DIR between runs), FBCONNECT_INSTANCES (fbconnect processes behind one upstream, 1),
+# FBCONNECT_WRAPPER (e.g. valgrind), and any FBCONNECT_* variable, which overrides the
+# generated one.
 set -eu
 
 cmd=${1:?usage: stack.sh start|stop|... DIR}
@@ -30,6 +31,7 @@ SANDBOX_HTTP_PORT=${SANDBOX_HTTP_PORT:-8081}
 REDIS_PORT=${REDIS_PORT:-6390}
 PUBLIC_HOST=${PUBLIC_HOST:-localhost}
 REDIS_PERSIST=${REDIS_PERSIST:-0}
+INSTANCES=${FBCONNECT_INSTANCES:-1}
 SANDBOX_CLIENT_ID=fbconnect-sandbox-client
 
 die() { echo "stack: $*" >&2; exit 1; }
@@ -45,14 +47,17 @@ wait_for() {
     done
 }
 
-pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# A process is alive unless gone or a zombie (an exited child of ours that init has not
+# reaped yet still answers kill -0).
+running() { kill -0 "$1" 2>/dev/null && [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)" != Z ]; }
+pid_alive() { [ -s "$1" ] && running "$(cat "$1")"; }
 
 stop_pid() { # stop_pid PIDFILE [SIGNAL]
     [ -s "$1" ] || return 0
     pid=$(cat "$1")
     kill "-${2:-TERM}" "$pid" 2>/dev/null || true
     i=0
-    while kill -0 "$pid" 2>/dev/null; do
+    while running "$pid"; do
         i=$((i + 1))
         if [ $i -gt 600 ]; then kill -KILL "$pid" 2>/dev/null || true; break; fi
         sleep 0.05
@@ -72,7 +77,6 @@ prepare() {
 # The fbconnect environment: generated defaults, overridden by FBCONNECT_* already set.
 fbconnect_env() {
     cat <<ENV
-FBCONNECT_LISTEN=unix:$DIR/fbconnect.sock
 FBCONNECT_THREADS=16
 FBCONNECT_CLIENT_ID=$SANDBOX_CLIENT_ID
 FBCONNECT_CLIENT_SECRET_FILE=$DIR/secrets/client_secret
@@ -88,19 +92,40 @@ FBCONNECT_TEMPLATE_DIR=$ROOT/templates
 ENV
 }
 
+# instance N's files: fbconnect.sock/.pid/.log for 1, fbconnectN.* for the others
+inst() { [ "$1" = 1 ] && echo fbconnect || echo "fbconnect$1"; }
+
 start_fbconnect() {
-    pid_alive "$DIR/fbconnect.pid" && return 0
     fbconnect_env > "$DIR/fbconnect.env.generated"
     # Export generated values only where the caller did not set the variable.
     while IFS='=' read -r key value; do
         eval "[ -n \"\${$key+x}\" ]" || export "$key=$value"
     done < "$DIR/fbconnect.env.generated"
-    env | grep '^FBCONNECT_' | grep -v '_WRAPPER=' | sort > "$DIR/fbconnect.env"
-    rm -f "$DIR/fbconnect.sock"
-    # shellcheck disable=SC2086
-    nohup ${FBCONNECT_WRAPPER:-} "$BUILD/fbconnect" >> "$DIR/logs/fbconnect.log" 2>&1 &
-    echo $! > "$DIR/fbconnect.pid"
-    wait_for "fbconnect" test -S "$DIR/fbconnect.sock"
+    env | grep '^FBCONNECT_' | grep -v -e '_WRAPPER=' -e '_INSTANCES=' | sort > "$DIR/fbconnect.env"
+    n=1
+    while [ $n -le "$INSTANCES" ]; do
+        name=$(inst $n)
+        if ! pid_alive "$DIR/$name.pid"; then
+            rm -f "$DIR/$name.sock"
+            # shellcheck disable=SC2086
+            FBCONNECT_LISTEN=unix:$DIR/$name.sock nohup ${FBCONNECT_WRAPPER:-} "$BUILD/fbconnect" \
+                >> "$DIR/logs/$name.log" 2>&1 &
+            echo $! > "$DIR/$name.pid"
+        fi
+        n=$((n + 1))
+    done
+    n=1
+    while [ $n -le "$INSTANCES" ]; do
+        wait_for "fbconnect" test -S "$DIR/$(inst $n).sock"
+        n=$((n + 1))
+    done
+}
+
+stop_fbconnect() {
+    for pidfile in "$DIR"/fbconnect.pid "$DIR"/fbconnect[0-9]*.pid; do
+        [ -e "$pidfile" ] && stop_pid "$pidfile"
+    done
+    return 0
 }
 
 start_sandbox() {
@@ -138,10 +163,23 @@ start_nginx() {
     pid_alive "$DIR/nginx.pid" && return 0
     user=""
     [ "$(id -u)" = 0 ] && user="user root;"
+    servers=""
+    n=1
+    while [ $n -le "$INSTANCES" ]; do
+        servers="$servers        server unix:$DIR/$(inst $n).sock;\\n"
+        n=$((n + 1))
+    done
     sed -e "s|@RUN@|$DIR|g" -e "s|@ROOT@|$ROOT|g" -e "s|@USER@|$user|" \
         -e "s|@HTTP_PORT@|$HTTP_PORT|g" -e "s|@INTERNAL_PORT@|$INTERNAL_PORT|g" \
         -e "s|@SANDBOX_PORT@|$SANDBOX_PORT|g" -e "s|@SANDBOX_HTTP_PORT@|$SANDBOX_HTTP_PORT|g" \
+        -e "s|@FBCONNECT_SERVERS@|$servers|" \
         "$ROOT/nginx/local.conf.in" > "$DIR/nginx.conf"
+    # The shipped API proxy, pointed at the sandbox and its test CA.
+    sed -e "s|https://api.freshbooks.com|https://127.0.0.1:$SANDBOX_PORT|" \
+        -e "s|proxy_ssl_name api.freshbooks.com|proxy_ssl_name localhost|" \
+        -e "s|/etc/ssl/certs/ca-certificates.crt|$DIR/ca/ca.pem|" \
+        -e "s|include fastcgi_params;|include /etc/nginx/fastcgi_params;|" \
+        "$ROOT/nginx/fbconnect-api.conf" > "$DIR/fbconnect-api.conf"
     nginx -q -t -c "$DIR/nginx.conf" -p "$DIR/nginx" 2>>"$DIR/logs/nginx-error.log" ||
         die "nginx rejected $DIR/nginx.conf (see $DIR/logs/nginx-error.log)"
     nginx -c "$DIR/nginx.conf" -p "$DIR/nginx" 2>>"$DIR/logs/nginx-error.log"
@@ -159,7 +197,7 @@ start)
     ;;
 stop)
     stop_pid "$DIR/nginx.pid" QUIT
-    stop_pid "$DIR/fbconnect.pid"
+    stop_fbconnect
     stop_pid "$DIR/fbsandbox.pid"
     stop_pid "$DIR/redis.pid"
     ;;
@@ -167,7 +205,7 @@ start-redis) start_redis ;;
 stop-redis) stop_pid "$DIR/redis.pid" ;;
 kill-redis) stop_pid "$DIR/redis.pid" KILL ;;
 start-fbconnect) start_fbconnect ;;
-stop-fbconnect) stop_pid "$DIR/fbconnect.pid" ;;
+stop-fbconnect) stop_fbconnect ;;
 env) cat "$DIR/fbconnect.env" ;;
 *) die "unknown command $cmd" ;;
 esac

@@ -1,7 +1,6 @@
 #include "connection.h"
 
 #include <inttypes.h>
-#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,7 +11,7 @@
 #include "session.h"
 
 #define STORE_ATTEMPTS 4
-#define IDENTITY_RETRY_S 60
+#define IDENTITY_RETRY_MS 5000
 
 long connection_ttl(const struct ctx *ctx)
 {
@@ -23,6 +22,22 @@ static void pause_ms(long ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
+}
+
+/* Seals a record opened with an old key again with the current one (compare-and-set; a
+ * record that moved meanwhile was written with the current key anyway). */
+static void reseal(struct ctx *ctx, struct loaded *l)
+{
+    struct buf value = {0};
+    record_encode(&ctx->app->keys, l->record_name, &l->c, l->c.version + 1, &value);
+    if (store_record_put(ctx->w->store, l->record_name, l->c.version, value.data, value.len,
+                         connection_ttl(ctx)) == STORE_OK) {
+        l->c.version++;
+        l->c.opened_with_old_key = false;
+        log_msg(LOG_INFO, "re-sealed connection %.10s… with the current key", l->record_name);
+    }
+    sodium_memzero(value.data, value.cap);
+    buf_free(&value);
 }
 
 enum lookup_result connection_load(struct ctx *ctx, struct loaded *out)
@@ -64,6 +79,8 @@ enum lookup_result connection_load(struct ctx *ctx, struct loaded *out)
         store_owner_delete(ctx->w->store, out->owner);
         return LOOKUP_NONE;
     }
+    if (out->c.opened_with_old_key)
+        reseal(ctx, out);
     return LOOKUP_FOUND;
 }
 
@@ -155,64 +172,25 @@ enum store_result connection_store_new(struct ctx *ctx, const struct token_pair 
     return put_newest(ctx, name, &fresh, pointer);
 }
 
-/* ---- identity retries: per pending record and process, users/me is asked again after
- * 1, 2, 4 … up to IDENTITY_RETRY_S seconds, so polling /status cannot pin threads on a slow
- * FreshBooks or spend its rate limit ---- */
-
-#define RETRY_SLOTS 64
-
-static struct {
-    pthread_mutex_t mu;
-    struct {
-        uint64_t tag; /* hash of the record name */
-        int64_t not_before;
-        unsigned failures;
-    } slot[RETRY_SLOTS];
-} identity_retry = {.mu = PTHREAD_MUTEX_INITIALIZER};
-
-static uint64_t name_tag(const char *name)
+/* At most one users/me attempt per pending record every IDENTITY_RETRY_MS, across every
+ * thread, process and host: polling /status cannot pin threads on a slow FreshBooks or
+ * spend its rate limit.  A Redis failure skips the attempt. */
+static bool identity_retry_due(struct ctx *ctx, const char *name)
 {
-    uint64_t tag = 0;
-    crypto_generichash((unsigned char *)&tag, sizeof tag, (const unsigned char *)name, strlen(name),
-                       NULL, 0);
-    return tag | 1;
-}
-
-/* True when this record's identity may be asked for now. */
-static bool identity_retry_due(const char *name)
-{
-    uint64_t tag = name_tag(name);
-    pthread_mutex_lock(&identity_retry.mu);
-    size_t i = (size_t)(tag % RETRY_SLOTS);
-    bool due = identity_retry.slot[i].tag != tag || identity_retry.slot[i].not_before <= clock_wall();
-    pthread_mutex_unlock(&identity_retry.mu);
-    return due;
-}
-
-/* Records a failed attempt and when the next one may be made. */
-static void identity_retry_failed(const char *name)
-{
-    uint64_t tag = name_tag(name);
-    pthread_mutex_lock(&identity_retry.mu);
-    size_t i = (size_t)(tag % RETRY_SLOTS);
-    if (identity_retry.slot[i].tag != tag) {
-        identity_retry.slot[i].tag = tag;
-        identity_retry.slot[i].failures = 0;
-    }
-    unsigned f = identity_retry.slot[i].failures++;
-    int64_t wait = f >= 6 ? IDENTITY_RETRY_S : (1L << f) < IDENTITY_RETRY_S ? (1L << f) : IDENTITY_RETRY_S;
-    identity_retry.slot[i].not_before = clock_wall() + wait;
-    pthread_mutex_unlock(&identity_retry.mu);
+    char key[96];
+    snprintf(key, sizeof key, "idr:%s", name);
+    return store_claim(ctx->w->store, key, IDENTITY_RETRY_MS) == STORE_OK;
 }
 
 void connection_resolve_identity(struct ctx *ctx, struct loaded *l)
 {
-    if (l->c.has_identity || l->c.reconnect_required || !identity_retry_due(l->record_name))
+    /* An expired access token cannot ask; the next /auth refreshes it first. */
+    if (l->c.has_identity || l->c.reconnect_required || l->c.pair.expires_at <= clock_wall() ||
+        !identity_retry_due(ctx, l->record_name))
         return;
     struct identity ident;
     enum oauth_result r = oauth_fetch_identity(ctx->w->oauth, ctx->arena, l->c.pair.access_token, &ident);
     if (r != OAUTH_OK) {
-        identity_retry_failed(l->record_name);
         log_msg(LOG_WARN, "identity still unknown: %s", oauth_last_error(ctx->w->oauth));
         return;
     }

@@ -33,7 +33,7 @@ enum store_result connection_store_new(struct ctx *ctx, const struct token_pair 
                                        const struct identity *ident, char **pointer);
 
 /* For a record whose identity is unknown (users/me failed at connect): asks FreshBooks
- * again (after a failure, waiting 1, 2, 4 … up to 60 seconds per record and process) and, on success,
+ * again (at most once every 5 seconds per record, across every host) and, on success,
  * moves the pair into the identity's record and repoints the owner.  Leaves l unchanged
  * when FreshBooks or Redis fails; never drops the pair. */
 void connection_resolve_identity(struct ctx *ctx, struct loaded *l);

@@ -15,6 +15,8 @@
 #include "ids.h"
 #include "log.h"
 #include "oauth.h"
+#include "refresh.h"
+#include "rekey.h"
 
 static const char usage[] =
     "usage: fbconnect [command]\n"
@@ -23,6 +25,8 @@ static const char usage[] =
     "  --check-config   validate the environment, print the effective settings\n"
     "                   (secrets masked); exit 0 when valid, 1 otherwise\n"
     "  keygen           print a new random secret key for FBCONNECT_SECRET_KEY\n"
+    "  rekey            re-seal every stored connection with the current key (after a\n"
+    "                   rotation, before dropping a key from FBCONNECT_OLD_SECRET_KEYS)\n"
     "  --version        print the version\n"
     "  --help           this text\n"
     "\n"
@@ -104,6 +108,10 @@ static int serve(struct app *app)
     if (own_path)
         stat(app->cfg.listen + 5, &own_st);
 
+    if (refresh_init(app) != 0) {
+        fprintf(stderr, "fbconnect: cannot start the token store thread\n");
+        return 1;
+    }
     struct server_app sa = fbconnect_server_app;
     sa.app = app;
     if (server_start(fd, app->cfg.threads, &sa, err, sizeof err) != 0) {
@@ -138,6 +146,7 @@ static int serve(struct app *app)
         log_msg(LOG_WARN, "stopped with %u requests still running after the deadline", left);
         _exit(0);
     }
+    refresh_shutdown();
     log_msg(LOG_INFO, "stopped");
     return 0;
 }
@@ -160,7 +169,7 @@ int main(int argc, char **argv)
     }
     if (cmd && strcmp(cmd, "keygen") == 0)
         return cmd_keygen();
-    if (cmd && strcmp(cmd, "--check-config") != 0) {
+    if (cmd && strcmp(cmd, "--check-config") != 0 && strcmp(cmd, "rekey") != 0) {
         fprintf(stderr, "fbconnect: unknown command '%s'\n%s", cmd, usage);
         return 2;
     }
@@ -172,7 +181,9 @@ int main(int argc, char **argv)
         return 1;
     }
     int rc;
-    if (cmd) {
+    if (cmd && strcmp(cmd, "rekey") == 0) {
+        rc = rekey_all(&app, stdout);
+    } else if (cmd) {
         config_print(&app.cfg, stdout);
         puts("configuration OK");
         rc = 0;

@@ -72,6 +72,19 @@ uint64_t record_version(const char *data, size_t len)
     return (i > 3 && i < len && data[i] == ':') ? v : 0;
 }
 
+void record_set_version(struct buf *value, uint64_t version)
+{
+    const char *body = value->len > 3 ? memchr(value->data + 3, ':', value->len - 3) : NULL;
+    if (!body)
+        return;
+    body++;
+    struct buf out = {0};
+    buf_printf(&out, FORMAT ":%" PRIu64 ":", version);
+    buf_append(&out, body, value->len - (size_t)(body - value->data));
+    buf_free(value);
+    *value = out;
+}
+
 static const char *dup_str(struct arena *a, json_t *obj, const char *key)
 {
     const char *s = json_string_value(json_object_get(obj, key));

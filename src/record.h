@@ -67,4 +67,8 @@ enum record_result record_decode(struct arena *a, const struct keyring *kr,
 /* The version in a stored value's header, or 0 when it has none. */
 uint64_t record_version(const char *data, size_t len);
 
+/* Rewrites the version in an encoded record's header (the sealed part does not cover it):
+ * for storing again a value encoded earlier. */
+void record_set_version(struct buf *value, uint64_t version);
+
 #endif

@@ -15,6 +15,8 @@ enum route_id {
     R_DISCONNECT,
     R_HEALTHZ,
     R_READYZ,
+    R_AUTH,
+    R_INTERNAL_TOKEN,
     R__MAX
 };
 
@@ -34,6 +36,8 @@ static const struct route routes[R__MAX] = {
     [R_DISCONNECT] = {"disconnect", M_POST, false, handle_disconnect},
     [R_HEALTHZ] = {"healthz", M_GET | M_HEAD, false, handle_healthz},
     [R_READYZ] = {"readyz", M_GET | M_HEAD, false, handle_readyz},
+    [R_AUTH] = {"auth", M_ANY, true, handle_auth},
+    [R_INTERNAL_TOKEN] = {"internal/token", M_GET | M_HEAD, true, handle_internal_token},
 };
 
 static unsigned method_bit(const char *m)

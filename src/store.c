@@ -18,7 +18,15 @@ struct store {
 
 /* ---- scripts: run with EVALSHA, loaded on demand (again after NOSCRIPT) ---- */
 
-enum script_id { SCRIPT_RECORD_PUT, SCRIPT_RECORD_DELETE, SCRIPT_OWNER_SET, SCRIPT__MAX };
+enum script_id {
+    SCRIPT_RECORD_PUT,
+    SCRIPT_RECORD_DELETE,
+    SCRIPT_OWNER_SET,
+    SCRIPT_LOCK_TRY,
+    SCRIPT_LOCK_RELEASE,
+    SCRIPT_WATCH,
+    SCRIPT__MAX
+};
 
 /* KEYS[1] record; ARGV[1] expected version; ARGV[2] value; ARGV[3] ttl (0: none).
  * A value without a version this code understands counts as version 0 (overwritable),
@@ -49,8 +57,31 @@ static const char script_owner_set[] =
     "if KEYS[2] ~= KEYS[1] then redis.call('DEL', KEYS[2]) end\n"
     "return 1\n";
 
-static const char *const scripts[SCRIPT__MAX] = {script_record_put, script_record_delete,
-                                                 script_owner_set};
+/* KEYS[1] lock; KEYS[2] cooldown; ARGV[1] owner token; ARGV[2] lock TTL ms.
+ * -1 cooling down, 1 taken, 0 held by someone else. */
+static const char script_lock_try[] =
+    "if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end\n"
+    "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end\n"
+    "return 0\n";
+
+/* KEYS[1] lock; KEYS[2] cooldown; ARGV[1] owner token; ARGV[2] cooldown ms (0: none).
+ * Deletes the lock only when this owner holds it. */
+static const char script_lock_release[] =
+    "if tonumber(ARGV[2]) > 0 then redis.call('SET', KEYS[2], '1', 'PX', ARGV[2]) end\n"
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end\n"
+    "return 0\n";
+
+/* KEYS[1] record; KEYS[2] lock.  {version (-1: no record), lock held 0/1}: a waiter's poll,
+ * without moving the sealed record over the wire. */
+static const char script_watch[] =
+    "local cur = redis.call('GET', KEYS[1])\n"
+    "local v = -1\n"
+    "if cur then v = tonumber(string.match(cur, '^r1:(%d+):')) or 0 end\n"
+    "return {v, redis.call('EXISTS', KEYS[2])}\n";
+
+static const char *const scripts[SCRIPT__MAX] = {script_record_put,   script_record_delete,
+                                                 script_owner_set,    script_lock_try,
+                                                 script_lock_release, script_watch};
 static char script_sha[SCRIPT__MAX][41];
 static pthread_mutex_t script_mu = PTHREAD_MUTEX_INITIALIZER;
 
@@ -354,6 +385,122 @@ enum store_result store_record_delete(struct store *s, const char *record_name,
     enum store_result res = STORE_CONFLICT;
     if (r->type == REDIS_REPLY_INTEGER)
         res = r->integer == 1 ? STORE_OK : r->integer == -1 ? STORE_NOT_FOUND : STORE_CONFLICT;
+    freeReplyObject(r);
+    return res;
+}
+
+/* The lock and cooldown keys of a record: lock:<record>, cool:<record>. */
+static void lock_keys(struct store *s, const char *record_name, char *lock, char *cool, size_t n)
+{
+    snprintf(lock, n, "%slock:%s", s->cfg->redis_prefix, record_name);
+    snprintf(cool, n, "%scool:%s", s->cfg->redis_prefix, record_name);
+}
+
+enum store_result store_lock_try(struct store *s, const char *record_name, const char *owner,
+                                 long ttl_ms)
+{
+    char lock[256], cool[256], ttl[24];
+    lock_keys(s, record_name, lock, cool, sizeof lock);
+    snprintf(ttl, sizeof ttl, "%ld", ttl_ms);
+    const char *keys[] = {lock, cool};
+    const char *args[] = {owner, ttl};
+    size_t lens[] = {strlen(owner), strlen(ttl)};
+    redisReply *r = eval(s, SCRIPT_LOCK_TRY, 2, keys, 2, args, lens);
+    if (!r)
+        return STORE_UNAVAILABLE;
+    enum store_result res = STORE_UNAVAILABLE;
+    if (r->type == REDIS_REPLY_INTEGER)
+        res = r->integer == 1 ? STORE_OK : r->integer == 0 ? STORE_EXISTS : STORE_CONFLICT;
+    freeReplyObject(r);
+    return res;
+}
+
+enum store_result store_lock_release(struct store *s, const char *record_name, const char *owner,
+                                     long cooldown_ms)
+{
+    char lock[256], cool[256], ms[24];
+    lock_keys(s, record_name, lock, cool, sizeof lock);
+    snprintf(ms, sizeof ms, "%ld", cooldown_ms > 0 ? cooldown_ms : 0);
+    const char *keys[] = {lock, cool};
+    const char *args[] = {owner, ms};
+    size_t lens[] = {strlen(owner), strlen(ms)};
+    redisReply *r = eval(s, SCRIPT_LOCK_RELEASE, 2, keys, 2, args, lens);
+    if (!r)
+        return STORE_UNAVAILABLE;
+    freeReplyObject(r);
+    return STORE_OK;
+}
+
+enum store_result store_watch(struct store *s, const char *record_name, int64_t *version,
+                              bool *locked)
+{
+    char lock[256], cool[256], key[256];
+    lock_keys(s, record_name, lock, cool, sizeof lock);
+    snprintf(key, sizeof key, "%s%s", s->cfg->redis_prefix, record_name);
+    const char *keys[] = {key, lock};
+    redisReply *r = eval(s, SCRIPT_WATCH, 2, keys, 0, NULL, NULL);
+    if (!r)
+        return STORE_UNAVAILABLE;
+    enum store_result res = STORE_UNAVAILABLE;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_INTEGER && r->element[1]->type == REDIS_REPLY_INTEGER) {
+        *version = r->element[0]->integer;
+        *locked = r->element[1]->integer == 1;
+        res = STORE_OK;
+    }
+    freeReplyObject(r);
+    return res;
+}
+
+int store_scan_records(struct store *s, void (*fn)(const char *record_name, void *arg), void *arg)
+{
+    char cursor[32] = "0", pattern[128];
+    size_t prefix_len = strlen(s->cfg->redis_prefix);
+    int seen = 0;
+    static const char *const kinds[] = {"c:*", "p:*"};
+    for (size_t kind = 0; kind < 2; kind++) {
+        snprintf(pattern, sizeof pattern, "%s%s", s->cfg->redis_prefix, kinds[kind]);
+        strcpy(cursor, "0");
+        do {
+            const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "500"};
+            size_t lens[6];
+            for (int i = 0; i < 6; i++)
+                lens[i] = strlen(argv[i]);
+            redisReply *r = command(s, 6, argv, lens);
+            if (!r)
+                return -1;
+            if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+                r->element[0]->type != REDIS_REPLY_STRING) {
+                freeReplyObject(r);
+                return -1;
+            }
+            snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+            redisReply *keys = r->element[1];
+            for (size_t i = 0; keys->type == REDIS_REPLY_ARRAY && i < keys->elements; i++) {
+                const char *name = keys->element[i]->str;
+                if (keys->element[i]->type == REDIS_REPLY_STRING && strlen(name) > prefix_len) {
+                    fn(name + prefix_len, arg);
+                    seen++;
+                }
+            }
+            freeReplyObject(r);
+        } while (strcmp(cursor, "0") != 0);
+    }
+    return seen;
+}
+
+enum store_result store_claim(struct store *s, const char *name, long ms)
+{
+    char ms_s[24];
+    snprintf(ms_s, sizeof ms_s, "%ld", ms);
+    const char *argv[] = {"SET", k(s, name), "1", "NX", "PX", ms_s};
+    size_t lens[6];
+    for (int i = 0; i < 6; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *r = command(s, 6, argv, lens);
+    if (!r)
+        return STORE_UNAVAILABLE;
+    enum store_result res = r->type == REDIS_REPLY_NIL ? STORE_EXISTS : STORE_OK;
     freeReplyObject(r);
     return res;
 }

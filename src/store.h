@@ -7,11 +7,15 @@
  *   u:<hash(site user)>    → "<record name>/<generation>"  (no TTL: the back end relies on it)
  *   c:<hash(client, FreshBooks user)>  connection record of an identity
  *   p:<random>             connection record whose identity is not known yet
- *   st:<hash(state nonce)> used-state marker (TTL: STATE_USED_TTL)
+ *   st:<hash(state nonce)> used-state marker (expires 10 minutes after its state)
+ *   lock:<record name>     refresh lock: a random owner token (PX: longer than a refresh)
+ *   cool:<record name>     refresh cooldown after FreshBooks failed (PX)
+ *   idr:<record name>      users/me retry slot of a record whose identity is unknown (PX)
  */
 #ifndef FBC_STORE_H
 #define FBC_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -65,5 +69,25 @@ enum store_result store_record_put(struct store *s, const char *record_name,
  * STORE_NOT_FOUND. */
 enum store_result store_record_delete(struct store *s, const char *record_name,
                                       uint64_t expected_version);
+
+/* Takes the refresh lock of a record (SET NX PX) unless the record is cooling down:
+ * STORE_OK taken, STORE_EXISTS held by another owner, STORE_CONFLICT cooling down. */
+enum store_result store_lock_try(struct store *s, const char *record_name, const char *owner,
+                                 long ttl_ms);
+/* Releases the lock if `owner` still holds it, first starting a cooldown of cooldown_ms
+ * (none when 0). */
+enum store_result store_lock_release(struct store *s, const char *record_name, const char *owner,
+                                     long cooldown_ms);
+/* A waiter's poll: the record's version (-1 when gone) and whether its lock is held. */
+enum store_result store_watch(struct store *s, const char *record_name, int64_t *version,
+                              bool *locked);
+
+/* SET <prefix><name> 1 NX PX ms: STORE_OK when this caller claimed it, STORE_EXISTS when
+ * someone did within the last ms. */
+enum store_result store_claim(struct store *s, const char *name, long ms);
+
+/* Calls fn with the name (without prefix) of every connection record (c:… and p:…), as
+ * SCAN finds them.  Returns how many, or -1 when Redis failed. */
+int store_scan_records(struct store *s, void (*fn)(const char *record_name, void *arg), void *arg);
 
 #endif

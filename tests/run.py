@@ -89,6 +89,7 @@ def run_integration(build, tally, only, keep):
     stack = harness.Stack(workdir, build, {
         "FBCONNECT_HTTP_TIMEOUT_MS": "2000",
         "FBCONNECT_REDIS_TIMEOUT_MS": "500",
+        "FBCONNECT_INSTANCES": "2",
     })
     try:
         t0 = time.monotonic()

@@ -1,4 +1,7 @@
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sodium.h>
 #include <string.h>
 
 #include "connection.h"
@@ -61,4 +64,16 @@ bool load_connection_or_503(struct ctx *ctx, struct loaded *l, bool *found)
     }
     *found = r == LOOKUP_FOUND;
     return true;
+}
+
+void send_json(struct ctx *ctx, int status, json_t *root)
+{
+    char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    response_set(ctx->resp, status, "application/json", text ? text : "{}");
+    buf_putc(&ctx->resp->body, '\n');
+    if (text) {
+        sodium_memzero(text, strlen(text)); /* may hold a token (/internal/token) */
+        free(text);
+    }
 }

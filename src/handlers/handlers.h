@@ -14,8 +14,13 @@ void handle_status(struct ctx *ctx);
 void handle_disconnect(struct ctx *ctx);
 void handle_healthz(struct ctx *ctx);
 void handle_readyz(struct ctx *ctx);
+void handle_auth(struct ctx *ctx);
+void handle_internal_token(struct ctx *ctx);
 
 /* Shared helpers. */
+struct json_t;
+/* Sets a JSON body (and status) from root, which it consumes. */
+void send_json(struct ctx *ctx, int status, struct json_t *root);
 struct loaded;
 /* connection_load(), answering the 503 page itself when Redis is unavailable: returns
  * false then, and the handler returns. */

@@ -11,15 +11,6 @@
 #include "handlers/handlers.h"
 #include "session.h"
 
-static void send_json(struct ctx *ctx, int status, json_t *root)
-{
-    char *text = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-    response_set(ctx->resp, status, "application/json", text ? text : "{}");
-    buf_putc(&ctx->resp->body, '\n');
-    free(text);
-}
-
 void handle_status(struct ctx *ctx)
 {
     struct loaded l;

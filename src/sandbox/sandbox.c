@@ -6,6 +6,7 @@
  *   POST     /auth/oauth/token       JSON or form body; authorization_code, refresh_token
  *   POST     /auth/oauth/revoke      {client_id, client_secret, token}
  *   GET      /auth/api/v1/users/me   Bearer token → identity
+ *   GET/POST /accounting/account/{id}/users/clients   a sample API call (the API proxy's tests)
  *
  * and a control interface for tests under /_sandbox/ (nginx exposes it on loopback only):
  *   POST /_sandbox/reset, POST /_sandbox/fault, POST /_sandbox/config,
@@ -400,6 +401,32 @@ static void handle_me(struct sbx *s)
                          u.last_name, "email", u.email, "business_memberships", membership));
 }
 
+/* GET/POST /accounting/account/{account_id}/users/clients: a sample of FreshBooks' API for
+ * trying the API proxy: lists (or "creates") clients of the bearer's own account, and
+ * says what it received that an API should never see (a Cookie header). */
+static void handle_clients(struct sbx *s, const char *account_id)
+{
+    const char *auth = request_param(&s->req, "HTTP_AUTHORIZATION");
+    struct sandbox_user u;
+    if (!auth || strncmp(auth, "Bearer ", 7) != 0 || !db_user_for_access(auth + 7, &u)) {
+        reply_error(&s->resp, 401, "unauthenticated", "This action requires authentication to continue.");
+        return;
+    }
+    if (strcmp(account_id, u.account_id) != 0) {
+        reply_error(&s->resp, 403, "forbidden", "This account is not yours.");
+        return;
+    }
+    bool post = strcmp(s->req.method, "POST") == 0;
+    const char *api_version = request_param(&s->req, "HTTP_API_VERSION");
+    reply_json(&s->resp, 200,
+               json_pack("{s:{s:{s:[{s:I,s:s,s:s}],s:b,s:b,s:s}}}", "response", "result", "clients",
+                         "id", (json_int_t)(u.business_id * 10 + 1), "organization",
+                         post ? "Created Client Ltd" : "Sample Client Ltd", "email",
+                         "client@example.com", "created", post, "received_cookie",
+                         request_param(&s->req, "HTTP_COOKIE") != NULL, "api_version",
+                         api_version ? api_version : ""));
+}
+
 /* ---- control interface ---- */
 
 static void handle_control(struct sbx *s, const char *what)
@@ -537,6 +564,11 @@ static void sbx_handle(void *p, FCGX_Request *fcgx)
         get ? handle_me(s) : reply_error(&s->resp, 405, "method_not_allowed", "GET");
     else if (strncmp(path, "/_sandbox/", 10) == 0)
         handle_control(s, path + 10);
+    else if (strncmp(path, "/accounting/account/", 20) == 0 && strchr(path + 20, '/') &&
+             strcmp(strchr(path + 20, '/'), "/users/clients") == 0)
+        get || post ? handle_clients(s, arena_strndup(&s->arena, path + 20,
+                                                      (size_t)(strchr(path + 20, '/') - (path + 20))))
+                    : reply_error(&s->resp, 405, "method_not_allowed", "GET or POST");
     else if (strcmp(path, "/") == 0)
         response_set(&s->resp, 200, "text/plain; charset=utf-8",
                      "fbsandbox: a FreshBooks OAuth stand-in for fbconnect. Start at /oauth/authorize.\n");

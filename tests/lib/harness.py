@@ -30,6 +30,15 @@ def free_ports(n):
     return ports
 
 
+def process_gone(pid):
+    """True when pid has exited (a zombie waiting for init counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return True
+
+
 class TestFailure(AssertionError):
     pass
 
@@ -280,7 +289,20 @@ class Stack:
         with open(os.path.join(self.dir, "fbconnect.pid")) as f:
             return int(f.read().strip())
 
+    def internal_get(self, path, cookies=None, headers=None):
+        h = dict(headers or {})
+        if cookies:
+            h["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+        return request("GET", self.internal(path), headers=h)
+
     def log(self, name):
+        if name == "fbconnect.log":  # every instance's
+            logs = sorted(f for f in os.listdir(os.path.join(self.dir, "logs"))
+                          if f.startswith("fbconnect") and f.endswith(".log"))
+            return "".join(self.log_file(f) for f in logs)
+        return self.log_file(name)
+
+    def log_file(self, name):
         p = os.path.join(self.dir, "logs", name)
         if not os.path.exists(p):
             return ""

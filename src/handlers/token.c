@@ -1,0 +1,63 @@
+/* GET /internal/token?user=NAME (internal; only with FBCONNECT_USER_PARAM) — a valid
+ * access token for the site's own back end, refreshed first when close to expiry.
+ * 200: {"access_token": str, "expires_at": int, "account_ids": [str]}
+ * 400: no (or an unusable) `user`.
+ * 404: that site user is not connected (or FBCONNECT_USER_PARAM is off: no such route).
+ * 409: reconnect required.
+ * 503: Redis or FreshBooks unavailable, or FreshBooks refuses the app's credentials. */
+#include <jansson.h>
+
+#include "connection.h"
+#include "handlers/handlers.h"
+#include "refresh.h"
+
+static void error(struct ctx *ctx, int status, const char *outcome, const char *code)
+{
+    ctx->outcome = outcome;
+    send_json(ctx, status, json_pack("{s:s}", "error", code));
+}
+
+void handle_internal_token(struct ctx *ctx)
+{
+    if (!ctx->cfg->user_param) {
+        error(ctx, 404, "no_user_param", "not_found");
+        return;
+    }
+    const char *user = NULL;
+    if (request_query(ctx->req, "user", 512, &user) != FORM_OK || !*user) {
+        error(ctx, 400, "bad_user", "user_required");
+        return;
+    }
+    ctx->site_user = user;
+    struct loaded l;
+    switch (connection_load(ctx, &l)) {
+    case LOOKUP_UNAVAILABLE:
+        error(ctx, 503, "redis_unavailable", "unavailable");
+        return;
+    case LOOKUP_NONE:
+        error(ctx, 404, "not_connected", "not_connected");
+        return;
+    case LOOKUP_FOUND:
+        break;
+    }
+    switch (refresh_ensure_fresh(ctx, &l)) {
+    case FRESH_OK:
+        break;
+    case FRESH_RECONNECT:
+        error(ctx, 409, "reconnect_required", "reconnect_required");
+        return;
+    case FRESH_UNAVAILABLE:
+    case FRESH_MISCONFIGURED:
+        error(ctx, 503, ctx->outcome ? ctx->outcome : "unavailable", "unavailable");
+        return;
+    }
+    connection_resolve_identity(ctx, &l);
+    json_t *accounts = json_array();
+    for (size_t i = 0; l.c.has_identity && i < l.c.ident.n_businesses; i++)
+        json_array_append_new(accounts, json_string(l.c.ident.businesses[i].account_id));
+    if (!ctx->outcome)
+        ctx->outcome = "token";
+    send_json(ctx, 200, json_pack("{s:s,s:I,s:o}", "access_token", l.c.pair.access_token,
+                                  "expires_at", (json_int_t)l.c.pair.expires_at, "account_ids",
+                                  accounts));
+}

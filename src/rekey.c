@@ -1,0 +1,88 @@
+#include "rekey.h"
+
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "record.h"
+#include "store.h"
+
+struct names {
+    char **v;
+    size_t n, cap;
+};
+
+static void collect(const char *name, void *arg)
+{
+    struct names *names = arg;
+    if (names->n == names->cap) {
+        names->cap = names->cap ? names->cap * 2 : 256;
+        names->v = xrealloc(names->v, names->cap * sizeof *names->v);
+    }
+    names->v[names->n++] = xstrdup(name);
+}
+
+int rekey_all(const struct app *app, FILE *out)
+{
+    struct store *s = store_new(&app->cfg);
+    struct names names = {0};
+    if (store_scan_records(s, collect, &names) < 0) {
+        fprintf(out, "rekey: Redis unavailable\n");
+        store_free(s);
+        return 1;
+    }
+    struct arena a;
+    arena_init(&a, 16384);
+    struct buf value = {0};
+    size_t resealed = 0, current = 0, unreadable = 0, gone = 0, failed = 0;
+    long ttl = app->cfg.user_param ? 0 : app->cfg.session_ttl;
+    for (size_t i = 0; i < names.n; i++) {
+        const char *name = names.v[i];
+        bool done = false;
+        for (int attempt = 0; attempt < 5 && !done; attempt++) {
+            arena_reset(&a);
+            char *data = NULL;
+            size_t len = 0;
+            enum store_result r = store_record_get(s, name, 0, &a, &data, &len);
+            if (r == STORE_NOT_FOUND) {
+                gone++;
+                done = true;
+                break;
+            }
+            if (r != STORE_OK)
+                break;
+            struct connection c;
+            if (record_decode(&a, &app->keys, name, data, len, &c) != RECORD_OK) {
+                unreadable++;
+                done = true;
+                break;
+            }
+            if (!c.opened_with_old_key) {
+                current++;
+                done = true;
+                break;
+            }
+            record_encode(&app->keys, name, &c, c.version + 1, &value);
+            r = store_record_put(s, name, c.version, value.data, value.len, ttl);
+            if (r == STORE_OK) {
+                resealed++;
+                done = true;
+            } else if (r == STORE_UNAVAILABLE) {
+                break;
+            } /* STORE_CONFLICT: written meanwhile; look again */
+        }
+        if (!done)
+            failed++;
+        free(names.v[i]);
+    }
+    free(names.v);
+    if (value.data)
+        sodium_memzero(value.data, value.cap);
+    buf_free(&value);
+    arena_destroy(&a);
+    store_free(s);
+    fprintf(out, "rekey: %zu records: %zu re-sealed, %zu already current, %zu gone meanwhile, "
+                 "%zu unreadable with the configured keys, %zu failed\n",
+            names.n, resealed, current, gone, unreadable, failed);
+    return unreadable || failed ? 1 : 0;
+}
