@@ -7,6 +7,7 @@
 #include "clock.h"
 #include "handlers/handlers.h"
 #include "log.h"
+#include "metrics.h"
 #include "router.h"
 #include "session.h"
 
@@ -81,6 +82,9 @@ static void handle(void *wp, FCGX_Request *fcgx)
         ctx.resp->status = 500;
     response_security_headers(ctx.resp);
     response_send(ctx.resp, fcgx, strcmp(req.method, "HEAD") == 0);
+    metrics_request(ctx.route, ctx.resp->status, clock_mono_us() - req.start_us);
+    if (strcmp(ctx.route, "callback") == 0)
+        metrics_callback_outcome(ctx.outcome);
     log_request(&ctx);
 }
 

@@ -14,6 +14,7 @@
 #include "app.h"
 #include "ids.h"
 #include "log.h"
+#include "metrics.h"
 #include "oauth.h"
 #include "refresh.h"
 #include "rekey.h"
@@ -108,6 +109,7 @@ static int serve(struct app *app)
     if (own_path)
         stat(app->cfg.listen + 5, &own_st);
 
+    metrics_init(app->cfg.threads);
     if (refresh_init(app) != 0) {
         fprintf(stderr, "fbconnect: cannot start the token store thread\n");
         return 1;

@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 
 struct oauth {
     const struct config *cfg;
@@ -348,6 +349,12 @@ static void free_secret(char *s)
     }
 }
 
+static enum oauth_result counted(struct oauth *o, enum fb_call call, enum oauth_result r)
+{
+    metrics_freshbooks(call, r, o->last_duration_us);
+    return r;
+}
+
 static enum oauth_result token_call(struct oauth *o, struct arena *a, const char *grant,
                                     const char *key, const char *value, struct token_pair *out)
 {
@@ -370,13 +377,14 @@ static enum oauth_result token_call(struct oauth *o, struct arena *a, const char
 enum oauth_result oauth_exchange_code(struct oauth *o, struct arena *a, const char *code,
                                       struct token_pair *out)
 {
-    return token_call(o, a, "authorization_code", "code", code, out);
+    return counted(o, FB_EXCHANGE, token_call(o, a, "authorization_code", "code", code, out));
 }
 
 enum oauth_result oauth_refresh(struct oauth *o, struct arena *a, const char *refresh_token,
                                 struct token_pair *out)
 {
-    return token_call(o, a, "refresh_token", "refresh_token", refresh_token, out);
+    return counted(o, FB_REFRESH,
+                   token_call(o, a, "refresh_token", "refresh_token", refresh_token, out));
 }
 
 enum oauth_result oauth_fetch_identity(struct oauth *o, struct arena *a, const char *access_token,
@@ -387,12 +395,12 @@ enum oauth_result oauth_fetch_identity(struct oauth *o, struct arena *a, const c
     snprintf(url, n, "%s/auth/api/v1/users/me", o->cfg->api_url);
     long status = perform(o, url, NULL, access_token);
     if (status == 0)
-        return OAUTH_UNAVAILABLE;
+        return counted(o, FB_IDENTITY, OAUTH_UNAVAILABLE);
     enum oauth_result r = oauth_parse_identity(a, status, buf_cstr(&o->body), o->body.len, out);
     if (r != OAUTH_OK)
         snprintf(o->last_error, sizeof o->last_error, "users/me HTTP %ld: %s", status,
                  oauth_result_name(r));
-    return r;
+    return counted(o, FB_IDENTITY, r);
 }
 
 enum oauth_result oauth_revoke(struct oauth *o, const char *token)
@@ -406,13 +414,13 @@ enum oauth_result oauth_revoke(struct oauth *o, const char *token)
     long status = perform(o, o->cfg->revoke_url, text, NULL);
     free_secret(text);
     if (status == 0)
-        return OAUTH_UNAVAILABLE;
+        return counted(o, FB_REVOKE, OAUTH_UNAVAILABLE);
     if (status >= 200 && status < 300)
-        return OAUTH_OK;
+        return counted(o, FB_REVOKE, OAUTH_OK);
     json_error_t jerr;
     json_t *root = json_loadb(buf_cstr(&o->body), o->body.len, 0, &jerr);
     enum oauth_result r = classify_error(status, json_is_object(root) ? root : NULL);
     json_decref(root);
     snprintf(o->last_error, sizeof o->last_error, "revoke HTTP %ld: %s", status, oauth_result_name(r));
-    return r;
+    return counted(o, FB_REVOKE, r);
 }

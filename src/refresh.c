@@ -10,6 +10,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 
 #define LOCK_EXTRA_MS 5000   /* lock TTL = token call timeout + this */
 #define COOLDOWN_MS 5000     /* after a timeout, 5xx or refusal: one attempt per record per 5 s */
@@ -86,6 +87,16 @@ static struct {
 } vault = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 static void vault_entry_free(struct vault_entry *e);
+
+unsigned refresh_kept_count(void)
+{
+    unsigned n = 0;
+    pthread_mutex_lock(&vault.mu);
+    for (struct vault_entry *e = vault.entries; e; e = e->next)
+        n++;
+    pthread_mutex_unlock(&vault.mu);
+    return n;
+}
 
 static void vault_put(const char *name, int64_t created_at, const struct buf *value)
 {
@@ -404,6 +415,7 @@ static enum fresh_result store_refreshed(struct ctx *ctx, struct loaded *l,
         if (got == STORE_UNAVAILABLE) {
             /* The only valid refresh token now exists in this process alone. */
             vault_put(l->record_name, fresh.pair.created_at, &value);
+            metrics_refresh(RM_KEPT_IN_MEMORY);
             l->c = fresh;
             res = FRESH_OK;
             break;
@@ -442,16 +454,19 @@ static enum fresh_result refresh_locked(struct ctx *ctx, struct loaded *l, long 
     switch (r) {
     case OAUTH_OK:
         ctx->outcome = "refreshed";
+        metrics_refresh(RM_REFRESHED);
         return store_refreshed(ctx, l, &pair);
     case OAUTH_INVALID_GRANT:
         log_msg(LOG_WARN, "refresh token refused (invalid_grant): connection %.10s… needs reconnecting",
                 l->record_name);
         ctx->outcome = "refresh_invalid_grant";
+        metrics_refresh(RM_INVALID_GRANT);
         return mark_reconnect(ctx, l);
     case OAUTH_INVALID_CLIENT:
         log_msg(LOG_ERROR, "FreshBooks refuses this app's client id/secret (invalid_client) at refresh: "
                            "check FBCONNECT_CLIENT_ID and FBCONNECT_CLIENT_SECRET; no user is marked");
         ctx->outcome = "refresh_invalid_client";
+        metrics_refresh(RM_INVALID_CLIENT);
         *cooldown_ms = COOLDOWN_MS;
         return FRESH_MISCONFIGURED;
     case OAUTH_RATE_LIMITED:
@@ -465,6 +480,7 @@ static enum fresh_result refresh_locked(struct ctx *ctx, struct loaded *l, long 
     log_msg(LOG_WARN, "refresh failed (%s); keeping the pair, next attempt in %ld ms",
             oauth_last_error(o), *cooldown_ms);
     ctx->outcome = "refresh_transient";
+    metrics_refresh(RM_TRANSIENT);
     return usable(&l->c, now) ? FRESH_OK : FRESH_UNAVAILABLE;
 }
 
@@ -511,10 +527,12 @@ static enum fresh_result lead(struct ctx *ctx, struct loaded *l)
             if (again >= 0)
                 return (enum fresh_result)again;
             ctx->outcome = "refresh_cooldown";
+            metrics_refresh(RM_COOLDOWN);
             return usable(&l->c, clock_wall()) ? FRESH_OK : FRESH_UNAVAILABLE;
         }
         /* Held elsewhere: poll until the record moves or the lock goes away. */
         ctx->outcome = "refresh_waited";
+        metrics_refresh(RM_WAITED);
         long pause = 10;
         for (;;) {
             sleep_ms(pause);
@@ -543,8 +561,10 @@ static enum fresh_result lead(struct ctx *ctx, struct loaded *l)
     int again = look_again(ctx, l, seen);
     if (again >= 0) {
         res = (enum fresh_result)again;
-        if (res == FRESH_OK)
+        if (res == FRESH_OK) {
             ctx->outcome = "already_fresh";
+            metrics_refresh(RM_ALREADY_FRESH);
+        }
     } else {
         res = refresh_locked(ctx, l, &cooldown_ms);
     }
@@ -573,6 +593,7 @@ enum fresh_result refresh_ensure_fresh(struct ctx *ctx, struct loaded *l)
     uint64_t seen = l->c.version;
     enum fresh_result led = flight_wait(f, lock_ttl_ms(ctx->cfg) * 2);
     ctx->outcome = "refresh_waited";
+    metrics_refresh(RM_WAITED);
     int again = look_again(ctx, l, seen);
     if (again == FRESH_UNAVAILABLE && vault_get(ctx, l->record_name, l->c.pair.created_at, &kept)) {
         l->c = kept;

@@ -41,4 +41,7 @@ enum fresh_result refresh_ensure_fresh(struct ctx *ctx, struct loaded *l);
 
 const char *fresh_result_name(enum fresh_result r);
 
+/* Refreshed pairs kept in memory because Redis has not taken them yet. */
+unsigned refresh_kept_count(void);
+
 #endif

@@ -17,6 +17,7 @@ enum route_id {
     R_READYZ,
     R_AUTH,
     R_INTERNAL_TOKEN,
+    R_METRICS,
     R__MAX
 };
 
@@ -38,6 +39,7 @@ static const struct route routes[R__MAX] = {
     [R_READYZ] = {"readyz", M_GET | M_HEAD, false, handle_readyz},
     [R_AUTH] = {"auth", M_ANY, true, handle_auth},
     [R_INTERNAL_TOKEN] = {"internal/token", M_GET | M_HEAD, true, handle_internal_token},
+    [R_METRICS] = {"metrics", M_GET | M_HEAD, true, handle_metrics},
 };
 
 static unsigned method_bit(const char *m)

@@ -8,7 +8,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "clock.h"
 #include "log.h"
+#include "metrics.h"
 
 struct store {
     const struct config *cfg;
@@ -166,7 +168,19 @@ static bool connect_redis(struct store *s)
  * restarted while it was idle) is replaced and the command sent once more; a timeout is
  * not retried, since the command may have run and its reply be late (a second SET NX
  * would then wrongly find its own key).  The caller frees the reply. */
+static redisReply *command_once(struct store *s, int argc, const char **argv,
+                                const size_t *lens);
+
 static redisReply *command(struct store *s, int argc, const char **argv, const size_t *lens)
+{
+    int64_t t0 = clock_mono_us();
+    redisReply *r = command_once(s, argc, argv, lens);
+    metrics_redis(r != NULL, clock_mono_us() - t0);
+    return r;
+}
+
+static redisReply *command_once(struct store *s, int argc, const char **argv,
+                                const size_t *lens)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
         if (!s->rc && !connect_redis(s))

@@ -10,6 +10,7 @@
 #include "connection.h"
 #include "handlers/handlers.h"
 #include "log.h"
+#include "metrics.h"
 #include "session.h"
 
 #define BODY_MAX 4096
@@ -50,6 +51,7 @@ void handle_disconnect(struct ctx *ctx)
         enum oauth_result r1 = oauth_revoke(ctx->w->oauth, l.c.pair.refresh_token);
         enum oauth_result r2 = oauth_revoke(ctx->w->oauth, l.c.pair.access_token);
         confirmed = r1 == OAUTH_OK && r2 == OAUTH_OK;
+        metrics_revoke(confirmed);
         if (!confirmed)
             log_msg(LOG_WARN, "revoke not confirmed by FreshBooks (%s); deleting the connection anyway",
                     oauth_last_error(ctx->w->oauth));

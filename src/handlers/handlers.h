@@ -16,6 +16,7 @@ void handle_healthz(struct ctx *ctx);
 void handle_readyz(struct ctx *ctx);
 void handle_auth(struct ctx *ctx);
 void handle_internal_token(struct ctx *ctx);
+void handle_metrics(struct ctx *ctx);
 
 /* Shared helpers. */
 struct json_t;
