@@ -64,6 +64,8 @@ deps:
 # The whole suite: unit tests, then one integration run against real Redis, nginx and the sandbox.
 test:
 	@sh scripts/install-deps.sh test
+	@[ -d tests/browser/node_modules/playwright-core ] || \
+	    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 	@$(MAKE) --no-print-directory all unit
 	@python3 tests/run.py --build $(B)
 

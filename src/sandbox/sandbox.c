@@ -588,6 +588,7 @@ static void sbx_handle(void *p, FCGX_Request *fcgx)
 static const char authorize_html[] =
     "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
     "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+    "<link rel=\"icon\" href=\"data:,\">\n"
     "<title>Sign in – FreshBooks sandbox</title>\n<style>\n"
     "*{box-sizing:border-box}body{margin:0;background:#0e3b5e;color:#1d2733;font:16px/1.5 system-ui,"
     "-apple-system,\"Segoe UI\",Roboto,sans-serif;min-height:100vh;display:flex;justify-content:center;"
@@ -654,7 +655,7 @@ int main(void)
         return 1;
     }
     char csp[256];
-    snprintf(csp, sizeof csp, "default-src 'none'; style-src %s; form-action *; frame-ancestors 'none'",
+    snprintf(csp, sizeof csp, "default-src 'none'; style-src %s; img-src data:; form-action *; frame-ancestors 'none'",
              template_style_source(authorize_page));
     authorize_csp = xstrdup(csp);
     db_init();
