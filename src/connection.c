@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "session.h"
 
 #define STORE_ATTEMPTS 4
@@ -84,7 +85,19 @@ enum lookup_result connection_load(struct ctx *ctx, struct loaded *out)
     return LOOKUP_FOUND;
 }
 
-static const char *identity_record_name(struct ctx *ctx, int64_t user_id)
+enum store_result connection_read(struct ctx *ctx, const char *name, struct connection *out)
+{
+    char *data = NULL;
+    size_t len = 0;
+    enum store_result r = store_record_get(ctx->w->store, name, 0, ctx->arena, &data, &len);
+    if (r != STORE_OK)
+        return r;
+    if (record_decode(ctx->arena, &ctx->app->keys, name, data, len, out) != RECORD_OK)
+        return STORE_NOT_FOUND;
+    return STORE_OK;
+}
+
+const char *connection_identity_record(struct ctx *ctx, int64_t user_id)
 {
     /* client id, a NUL, the FreshBooks user id in decimal */
     struct buf material = {0};
@@ -163,7 +176,7 @@ enum store_result connection_store_new(struct ctx *ctx, const struct token_pair 
     if (ident) {
         fresh.has_identity = true;
         fresh.ident = *ident;
-        name = identity_record_name(ctx, ident->user_id);
+        name = connection_identity_record(ctx, ident->user_id);
     } else {
         id_text id;
         id_new(id);
@@ -197,7 +210,7 @@ void connection_resolve_identity(struct ctx *ctx, struct loaded *l)
     struct connection moved = l->c;
     moved.has_identity = true;
     moved.ident = ident;
-    const char *name = identity_record_name(ctx, ident.user_id);
+    const char *name = connection_identity_record(ctx, ident.user_id);
     char *pointer = NULL;
     if (put_newest(ctx, name, &moved, &pointer) != STORE_OK)
         return;
@@ -208,4 +221,36 @@ void connection_resolve_identity(struct ctx *ctx, struct loaded *l)
     struct loaded again;
     if (connection_load(ctx, &again) == LOOKUP_FOUND)
         *l = again;
+}
+
+enum store_result connection_delete(struct ctx *ctx, struct loaded *l, bool revoke,
+                                    bool *confirmed)
+{
+    *confirmed = true;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (revoke) {
+            enum oauth_result r1 = oauth_revoke(ctx->w->oauth, l->c.pair.refresh_token);
+            enum oauth_result r2 = oauth_revoke(ctx->w->oauth, l->c.pair.access_token);
+            bool ok = r1 == OAUTH_OK && r2 == OAUTH_OK;
+            metrics_revoke(ok);
+            if (!ok) {
+                *confirmed = false;
+                log_msg(LOG_WARN, "revoke not confirmed by FreshBooks (%s); deleting the connection anyway",
+                        oauth_last_error(ctx->w->oauth));
+            }
+        }
+        enum store_result d = store_record_delete(ctx->w->store, l->record_name, l->c.version);
+        if (d == STORE_UNAVAILABLE)
+            return d;
+        if (d != STORE_CONFLICT)
+            break;
+        enum store_result again = connection_read(ctx, l->record_name, &l->c);
+        if (again == STORE_UNAVAILABLE)
+            return again;
+        if (again == STORE_NOT_FOUND)
+            break;
+    }
+    if (l->owner && store_owner_delete(ctx->w->store, l->owner) != STORE_OK)
+        return STORE_UNAVAILABLE;
+    return STORE_OK;
 }

@@ -38,6 +38,21 @@ enum store_result connection_store_new(struct ctx *ctx, const struct token_pair 
  * when FreshBooks or Redis fails; never drops the pair. */
 void connection_resolve_identity(struct ctx *ctx, struct loaded *l);
 
+/* Reads and opens a record by name: STORE_OK, STORE_NOT_FOUND (also for a record no
+ * configured key opens) or STORE_UNAVAILABLE. */
+enum store_result connection_read(struct ctx *ctx, const char *name, struct connection *out);
+
+/* The record name of a FreshBooks identity: "c:" + hash(client id, FreshBooks user id). */
+const char *connection_identity_record(struct ctx *ctx, int64_t freshbooks_user_id);
+
+/* Disconnects l: revokes its pair at FreshBooks (refresh token first; unless !revoke),
+ * deletes the record by compare-and-set — when a refresh replaced the pair meanwhile,
+ * that newer pair is revoked and deleted too — and deletes l->owner's pointer when set.
+ * *confirmed tells whether FreshBooks confirmed every revoke.  STORE_OK, or
+ * STORE_UNAVAILABLE when Redis failed (the record may still be there). */
+enum store_result connection_delete(struct ctx *ctx, struct loaded *l, bool revoke,
+                                    bool *confirmed);
+
 /* The TTL records and session pointers get: the session TTL, or 0 (none) when
  * connections belong to site users. */
 long connection_ttl(const struct ctx *ctx);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <sodium.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "admin.h"
 #include "ids.h"
 #include "log.h"
 #include "metrics.h"
@@ -28,6 +30,14 @@ static const char usage[] =
     "  keygen           print a new random secret key for FBCONNECT_SECRET_KEY\n"
     "  rekey            re-seal every stored connection with the current key (after a\n"
     "                   rotation, before dropping a key from FBCONNECT_OLD_SECRET_KEYS)\n"
+    "  connections      list stored connections (who, state, expiry; never a token)\n"
+    "  disconnect --user SITE_USER | --identity FRESHBOOKS_USER_ID\n"
+    "                   revoke that connection at FreshBooks and delete it\n"
+    "  purge --user SITE_USER | --identity FRESHBOOKS_USER_ID\n"
+    "                   delete that connection without telling FreshBooks\n"
+    "\n"
+    "Exit status: 0 done; 1 failed (e.g. Redis unavailable); 2 usage; 3 no such\n"
+    "connection; 4 deleted but FreshBooks did not confirm the revoke.\n"
     "  --version        print the version\n"
     "  --help           this text\n"
     "\n"
@@ -171,7 +181,12 @@ int main(int argc, char **argv)
     }
     if (cmd && strcmp(cmd, "keygen") == 0)
         return cmd_keygen();
-    if (cmd && strcmp(cmd, "--check-config") != 0 && strcmp(cmd, "rekey") != 0) {
+    static const char *const app_commands[] = {"--check-config", "rekey", "connections",
+                                               "disconnect", "purge"};
+    bool known = !cmd;
+    for (size_t i = 0; cmd && i < sizeof app_commands / sizeof app_commands[0]; i++)
+        known |= strcmp(cmd, app_commands[i]) == 0;
+    if (!known) {
         fprintf(stderr, "fbconnect: unknown command '%s'\n%s", cmd, usage);
         return 2;
     }
@@ -185,8 +200,13 @@ int main(int argc, char **argv)
     int rc;
     if (cmd && strcmp(cmd, "rekey") == 0) {
         rc = rekey_all(&app, stdout);
+    } else if (cmd && strcmp(cmd, "connections") == 0) {
+        rc = admin_list(&app, stdout);
+    } else if (cmd && (strcmp(cmd, "disconnect") == 0 || strcmp(cmd, "purge") == 0)) {
+        rc = admin_remove(&app, argc - 2, argv + 2, strcmp(cmd, "disconnect") == 0, stdout);
     } else if (cmd) {
         config_print(&app.cfg, stdout);
+        admin_check_redis(&app, stdout);
         puts("configuration OK");
         rc = 0;
     } else {

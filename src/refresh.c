@@ -54,20 +54,6 @@ static bool usable(const struct connection *c, int64_t now)
     return !c->reconnect_required && c->pair.expires_at > now + SLACK_S;
 }
 
-/* Reads and opens a record by name.  STORE_OK, STORE_NOT_FOUND (also for a record no key
- * opens) or STORE_UNAVAILABLE. */
-static enum store_result read_record(struct ctx *ctx, const char *name, struct connection *out)
-{
-    char *data = NULL;
-    size_t len = 0;
-    enum store_result r = store_record_get(ctx->w->store, name, 0, ctx->arena, &data, &len);
-    if (r != STORE_OK)
-        return r;
-    if (record_decode(ctx->arena, &ctx->app->keys, name, data, len, out) != RECORD_OK)
-        return STORE_NOT_FOUND;
-    return STORE_OK;
-}
-
 /* ---- the vault: new pairs Redis could not take, stored again by a background thread ---- */
 
 struct vault_entry {
@@ -375,7 +361,7 @@ static enum fresh_result mark_reconnect(struct ctx *ctx, struct loaded *l)
         if (r == STORE_UNAVAILABLE)
             break; /* not marked: the next attempt meets invalid_grant again */
         struct connection cur;
-        if (read_record(ctx, l->record_name, &cur) != STORE_OK)
+        if (connection_read(ctx, l->record_name, &cur) != STORE_OK)
             break;
         if (cur.pair.created_at > l->c.pair.created_at && usable(&cur, clock_wall())) {
             l->c = cur;
@@ -411,7 +397,7 @@ static enum fresh_result store_refreshed(struct ctx *ctx, struct loaded *l,
             break;
         }
         struct connection cur;
-        enum store_result got = r == STORE_CONFLICT ? read_record(ctx, l->record_name, &cur) : r;
+        enum store_result got = r == STORE_CONFLICT ? connection_read(ctx, l->record_name, &cur) : r;
         if (got == STORE_UNAVAILABLE) {
             /* The only valid refresh token now exists in this process alone. */
             vault_put(l->record_name, fresh.pair.created_at, &value);
@@ -490,7 +476,7 @@ static enum fresh_result refresh_locked(struct ctx *ctx, struct loaded *l, long 
 static int look_again(struct ctx *ctx, struct loaded *l, uint64_t seen_version)
 {
     struct connection cur;
-    enum store_result got = read_record(ctx, l->record_name, &cur);
+    enum store_result got = connection_read(ctx, l->record_name, &cur);
     if (got == STORE_UNAVAILABLE)
         return FRESH_UNAVAILABLE;
     if (got == STORE_NOT_FOUND)

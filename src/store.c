@@ -518,3 +518,19 @@ enum store_result store_claim(struct store *s, const char *name, long ms)
     freeReplyObject(r);
     return res;
 }
+
+enum store_result store_config_get(struct store *s, const char *name, char *out, size_t outsz)
+{
+    const char *argv[] = {"CONFIG", "GET", name};
+    size_t lens[] = {6, 3, strlen(name)};
+    redisReply *r = command(s, 3, argv, lens);
+    if (!r)
+        return STORE_UNAVAILABLE;
+    enum store_result res = STORE_NOT_FOUND;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING) {
+        snprintf(out, outsz, "%s", r->element[1]->str);
+        res = STORE_OK;
+    }
+    freeReplyObject(r);
+    return res;
+}

@@ -86,6 +86,10 @@ enum store_result store_watch(struct store *s, const char *record_name, int64_t 
  * someone did within the last ms. */
 enum store_result store_claim(struct store *s, const char *name, long ms);
 
+/* CONFIG GET name into out: STORE_OK, STORE_NOT_FOUND (unknown or CONFIG refused), or
+ * STORE_UNAVAILABLE. */
+enum store_result store_config_get(struct store *s, const char *name, char *out, size_t outsz);
+
 /* Calls fn with the name (without prefix) of every connection record (c:… and p:…), as
  * SCAN finds them.  Returns how many, or -1 when Redis failed. */
 int store_scan_records(struct store *s, void (*fn)(const char *record_name, void *arg), void *arg);

@@ -9,8 +9,6 @@
 
 #include "connection.h"
 #include "handlers/handlers.h"
-#include "log.h"
-#include "metrics.h"
 #include "session.h"
 
 #define BODY_MAX 4096
@@ -44,29 +42,13 @@ void handle_disconnect(struct ctx *ctx)
     if (!load_connection_or_503(ctx, &l, &found))
         return;
     bool confirmed = true;
-    /* Revoke what is stored, then delete it by compare-and-set; when a refresh replaced the
-     * pair meanwhile, revoke and delete the newer one too. */
-    for (int attempt = 0; found && attempt < 3; attempt++) {
-        /* The refresh token first: it is the one that could mint new access tokens. */
-        enum oauth_result r1 = oauth_revoke(ctx->w->oauth, l.c.pair.refresh_token);
-        enum oauth_result r2 = oauth_revoke(ctx->w->oauth, l.c.pair.access_token);
-        confirmed = r1 == OAUTH_OK && r2 == OAUTH_OK;
-        metrics_revoke(confirmed);
-        if (!confirmed)
-            log_msg(LOG_WARN, "revoke not confirmed by FreshBooks (%s); deleting the connection anyway",
-                    oauth_last_error(ctx->w->oauth));
-        enum store_result d = store_record_delete(ctx->w->store, l.record_name, l.c.version);
-        if (d == STORE_UNAVAILABLE) {
+    if (!found) {
+        l.owner = session_owner(ctx);
+        if (l.owner && store_owner_delete(ctx->w->store, l.owner) != STORE_OK) {
             page_unavailable(ctx, "redis_unavailable");
             return;
         }
-        if (d != STORE_CONFLICT)
-            break;
-        if (!load_connection_or_503(ctx, &l, &found))
-            return;
-    }
-    const char *owner = session_owner(ctx);
-    if (owner && store_owner_delete(ctx->w->store, owner) != STORE_OK) {
+    } else if (connection_delete(ctx, &l, true, &confirmed) != STORE_OK) {
         page_unavailable(ctx, "redis_unavailable");
         return;
     }

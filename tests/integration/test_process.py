@@ -9,14 +9,7 @@ from harness import ROOT, check, wait_until
 
 
 def own_env(stack, sock, **overrides):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FBCONNECT_")}
-    with open(os.path.join(stack.dir, "fbconnect.env")) as f:
-        for line in f:
-            k, _, v = line.rstrip("\n").partition("=")
-            env[k] = v
-    env["FBCONNECT_LISTEN"] = "unix:" + sock
-    env.update(overrides)
-    return env
+    return stack.fbconnect_env(FBCONNECT_LISTEN="unix:" + sock, **overrides)
 
 
 def start_own(stack, name, **overrides):

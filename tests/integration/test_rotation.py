@@ -21,17 +21,6 @@ def key_file(stack, name, raw):
     return path
 
 
-def fbconnect_cmd(stack, *args, **env_overrides):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FBCONNECT_")}
-    with open(os.path.join(stack.dir, "fbconnect.env")) as f:
-        for line in f:
-            k, _, v = line.rstrip("\n").partition("=")
-            env[k] = v
-    env.update(env_overrides)
-    return subprocess.run([os.path.join(stack.build, "fbconnect"), *args], env=env,
-                          capture_output=True, text=True, timeout=60)
-
-
 def kids_in_use(stack):
     """The key ids (4 bytes after "r1:<version>:") of every stored record."""
     kids = set()
@@ -66,7 +55,7 @@ def test_rotation_and_rekey(stack):
     check(pending.get(stack.local(callback)).status == 303, "a state issued under the old key")
     check(used.status().json()["connected"], "a record sealed under the old key does not open")
     check(used.post(stack.site("disconnect"), {"csrf": "x"}).status == 403, "csrf check")
-    r = fbconnect_cmd(stack, "rekey", FBCONNECT_SECRET_KEY_FILE=file_b, FBCONNECT_OLD_SECRET_KEYS=a_b64)
+    r = stack.fbconnect_cmd("rekey", FBCONNECT_SECRET_KEY_FILE=file_b, FBCONNECT_OLD_SECRET_KEYS=a_b64)
     check(r.returncode == 0 and "re-sealed" in r.stdout, f"rekey: {r.returncode} {r.stdout} {r.stderr}")
     m = re.search(r"(\d+) re-sealed", r.stdout)
     check(int(m.group(1)) >= 1, f"rekey re-sealed nothing: {r.stdout}")
@@ -81,7 +70,7 @@ def test_rotation_and_rekey(stack):
     check(used.post(stack.site("disconnect"), {"csrf": csrf_a}).status == 403, "retired key's csrf accepted")
 
     # Rotate back so the rest of the suite keeps its key.
-    r = fbconnect_cmd(stack, "rekey", FBCONNECT_SECRET_KEY_FILE=file_a,
+    r = stack.fbconnect_cmd("rekey", FBCONNECT_SECRET_KEY_FILE=file_a,
                       FBCONNECT_OLD_SECRET_KEYS=base64.b64encode(key_b).decode())
     check(r.returncode == 0, f"rekey back: {r.stdout} {r.stderr}")
 

@@ -295,6 +295,22 @@ class Stack:
             h["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
         return request("GET", self.internal(path), headers=h)
 
+    def fbconnect_env(self, **overrides):
+        """The environment the stack's fbconnect runs with, plus overrides."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FBCONNECT_")}
+        with open(os.path.join(self.dir, "fbconnect.env")) as f:
+            for line in f:
+                k, _, v = line.rstrip("\n").partition("=")
+                env[k] = v
+        env.update(overrides)
+        return env
+
+    def fbconnect_cmd(self, *args, **overrides):
+        """Runs build/fbconnect with a command (rekey, connections, …)."""
+        return subprocess.run([os.path.join(self.build, "fbconnect"), *args],
+                              env=self.fbconnect_env(**overrides), capture_output=True, text=True,
+                              timeout=60)
+
     def log(self, name):
         if name == "fbconnect.log":  # every instance's
             logs = sorted(f for f in os.listdir(os.path.join(self.dir, "logs"))

@@ -1,0 +1,80 @@
+"""The operator's command line: connections, disconnect, purge, --check-config's Redis check."""
+import uuid
+
+from harness import Browser, check
+from test_lifecycle import auth, bearer
+
+
+def connected(stack):
+    b = Browser(stack)
+    who = f"cli-{uuid.uuid4().hex[:8]}@example.com"
+    check(b.connect(who).status == 303, "connect")
+    return b, who, b.status().json()["user"]["id"]
+
+
+def test_connections_lists_without_tokens(stack):
+    b, who, uid = connected(stack)
+    token = bearer(auth(stack, b))
+    r = stack.fbconnect_cmd("connections")
+    check(r.returncode == 0, f"exit {r.returncode}: {r.stderr}")
+    line = [l for l in r.stdout.splitlines() if who in l]
+    check(line and "connected" in line[0] and str(uid) in line[0], f"listing: {r.stdout[-500:]}")
+    check(token not in r.stdout and token[:40] not in r.stdout, "a token in the listing")
+    check("current-key" in line[0], "key column")
+
+
+def test_disconnect_and_purge(stack):
+    b, who, uid = connected(stack)
+    before = stack.stats()["revocations"]
+    r = stack.fbconnect_cmd("disconnect", "--identity", str(uid))
+    check(r.returncode == 0 and "confirmed" in r.stdout, f"disconnect: {r.returncode} {r.stdout} {r.stderr}")
+    check(stack.stats()["revocations"] == before + 2, "not revoked at FreshBooks")
+    check(not b.status().json()["connected"], "still connected")
+    r = stack.fbconnect_cmd("disconnect", "--identity", str(uid))
+    check(r.returncode == 3, f"second disconnect: exit {r.returncode}")
+
+    b, who, uid = connected(stack)
+    before = stack.stats()["revocations"]
+    r = stack.fbconnect_cmd("purge", "--identity", str(uid))
+    check(r.returncode == 0 and stack.stats()["revocations"] == before, f"purge: {r.returncode}")
+    check(not b.status().json()["connected"], "still connected after purge")
+
+    b, who, uid = connected(stack)
+    stack.fault("revoke", "status", status=503)
+    r = stack.fbconnect_cmd("disconnect", "--identity", str(uid))
+    check(r.returncode == 4, f"disconnect with FreshBooks down: exit {r.returncode}")
+    check(not b.status().json()["connected"], "not deleted when FreshBooks is down")
+
+    for args in (["disconnect"], ["purge", "--identity", "abc"], ["disconnect", "--user", "x"],
+                 ["purge", "--bogus", "1"]):
+        r = stack.fbconnect_cmd(*args)
+        check(r.returncode == 2, f"{args}: exit {r.returncode}")
+    r = stack.fbconnect_cmd("disconnect", "--identity", "1", FBCONNECT_REDIS_URL="redis://127.0.0.1:1")
+    check(r.returncode == 1, f"Redis down: exit {r.returncode}")
+
+
+def test_disconnect_site_user(stack):
+    stack.restart_fbconnect({"FBCONNECT_USER_PARAM": "TEST_SITE_USER"})
+    user = "cli-" + uuid.uuid4().hex[:6]
+    b = Browser(stack, site_user=user)
+    check(b.connect(f"{user}@example.com").status == 303, "connect")
+    r = stack.fbconnect_cmd("disconnect", "--user", user, FBCONNECT_USER_PARAM="TEST_SITE_USER")
+    check(r.returncode == 0, f"disconnect --user: {r.returncode} {r.stdout} {r.stderr}")
+    check(not b.status().json()["connected"], "site user still connected")
+    r = stack.fbconnect_cmd("disconnect", "--user", user, FBCONNECT_USER_PARAM="TEST_SITE_USER")
+    check(r.returncode == 3, f"again: exit {r.returncode}")
+
+
+test_disconnect_site_user.restarts_fbconnect = True
+
+
+def test_check_config_warns_about_eviction(stack):
+    stack.redis("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+    try:
+        r = stack.fbconnect_cmd("--check-config")
+        check(r.returncode == 0 and "maxmemory-policy is allkeys-lru" in r.stdout,
+              f"no eviction warning: {r.stdout[-400:]}")
+    finally:
+        stack.redis("CONFIG", "SET", "maxmemory-policy", "noeviction")
+    r = stack.fbconnect_cmd("--check-config")
+    check("warning" not in r.stdout, f"warning with noeviction: {r.stdout[-300:]}")
