@@ -159,27 +159,38 @@ CONF
     wait_for "redis" redis-cli -p "$REDIS_PORT" ping
 }
 
+# The shipped nginx files (nginx/*.conf), rendered for this folder: socket paths, log
+# paths, include paths, and the API proxy pointed at the sandbox and its test CA.
+render_nginx_conf() {
+    servers=""
+    n=1
+    while [ $n -le "$INSTANCES" ]; do
+        servers="$servers    server unix:$DIR/$(inst $n).sock;\\n"
+        n=$((n + 1))
+    done
+    mkdir -p "$DIR/nginx-conf"
+    for f in "$ROOT"/nginx/*.conf; do
+        sed -e "s|include fastcgi_params;|include /etc/nginx/fastcgi_params;|" \
+            -e "s|/etc/nginx/fbconnect/|$DIR/nginx-conf/|g" \
+            -e "s|/var/log/nginx/fbconnect.access.log|$DIR/logs/nginx-access.log|g" \
+            -e "s|/var/log/nginx/fbsandbox.access.log|$DIR/logs/nginx-sandbox-access.log|g" \
+            -e "s|^    server unix:/run/fbconnect/fbconnect.sock;|$servers|" \
+            -e "s|https://api.freshbooks.com|https://127.0.0.1:$SANDBOX_PORT|" \
+            -e "s|proxy_ssl_name api.freshbooks.com|proxy_ssl_name localhost|" \
+            -e "s|/etc/ssl/certs/ca-certificates.crt|$DIR/ca/ca.pem|" \
+            "$f" > "$DIR/nginx-conf/$(basename "$f")"
+    done
+}
+
 start_nginx() {
     pid_alive "$DIR/nginx.pid" && return 0
     user=""
     [ "$(id -u)" = 0 ] && user="user root;"
-    servers=""
-    n=1
-    while [ $n -le "$INSTANCES" ]; do
-        servers="$servers        server unix:$DIR/$(inst $n).sock;\\n"
-        n=$((n + 1))
-    done
+    render_nginx_conf
     sed -e "s|@RUN@|$DIR|g" -e "s|@ROOT@|$ROOT|g" -e "s|@USER@|$user|" \
         -e "s|@HTTP_PORT@|$HTTP_PORT|g" -e "s|@INTERNAL_PORT@|$INTERNAL_PORT|g" \
         -e "s|@SANDBOX_PORT@|$SANDBOX_PORT|g" -e "s|@SANDBOX_HTTP_PORT@|$SANDBOX_HTTP_PORT|g" \
-        -e "s|@FBCONNECT_SERVERS@|$servers|" \
         "$ROOT/nginx/local.conf.in" > "$DIR/nginx.conf"
-    # The shipped API proxy, pointed at the sandbox and its test CA.
-    sed -e "s|https://api.freshbooks.com|https://127.0.0.1:$SANDBOX_PORT|" \
-        -e "s|proxy_ssl_name api.freshbooks.com|proxy_ssl_name localhost|" \
-        -e "s|/etc/ssl/certs/ca-certificates.crt|$DIR/ca/ca.pem|" \
-        -e "s|include fastcgi_params;|include /etc/nginx/fastcgi_params;|" \
-        "$ROOT/nginx/fbconnect-api.conf" > "$DIR/fbconnect-api.conf"
     nginx -q -t -c "$DIR/nginx.conf" -p "$DIR/nginx" 2>>"$DIR/logs/nginx-error.log" ||
         die "nginx rejected $DIR/nginx.conf (see $DIR/logs/nginx-error.log)"
     nginx -c "$DIR/nginx.conf" -p "$DIR/nginx" 2>>"$DIR/logs/nginx-error.log"

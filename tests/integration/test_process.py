@@ -9,7 +9,7 @@ from harness import ROOT, check, wait_until
 
 
 def own_env(stack, sock, **overrides):
-    return stack.fbconnect_env(FBCONNECT_LISTEN="unix:" + sock, **overrides)
+    return stack.fbconnect_env(**{"FBCONNECT_LISTEN": "unix:" + sock, **overrides})
 
 
 def start_own(stack, name, **overrides):
