@@ -32,8 +32,14 @@ CORE_OBJ := $(CORE_SRC:%.c=$(B)/%.o)
 SANDBOX_OBJ := $(SANDBOX_SRC:%.c=$(B)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all deps test unit run bench asan valgrind clean install fmt
+.PHONY: all deps test unit run bench asan valgrind clean install fmt FORCE
 all: $(B)/fbconnect $(B)/fbsandbox
+
+# The installed templates folder is compiled in: rebuild config.o when PREFIX changes.
+$(B)/prefix.stamp: FORCE
+	@mkdir -p $(B)
+	@echo '$(PREFIX)' | cmp -s - $@ 2>/dev/null || echo '$(PREFIX)' > $@
+$(B)/src/config.o: $(B)/prefix.stamp
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -83,10 +89,18 @@ valgrind: unit
 	    valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	      $$t >/dev/null || exit 1; done; echo "valgrind: no errors"
 
+SYSTEMD_DIR ?= $(PREFIX)/lib/systemd/system
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/fbconnect/templates
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/fbconnect/templates \
+	    $(DESTDIR)$(PREFIX)/share/fbconnect/nginx $(DESTDIR)$(PREFIX)/share/doc/fbconnect \
+	    $(DESTDIR)$(SYSTEMD_DIR)
 	install -m 755 $(B)/fbconnect $(B)/fbsandbox $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 templates/*.html templates/*.css $(DESTDIR)$(PREFIX)/share/fbconnect/templates/
+	install -m 644 nginx/fbconnect*.conf nginx/fbsandbox.conf $(DESTDIR)$(PREFIX)/share/fbconnect/nginx/
+	install -m 644 README.md systemd/fbconnect.env.example $(DESTDIR)$(PREFIX)/share/doc/fbconnect/
+	for u in fbconnect.service fbconnect.socket; do \
+	    sed 's|@PREFIX@|$(PREFIX)|g' systemd/$$u.in > $(DESTDIR)$(SYSTEMD_DIR)/$$u && \
+	    chmod 644 $(DESTDIR)$(SYSTEMD_DIR)/$$u; done
 
 fmt:
 	clang-format -i src/*.c src/*.h src/handlers/*.c src/sandbox/*.c tests/unit/*.c

@@ -27,7 +27,13 @@
 #define IO_TIMEOUT_S 30
 #define DRAIN_MAX (1 << 20)
 
-enum conn_state { CONN_FREE, CONN_IDLE, CONN_BUSY };
+/* FRESH: accepted, no request read yet; IDLE: kept alive between requests; BUSY: queued
+ * or being served (owned by a worker). */
+enum conn_state { CONN_FREE, CONN_FRESH, CONN_IDLE, CONN_BUSY };
+
+/* At shutdown, connections accepted but not yet readable get this long to send their
+ * request (nginx writes right after connecting) before they are closed. */
+#define FRESH_GRACE_MS 250
 
 static struct {
     int listen_fd, epfd, wakefd;
@@ -44,6 +50,7 @@ static struct {
     unsigned qhead, qlen;
     unsigned char state[MAX_FD]; /* enum conn_state, guarded by mu */
     bool stopping;
+    bool poller_done; /* no more connections will be queued */
     unsigned running; /* workers not yet exited, guarded by mu */
     atomic_uint busy;
 } srv = {.mu = PTHREAD_MUTEX_INITIALIZER,
@@ -232,34 +239,86 @@ static void accept_all(void)
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         }
         pthread_mutex_lock(&srv.mu);
-        srv.state[fd] = CONN_IDLE;
+        srv.state[fd] = CONN_FRESH;
         arm(fd, EPOLL_CTL_ADD);
         pthread_mutex_unlock(&srv.mu);
     }
 }
 
-/* Called with mu held: closes the listening socket and every idle connection. */
-static void close_idle_locked(void)
+/* Called with mu held: hands a connection to the workers. */
+static void dispatch_locked(int fd)
+{
+    srv.state[fd] = CONN_BUSY;
+    srv.queue[(srv.qhead + srv.qlen) % MAX_FD] = fd;
+    srv.qlen++;
+    pthread_cond_signal(&srv.work_cv);
+}
+
+/* True when a request (or EOF) is waiting on fd. */
+static bool readable(int fd)
+{
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n > 0;
+}
+
+/* Called with mu held, when stopping: closes the listening socket (with systemd's socket,
+ * queued connections wait for the next process), serves what has already arrived, and
+ * closes idle kept-alive connections.  Fresh connections that sent nothing yet are closed
+ * too when `final`, else left for the grace period. */
+static unsigned wind_down_locked(bool final)
 {
     if (srv.listen_fd >= 0) {
         epoll_ctl(srv.epfd, EPOLL_CTL_DEL, srv.listen_fd, NULL);
         close(srv.listen_fd);
         srv.listen_fd = -1;
     }
+    unsigned waiting = 0;
     for (int fd = 0; fd < MAX_FD; fd++) {
-        if (srv.state[fd] == CONN_IDLE) {
+        if (srv.state[fd] != CONN_IDLE && srv.state[fd] != CONN_FRESH)
+            continue;
+        if (readable(fd)) {
+            dispatch_locked(fd);
+        } else if (srv.state[fd] == CONN_IDLE || final) {
             srv.state[fd] = CONN_FREE;
             close(fd);
+        } else {
+            waiting++;
         }
     }
+    return waiting;
+}
+
+/* The poller's last act: the workers may now exit once the queue is empty. */
+static void *poller_finish(void)
+{
+    pthread_mutex_lock(&srv.mu);
+    srv.poller_done = true;
+    pthread_cond_broadcast(&srv.work_cv);
+    pthread_mutex_unlock(&srv.mu);
+    return NULL;
 }
 
 static void *poller_main(void *unused)
 {
     (void)unused;
     struct epoll_event evs[64];
+    int64_t grace_end = -1; /* set once stopping */
     for (;;) {
-        int n = epoll_wait(srv.epfd, evs, 64, -1);
+        int timeout = -1;
+        if (grace_end >= 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+            if (now >= grace_end) {
+                pthread_mutex_lock(&srv.mu);
+                wind_down_locked(true);
+                pthread_mutex_unlock(&srv.mu);
+                return poller_finish();
+            }
+            timeout = (int)(grace_end - now);
+        }
+        int n = epoll_wait(srv.epfd, evs, 64, timeout);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -270,27 +329,29 @@ static void *poller_main(void *unused)
         for (int i = 0; i < n; i++) {
             int fd = evs[i].data.fd;
             if (fd == srv.wakefd) {
+                epoll_ctl(srv.epfd, EPOLL_CTL_DEL, srv.wakefd, NULL);
                 pthread_mutex_lock(&srv.mu);
-                close_idle_locked();
+                unsigned waiting = wind_down_locked(false);
                 pthread_mutex_unlock(&srv.mu);
-                return NULL;
+                if (waiting == 0)
+                    return poller_finish();
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                grace_end = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + FRESH_GRACE_MS;
+                continue;
             }
             if (fd == srv.listen_fd) {
                 accept_all();
                 continue;
             }
             pthread_mutex_lock(&srv.mu);
-            if (srv.state[fd] == CONN_IDLE) {
-                if (evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-                    /* nginx closed an idle kept-alive connection (it never half-closes
-                     * after sending a request). */
+            if (srv.state[fd] == CONN_IDLE || srv.state[fd] == CONN_FRESH) {
+                if ((evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && !readable(fd)) {
+                    /* nginx closed a connection that carries no request */
                     srv.state[fd] = CONN_FREE;
                     close(fd);
                 } else {
-                    srv.state[fd] = CONN_BUSY;
-                    srv.queue[(srv.qhead + srv.qlen) % MAX_FD] = fd;
-                    srv.qlen++;
-                    pthread_cond_signal(&srv.work_cv);
+                    dispatch_locked(fd);
                 }
             }
             pthread_mutex_unlock(&srv.mu);
@@ -345,7 +406,7 @@ static void *worker_main(void *argp)
     FCGX_InitRequest(&req, -1, 0);
     for (;;) {
         pthread_mutex_lock(&srv.mu);
-        while (srv.qlen == 0 && !srv.stopping)
+        while (srv.qlen == 0 && !(srv.stopping && srv.poller_done))
             pthread_cond_wait(&srv.work_cv, &srv.mu);
         if (srv.qlen == 0) {
             pthread_mutex_unlock(&srv.mu);
@@ -450,6 +511,8 @@ unsigned server_stop(int deadline_ms)
 {
     pthread_mutex_lock(&srv.mu);
     srv.stopping = true;
+    if (!srv.poller_started)
+        srv.poller_done = true;
     pthread_cond_broadcast(&srv.work_cv);
     pthread_mutex_unlock(&srv.mu);
     uint64_t one = 1;

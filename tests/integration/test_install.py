@@ -1,0 +1,89 @@
+"""make install, the systemd units, and restarts on a socket fbconnect inherits (as from
+systemd's fbconnect.socket) without dropping a request."""
+import os
+import socket
+import subprocess
+import threading
+import time
+
+import fcgi
+from harness import ROOT, check, process_gone, wait_until
+
+
+def test_make_install_and_units(stack):
+    prefix = os.path.join(stack.dir, "inst", "usr")
+    r = subprocess.run(["make", "--no-print-directory", "install", f"PREFIX={prefix}",
+                        f"B={os.path.join(stack.dir, 'inst-build')}"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    check(r.returncode == 0, f"make install: {r.stderr[-1500:]}")
+    for f in ("bin/fbconnect", "bin/fbsandbox", "share/fbconnect/templates/connect.html",
+              "share/fbconnect/templates/style.css", "share/fbconnect/nginx/fbconnect-site.conf",
+              "lib/systemd/system/fbconnect.service", "lib/systemd/system/fbconnect.socket",
+              "share/doc/fbconnect/README.md"):
+        check(os.path.exists(os.path.join(prefix, f)), f"{f} not installed")
+    units = [os.path.join(prefix, "lib/systemd/system", u) for u in ("fbconnect.service", "fbconnect.socket")]
+    text = open(units[0]).read()
+    check(f"ExecStart={prefix}/bin/fbconnect" in text and "LimitCORE=0" in text and
+          "NoNewPrivileges=yes" in text, "service unit")
+    r = subprocess.run(["systemd-analyze", "verify", *units], capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0 and not r.stderr.strip(), f"systemd-analyze verify: {r.stderr.strip()}")
+    # The installed binary finds its templates from any working directory.
+    env = stack.fbconnect_env()
+    env.pop("FBCONNECT_TEMPLATE_DIR", None)
+    r = subprocess.run([os.path.join(prefix, "bin", "fbconnect"), "--check-config"], env=env, cwd="/",
+                       capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0 and f"FBCONNECT_TEMPLATE_DIR={prefix}/share/fbconnect/templates" in r.stdout,
+          f"installed defaults: {r.stdout[-300:]} {r.stderr[-300:]}")
+
+
+def test_restart_on_inherited_socket_drops_nothing(stack):
+    path = os.path.join(stack.dir, "activated.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1024)
+    env = stack.fbconnect_env(FBCONNECT_LISTEN="unix:/nonexistent/ignored.sock", LISTEN_FDS="1")
+
+    def start():
+        # fd 3 is the inherited socket; LISTEN_PID must be the service's own pid.
+        return subprocess.Popen(["sh", "-c", f'LISTEN_PID=$$ exec "{stack.build}/fbconnect"'],
+                                env=env, pass_fds=(3,), preexec_fn=lambda: os.dup2(listener.fileno(), 3),
+                                stdout=subprocess.DEVNULL, stderr=open(os.path.join(stack.dir, "logs",
+                                                                                  "activated.log"), "a"))
+
+    proc = start()
+    results = []
+    done = threading.Event()
+
+    def client():
+        while not done.is_set():
+            try:
+                c = fcgi.Connection(path, timeout=30)
+                results.append(c.request(fcgi.params("/healthz"))[0])
+                c.close()
+            except Exception as e:  # noqa: BLE001
+                results.append(repr(e))
+            time.sleep(0.002)
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(3):  # three restarts while requests keep coming
+            wait_until(lambda: len(results) > 20, what="requests before the restart")
+            old = proc
+            old.terminate()
+            check(old.wait(timeout=30) == 0, "exit status of the old process")
+            time.sleep(0.1)  # nobody accepts for a moment: new connections wait in the backlog
+            proc = start()
+            time.sleep(0.3)
+    finally:
+        done.set()
+        for t in threads:
+            t.join(30)
+        proc.terminate()
+        proc.wait(timeout=30)
+        listener.close()
+    bad = [r for r in results if r != 200]
+    check(len(results) > 100, f"only {len(results)} requests made")
+    check(not bad, f"{len(bad)} of {len(results)} requests failed across restarts: {bad[:3]}")
+    check(process_gone(proc.pid), "still running")
