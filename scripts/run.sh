@@ -15,7 +15,20 @@ RUN=${RUN_DIR:-$ROOT/run}
 export REDIS_PERSIST=${REDIS_PERSIST:-1}
 export PUBLIC_HOST=${PUBLIC_HOST:-localhost}
 HTTP_PORT=${HTTP_PORT:-8080}
-export HTTP_PORT
+HTTPS_PORT=${HTTPS_PORT:-8443}
+export HTTP_PORT HTTPS_PORT
+
+# Real FreshBooks credentials (environment or .env) replace the sandbox.
+if [ -n "${FBCONNECT_CLIENT_ID:-}" ]; then
+    if [ -z "${FBCONNECT_CLIENT_SECRET:-}${FBCONNECT_CLIENT_SECRET_FILE:-}" ]; then
+        echo "make run: FBCONNECT_CLIENT_ID is set but FBCONNECT_CLIENT_SECRET is not (put both in .env)" >&2
+        exit 1
+    fi
+    export REAL_FRESHBOOKS=1
+    # FreshBooks accepts only HTTPS redirect URIs: the local site is also served over TLS.
+    export SANDBOX_PORT=${SANDBOX_PORT:-18443}
+    export FBCONNECT_REDIRECT_URI=${FBCONNECT_REDIRECT_URI:-https://$PUBLIC_HOST:$HTTPS_PORT/callback}
+fi
 
 stop() {
     trap - INT TERM EXIT
@@ -31,7 +44,21 @@ trap 'sh "$ROOT/scripts/stack.sh" stop "$RUN"' EXIT
 
 sh "$ROOT/scripts/stack.sh" stop "$RUN" >/dev/null 2>&1 || true
 sh "$ROOT/scripts/stack.sh" start "$RUN"
-cat <<MSG
+if [ "${REAL_FRESHBOOKS:-0}" = 1 ]; then
+    cat <<MSG
+
+  fbconnect is running against the real FreshBooks (client id $FBCONNECT_CLIENT_ID).
+
+    Register this redirect URI in your FreshBooks app's settings:
+        $FBCONNECT_REDIRECT_URI
+
+    Then open  https://$PUBLIC_HOST:$HTTPS_PORT/connect
+    (your browser warns once about the local certificate, made for this machine in
+    $RUN/ca; accept it to continue).  Logs follow; Ctrl-C stops everything.
+
+MSG
+else
+    cat <<MSG
 
   fbconnect is running with the sandbox FreshBooks provider.
 
@@ -40,6 +67,8 @@ cat <<MSG
   Sign in at the sandbox with any email address.  Logs follow; Ctrl-C stops everything.
 
 MSG
+fi
+touch "$RUN/logs/fbsandbox.log"
 tail -n 0 -F "$RUN/logs/fbconnect.log" "$RUN/logs/fbsandbox.log" "$RUN/logs/nginx-error.log" &
 tail_pid=$!
 wait "$tail_pid"

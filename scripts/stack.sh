@@ -13,6 +13,8 @@
 # (8082), SANDBOX_PORT (8443, HTTPS), SANDBOX_HTTP_PORT (8081), REDIS_PORT (6390),
 # PUBLIC_HOST (localhost: the host your browser uses), REDIS_PERSIST (1: keep Redis data in
 # DIR between runs), FBCONNECT_INSTANCES (fbconnect processes behind one upstream, 1),
+# REAL_FRESHBOOKS (1: no sandbox; fbconnect talks to FreshBooks with your FBCONNECT_CLIENT_ID
+# and secret, and the site is also served over TLS on HTTPS_PORT, 8443),
 # FBCONNECT_WRAPPER (e.g. valgrind), and any FBCONNECT_* variable, which overrides the
 # generated one.
 set -eu
@@ -32,6 +34,8 @@ REDIS_PORT=${REDIS_PORT:-6390}
 PUBLIC_HOST=${PUBLIC_HOST:-localhost}
 REDIS_PERSIST=${REDIS_PERSIST:-0}
 INSTANCES=${FBCONNECT_INSTANCES:-1}
+REAL=${REAL_FRESHBOOKS:-0}
+HTTPS_PORT=${HTTPS_PORT:-8443}
 SANDBOX_CLIENT_ID=fbconnect-sandbox-client
 
 die() { echo "stack: $*" >&2; exit 1; }
@@ -76,6 +80,16 @@ prepare() {
 
 # The fbconnect environment: generated defaults, overridden by FBCONNECT_* already set.
 fbconnect_env() {
+    if [ "$REAL" = 1 ]; then
+        cat <<ENV
+FBCONNECT_THREADS=16
+FBCONNECT_SECRET_KEY_FILE=$DIR/secrets/secret_key
+FBCONNECT_REDIRECT_URI=https://$PUBLIC_HOST:$HTTPS_PORT/callback
+FBCONNECT_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+FBCONNECT_TEMPLATE_DIR=$ROOT/templates
+ENV
+        return
+    fi
     cat <<ENV
 FBCONNECT_THREADS=16
 FBCONNECT_CLIENT_ID=$SANDBOX_CLIENT_ID
@@ -169,17 +183,34 @@ render_nginx_conf() {
         n=$((n + 1))
     done
     mkdir -p "$DIR/nginx-conf"
+    if [ "$REAL" = 1 ]; then
+        api_url=https://api.freshbooks.com api_name=api.freshbooks.com
+        api_ca=/etc/ssl/certs/ca-certificates.crt
+        resolver=$(awk '/^nameserver/ { print $2; exit }' /etc/resolv.conf 2>/dev/null)
+    else
+        api_url=https://127.0.0.1:$SANDBOX_PORT api_name=localhost api_ca=$DIR/ca/ca.pem
+        resolver=127.0.0.53
+    fi
+    case "$resolver" in *:*) resolver="[$resolver]" ;; "") resolver=127.0.0.53 ;; esac
     for f in "$ROOT"/nginx/*.conf; do
         sed -e "s|include fastcgi_params;|include /etc/nginx/fastcgi_params;|" \
             -e "s|/etc/nginx/fbconnect/|$DIR/nginx-conf/|g" \
             -e "s|/var/log/nginx/fbconnect.access.log|$DIR/logs/nginx-access.log|g" \
             -e "s|/var/log/nginx/fbsandbox.access.log|$DIR/logs/nginx-sandbox-access.log|g" \
             -e "s|^    server unix:/run/fbconnect/fbconnect.sock;|$servers|" \
-            -e "s|https://api.freshbooks.com|https://127.0.0.1:$SANDBOX_PORT|" \
-            -e "s|proxy_ssl_name api.freshbooks.com|proxy_ssl_name localhost|" \
-            -e "s|/etc/ssl/certs/ca-certificates.crt|$DIR/ca/ca.pem|" \
+            -e "s|https://api.freshbooks.com|$api_url|" \
+            -e "s|proxy_ssl_name api.freshbooks.com|proxy_ssl_name $api_name|" \
+            -e "s|/etc/ssl/certs/ca-certificates.crt|$api_ca|" \
+            -e "s|resolver 127.0.0.53 |resolver $resolver |" \
             "$f" > "$DIR/nginx-conf/$(basename "$f")"
     done
+    if [ "$REAL" = 1 ]; then
+        : > "$DIR/sandbox-server.conf"
+    else
+        sed -e "s|@RUN@|$DIR|g" -e "s|@SANDBOX_PORT@|$SANDBOX_PORT|g" \
+            -e "s|@SANDBOX_HTTP_PORT@|$SANDBOX_HTTP_PORT|g" \
+            "$ROOT/nginx/local-sandbox.conf.in" > "$DIR/sandbox-server.conf"
+    fi
 }
 
 start_nginx() {
@@ -187,9 +218,11 @@ start_nginx() {
     user=""
     [ "$(id -u)" = 0 ] && user="user root;"
     render_nginx_conf
+    tls=""
+    [ "$REAL" = 1 ] && tls="listen 127.0.0.1:$HTTPS_PORT ssl; ssl_certificate $DIR/ca/sandbox.pem; ssl_certificate_key $DIR/ca/sandbox.key;"
     sed -e "s|@RUN@|$DIR|g" -e "s|@ROOT@|$ROOT|g" -e "s|@USER@|$user|" \
         -e "s|@HTTP_PORT@|$HTTP_PORT|g" -e "s|@INTERNAL_PORT@|$INTERNAL_PORT|g" \
-        -e "s|@SANDBOX_PORT@|$SANDBOX_PORT|g" -e "s|@SANDBOX_HTTP_PORT@|$SANDBOX_HTTP_PORT|g" \
+        -e "s|@SITE_TLS@|$tls|" \
         "$ROOT/nginx/local.conf.in" > "$DIR/nginx.conf"
     nginx -q -t -c "$DIR/nginx.conf" -p "$DIR/nginx" 2>>"$DIR/logs/nginx-error.log" ||
         die "nginx rejected $DIR/nginx.conf (see $DIR/logs/nginx-error.log)"
@@ -202,7 +235,7 @@ start)
     [ -x "$BUILD/fbconnect" ] || die "build first: $BUILD/fbconnect is missing"
     prepare
     start_redis
-    start_sandbox
+    [ "$REAL" = 1 ] || start_sandbox
     start_fbconnect
     start_nginx
     ;;

@@ -87,3 +87,66 @@ def test_restart_on_inherited_socket_drops_nothing(stack):
     check(len(results) > 100, f"only {len(results)} requests made")
     check(not bad, f"{len(bad)} of {len(results)} requests failed across restarts: {bad[:3]}")
     check(process_gone(proc.pid), "still running")
+
+
+def run_make_run(stack, run_dir, env_extra, https=False):
+    """Starts scripts/run.sh (what `make run` runs) in the background, returns (proc, output
+    so far, ports)."""
+    http_port, https_port, internal, sandbox, sandbox_http, redis = __import__("harness").free_ports(6)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FBCONNECT_")}
+    env.update(RUN_DIR=run_dir, HTTP_PORT=str(http_port), HTTPS_PORT=str(https_port),
+               INTERNAL_PORT=str(internal), SANDBOX_PORT=str(sandbox),
+               SANDBOX_HTTP_PORT=str(sandbox_http), REDIS_PORT=str(redis), BUILD=stack.build)
+    env.update(env_extra)
+    out = open(os.path.join(stack.dir, "logs", "make-run.out"), "w+")
+    proc = subprocess.Popen(["sh", os.path.join(ROOT, "scripts", "run.sh")], env=env, stdout=out,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def text():
+        out.flush()
+        return open(out.name).read()
+    wait_until(lambda: "Ctrl-C stops everything" in text() or proc.poll() is not None, timeout=60,
+               what="make run to start")
+    return proc, text, http_port, https_port
+
+
+def stop_make_run(proc, text):
+    import signal
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
+    proc.wait(timeout=60)
+    check("Stopped." in text(), f"no clean stop: {text()[-500:]}")
+
+
+def test_make_run_twice_with_the_sandbox(stack):
+    from harness import request
+    run_dir = os.path.join(stack.dir, "make-run")
+    for attempt in (1, 2):
+        proc, text, port, _ = run_make_run(stack, run_dir, {})
+        check(f"http://localhost:{port}/connect" in text(), f"run {attempt}: no URL printed: {text()[-400:]}")
+        r = request("GET", f"http://127.0.0.1:{port}/connect")
+        check(r.status == 200 and "Connect to FreshBooks" in r.text, f"run {attempt}: /connect {r.status}")
+        stop_make_run(proc, text)
+        for name in ("fbconnect.pid", "fbsandbox.pid", "redis.pid", "nginx.pid"):
+            check(not os.path.exists(os.path.join(run_dir, name)), f"run {attempt}: {name} left behind")
+
+
+def test_make_run_with_real_credentials(stack):
+    import re
+    import ssl
+    import http.client
+    run_dir = os.path.join(stack.dir, "make-run-real")
+    proc, text, _, https_port = run_make_run(stack, run_dir, {"FBCONNECT_CLIENT_ID": "my-app-id",
+                                                              "FBCONNECT_CLIENT_SECRET": "my-secret"})
+    try:
+        check(f"https://localhost:{https_port}/callback" in text(), f"redirect URI not printed: {text()[-500:]}")
+        check(not os.path.exists(os.path.join(run_dir, "fbsandbox.pid")), "sandbox started with real credentials")
+        ctx = ssl.create_default_context(cafile=os.path.join(run_dir, "ca", "ca.pem"))
+        c = http.client.HTTPSConnection("localhost", https_port, context=ctx, timeout=10)
+        c.request("GET", "/connect")
+        body = c.getresponse().read().decode()
+        link = re.search(r'<a class="button" href="([^"]+)"', body).group(1)
+        check(link.startswith("https://auth.freshbooks.com/oauth/authorize?") and "client_id=my-app-id" in link,
+              f"authorize link: {link[:120]}")
+        check("my-secret" not in text(), "the client secret was printed")
+    finally:
+        stop_make_run(proc, text)
