@@ -32,7 +32,7 @@ CORE_OBJ := $(CORE_SRC:%.c=$(B)/%.o)
 SANDBOX_OBJ := $(SANDBOX_SRC:%.c=$(B)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all deps test unit run bench asan valgrind clean install fmt FORCE
+.PHONY: all deps test check unit run bench asan valgrind clean install fmt FORCE fuzz fuzz-targets
 all: $(B)/fbconnect $(B)/fbsandbox
 
 # The installed templates folder is compiled in: rebuild config.o when PREFIX changes.
@@ -67,12 +67,23 @@ unit: $(UNIT_BIN)
 deps:
 	@sh scripts/install-deps.sh test
 
-# The whole suite: unit tests, then one integration run against real Redis, nginx and the sandbox.
+# The whole suite, as CI runs it: the unit tests and one integration run (real Redis,
+# nginx, sandbox, two fbconnect processes, Chromium) under ASan + UBSan + LSan, the unit
+# tests under valgrind, and every fuzz target (corpus replay, then FUZZ_SECONDS each).
+FUZZ_SECONDS ?= 30
 test:
 	@sh scripts/install-deps.sh test
 	@[ -d tests/browser/node_modules/playwright-core ] || \
 	    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
-	@$(MAKE) --no-print-directory all unit
+	@$(MAKE) --no-print-directory -j2 all unit
+	@$(MAKE) --no-print-directory -j2 asan
+	@$(MAKE) --no-print-directory -j2 fuzz
+	@python3 tests/run.py --build build/asan --valgrind $(B) --fuzz build/fuzz/fuzz \
+	    --fuzz-seconds $(FUZZ_SECONDS)
+
+# Quicker: the same unit and integration tests on the plain build only.
+check:
+	@$(MAKE) --no-print-directory -j2 all unit
 	@python3 tests/run.py --build $(B)
 
 run:
@@ -83,6 +94,18 @@ run:
 asan:
 	@$(MAKE) --no-print-directory B=build/asan OPT=-O1 \
 	    SAN='-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer' all unit
+
+# libFuzzer targets (tests/fuzz/README.md): clang, ASan + UBSan, in build/fuzz.
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_TARGETS = $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+fuzz:
+	@$(MAKE) --no-print-directory B=build/fuzz CC=clang OPT='-O1 -g' \
+	    SAN='-fsanitize=fuzzer-no-link $(FUZZ_SAN)' fuzz-targets
+fuzz-targets: $(FUZZ_TARGETS)
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h $(B)/libfbc.a
+	@mkdir -p $(dir $@)
+	@echo "FUZZ $@"
+	@$(CC) $(CFLAGS_ALL) -Itests/fuzz -fsanitize=fuzzer -o $@ $< $(B)/libfbc.a $(PKG_LIBS)
 
 valgrind: unit
 	@for t in $(UNIT_BIN); do \

@@ -25,9 +25,21 @@ int b64url_decode(const char *s, size_t len, uint8_t *out, size_t maxout, size_t
     }
     const char *end = NULL;
     if (sodium_base642bin(out, maxout, s, len, NULL, outlen, &end,
-                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        end != s + len)
         return -1;
-    return end == s + len ? 0 : -1;
+    /* Canonical only: the unused low bits of the last character must be zero, so that
+     * one value has one spelling. */
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t tail = *outlen % 3;
+    if (len > 0 && tail != 0) {
+        unsigned v = (unsigned)(strchr(alphabet, s[len - 1]) - alphabet);
+        unsigned unused_mask = tail == 1 ? 0x0f : 0x03;
+        if (v & unused_mask)
+            return -1;
+    }
+    return 0;
 }
 
 void id_new(id_text out)

@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
-"""fbconnect's test runner: the unit tests (cmocka, TAP output), then one integration run
-against a real stack (Redis, nginx, the sandbox provider, fbconnect) started in a temporary
-folder.  Ends with one line: `N passed, N failed`.
+"""fbconnect's test runner: the unit tests (cmocka, TAP output), one integration run against
+a real stack (Redis, nginx, the sandbox provider, fbconnect) started in a temporary folder,
+and, when asked, the unit tests under valgrind and the fuzz targets (corpus replay plus a
+short campaign each, two at a time).  Ends with one line: `N passed, N failed`.
 
-usage: tests/run.py [--build DIR] [--only SUBSTRING] [--keep]
+usage: tests/run.py [--build DIR] [--only SUBSTRING] [--keep] [--unit-only]
+                    [--valgrind DIR] [--fuzz DIR] [--fuzz-seconds N]
 """
+import concurrent.futures
+import shutil
 import argparse
 import glob
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -132,18 +137,89 @@ def run_integration(build, tally, only, keep):
             subprocess.run(["rm", "-rf", workdir])
 
 
+def run_valgrind(build, tally, only):
+    """The unit tests under memcheck: zero errors, zero definite or indirect leaks."""
+    bins = sorted(b for b in glob.glob(os.path.join(build, "tests", "test_*"))
+                  if os.access(b, os.X_OK) and not b.endswith(".d"))
+    if not bins:
+        tally.fail("valgrind", f"no unit test binaries in {build}/tests")
+    for b in bins:
+        name = f"valgrind {os.path.basename(b)}"
+        if only and only not in name:
+            continue
+        r = subprocess.run(["valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
+                            "--errors-for-leak-kinds=definite,indirect", b],
+                           capture_output=True, text=True, errors="replace", timeout=600)
+        if r.returncode == 0:
+            tally.ok(name)
+        else:
+            tally.fail(name, f"exit {r.returncode}: {r.stderr.strip()[-3000:]}")
+
+
+def fuzz_one(target, seconds):
+    """Replays a target's corpus and regressions, then fuzzes it for `seconds`.  Returns
+    (name, None) or (name, why it failed)."""
+    name = os.path.basename(target)
+    seeds = os.path.join(HERE, "fuzz", "corpus", name)
+    regressions = os.path.join(HERE, "fuzz", "regressions", name)
+    work = os.path.join(ROOT, "tests", "out", "fuzz", name)
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    dirs = [d for d in (seeds, regressions) if os.path.isdir(d)]
+    if not dirs:
+        return name, "no seed corpus"
+    common = ["-timeout=10", "-rss_limit_mb=2048", f"-artifact_prefix={work}/"]
+    r = subprocess.run([target, *common, "-runs=0", *dirs], capture_output=True, text=True,
+                       errors="replace", timeout=600)
+    if r.returncode != 0:
+        return name, f"corpus replay failed:\n{r.stderr.strip()[-2500:]}"
+    if seconds > 0:
+        r = subprocess.run([target, *common, f"-max_total_time={seconds}", "-print_final_stats=1",
+                            work, *dirs], capture_output=True, text=True, errors="replace",
+                           timeout=seconds + 600)
+        if r.returncode != 0:
+            crashes = [f for f in os.listdir(work) if f.split("-")[0] in ("crash", "leak", "timeout", "oom")]
+            return name, (f"fuzzing found {crashes} (kept in {work}; add to tests/fuzz/regressions/{name}/ "
+                          f"once fixed):\n{r.stderr.strip()[-2500:]}")
+        runs = re.search(r"stat::number_of_executed_units:\s*(\d+)", r.stderr)
+        return name, None if runs else "no final stats"
+    return name, None
+
+
+def run_fuzz(fuzz_dir, tally, only, seconds):
+    targets = sorted(t for t in glob.glob(os.path.join(fuzz_dir, "fuzz_*"))
+                     if os.access(t, os.X_OK) and not t.endswith(".d"))
+    targets = [t for t in targets if not only or only in f"fuzz {os.path.basename(t)}"]
+    if not targets:
+        tally.fail("fuzz", f"no fuzz targets in {fuzz_dir}")
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        for name, why in pool.map(lambda t: fuzz_one(t, seconds), targets):
+            if why:
+                tally.fail(f"fuzz {name}", why)
+            else:
+                tally.ok(f"fuzz {name} (corpus replayed, {seconds}s of fuzzing)")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
     ap.add_argument("--only", default="")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--unit-only", action="store_true")
+    ap.add_argument("--valgrind", default="", help="also run DIR's unit tests under valgrind")
+    ap.add_argument("--fuzz", default="", help="also replay and run the fuzz targets in DIR")
+    ap.add_argument("--fuzz-seconds", type=int, default=30)
     args = ap.parse_args()
     build = os.path.abspath(os.path.join(ROOT, args.build))
     tally = Tally()
     run_unit(build, tally, args.only)
     if not args.unit_only:
         run_integration(build, tally, args.only, args.keep)
+    if args.valgrind:
+        run_valgrind(os.path.abspath(os.path.join(ROOT, args.valgrind)), tally, args.only)
+    if args.fuzz:
+        run_fuzz(os.path.abspath(os.path.join(ROOT, args.fuzz)), tally, args.only, args.fuzz_seconds)
     print(f"{tally.passed} passed, {len(tally.failed)} failed")
     sys.exit(1 if tally.failed else 0)
 

@@ -1,0 +1,19 @@
+/* FreshBooks' users/me answers: oauth_parse_identity. */
+#include "fuzz_common.h"
+#include "oauth.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    long status = data[0] & 1 ? 200 : 401;
+    struct identity id;
+    if (oauth_parse_identity(fuzz_arena(), status, (const char *)data + 1, size - 1, &id) == OAUTH_OK) {
+        if (id.user_id <= 0 || !id.email)
+            abort();
+        for (size_t i = 0; i < id.n_businesses; i++)
+            if (!id.businesses[i].name || !id.businesses[i].account_id)
+                abort();
+    }
+    return 0;
+}
