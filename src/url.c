@@ -94,8 +94,11 @@ bool url_return_to_valid(const char *s, size_t len)
         return false;
     if (len > 1 && (s[1] == '/' || s[1] == '\\'))
         return false;
+    size_t path_end = len; /* the path stops at the query or the fragment */
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
+        if ((c == '?' || c == '#') && path_end == len)
+            path_end = i;
         if (c == '%') {
             if (len - i < 3)
                 return false;
@@ -105,10 +108,25 @@ bool url_return_to_valid(const char *s, size_t len)
             int d = hi * 16 + lo;
             if (d < 0x20 || d == 0x7f || d == '/' || d == '\\' || d == '%')
                 return false;
+            if (d == '.' && i < path_end) /* no hidden dot segments */
+                return false;
             i += 2;
         } else if (!return_to_char_ok(c)) {
             return false;
         }
+    }
+    /* No empty, "." or ".." segment in the path: nothing for a later normaliser to fold
+     * into "//host". */
+    for (size_t i = 0; i < path_end; i++) {
+        if (s[i] != '/')
+            continue;
+        size_t j = i + 1;
+        while (j < path_end && s[j] != '/')
+            j++;
+        size_t seg = j - i - 1;
+        if ((seg == 0 && j < path_end) || (seg == 1 && s[i + 1] == '.') ||
+            (seg == 2 && s[i + 1] == '.' && s[i + 2] == '.'))
+            return false;
     }
     return true;
 }

@@ -33,7 +33,8 @@ enum form_status form_get(struct arena *a, const char *s, size_t len, const char
 
 /* True when s[0..len) is a safe same-site return path: starts with one '/', not "//" or
  * "/\", printable ASCII only, no backslash, every %-escape well formed and not encoding a
- * slash, backslash, percent sign or control byte; at most RETURN_TO_MAX bytes. */
+ * slash, backslash, percent sign or control byte (nor a dot in the path), no empty, "." or
+ * ".." path segment; at most RETURN_TO_MAX bytes. */
 bool url_return_to_valid(const char *s, size_t len);
 
 #endif

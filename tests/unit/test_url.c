@@ -317,12 +317,21 @@ static void test_form_get_overlong_name(void **state)
 static const char *const return_good[] = {
     "/",          "/a",         "/a/b?x=1&y=2#frag", "/caf%C3%A9",    "/caf%c3%a9",
     "/connected", "/a-b_c.d~e", "/!$&'()*+,;=:@",    "/path?q=a%20b", "/?",
-    "/#",         "/a//b",      "/a/./b/../c",       "/%2e%2e/x",     "/%7E",
-    "/%41%ff",    "/a?next=/b",
+    "/#",         "/a/",        "/a.b/c..d",         "/a?x=//y&z=/./", "/%7E",
+    "/%41%ff",    "/a?next=/b", "/a#/../x",
 };
 
 static const char *const return_bad[] = {
     "",
+    "/a//b",
+    "/a/./b",
+    "/a/../c",
+    "/.",
+    "/..",
+    "/./",
+    "/%2e%2e/x",
+    "/a/%2E/b",
+    "/.//evil.com",
     "//evil.com",
     "//",
     "/\\evil",
@@ -443,11 +452,11 @@ static void test_return_to_every_byte(void **state)
         if (url_return_to_valid(s, 3) != want)
             fail_msg("byte 0x%02x: got %d, want %d", c, !want, want);
     }
-    /* every escape: controls, '/', '\\', '%' refused; others fine */
+    /* every escape: controls, '/', '\\', '%' and (in the path) '.' refused; others fine */
     for (int d = 0; d < 256; d++) {
         char s[8];
         snprintf(s, sizeof s, "/%%%02X", d);
-        bool want = !(d < 0x20 || d == 0x7f || d == '/' || d == '\\' || d == '%');
+        bool want = !(d < 0x20 || d == 0x7f || d == '/' || d == '\\' || d == '%' || d == '.');
         if (url_return_to_valid(s, strlen(s)) != want)
             fail_msg("escape %%%02X: got %d, want %d", d, !want, want);
     }
