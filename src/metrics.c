@@ -29,14 +29,15 @@ static const char *const callback_outcomes[] = {
     "code_missing",     "state_missing",              "state_malformed",     "state_forged",
     "state_expired",    "state_replayed",             "state_other_session", "state_other_user",
     "code_refused",     "token_endpoint_failed",      "invalid_client",      "rate_limited",
-    "redis_unavailable", "store_failed",              "not_signed_in",       "other"};
+    "redis_unavailable", "store_failed",              "not_signed_in",       "busy",
+    "other"};
 #define N_OUTCOMES (sizeof callback_outcomes / sizeof callback_outcomes[0])
 
 static const char *const refresh_names[RM__MAX] = {
     "refreshed", "already_fresh", "waited", "invalid_grant",
     "invalid_client", "transient", "cooldown", "kept_in_memory"};
 static const char *const fb_names[FB__MAX] = {"exchange", "refresh", "identity", "revoke"};
-#define N_RESULTS 6 /* enum oauth_result */
+#define N_RESULTS OAUTH_RESULTS
 
 static struct {
     unsigned threads;

@@ -1,6 +1,8 @@
 #include "oauth.h"
 
 #include <curl/curl.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <jansson.h>
 #include <sodium.h>
 #include <stdbool.h>
@@ -25,9 +27,15 @@ struct oauth {
 };
 
 static char *authorize_prefix; /* authorize URL with every parameter but state */
+static int max_in_flight;
+static atomic_int in_flight;
+static atomic_llong paused_until_us; /* monotonic; 0: not paused */
 
 int oauth_global_init(const struct config *cfg)
 {
+    max_in_flight = cfg->threads / 2 > 0 ? (int)(cfg->threads / 2) : 1;
+    atomic_store(&in_flight, 0);
+    atomic_store(&paused_until_us, 0);
     CURLU *u = curl_url();
     if (!u || curl_url_set(u, CURLUPART_URL, cfg->authorize_url, 0) != CURLUE_OK)
         goto fail;
@@ -112,6 +120,7 @@ const char *oauth_result_name(enum oauth_result r)
     case OAUTH_INVALID_CLIENT: return "invalid_client";
     case OAUTH_REJECTED: return "rejected";
     case OAUTH_RATE_LIMITED: return "rate_limited";
+    case OAUTH_BUSY: return "busy";
     case OAUTH_UNAVAILABLE: break;
     }
     return "unavailable";
@@ -138,10 +147,71 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
-/* Performs one call; returns the HTTP status, or 0 when there was no usable answer (with
- * last_error set). */
-static long perform(struct oauth *o, const char *url, const char *post_json,
-                    const char *bearer)
+#define NOT_SENT_PAUSED (-1)
+#define NOT_SENT_BUSY (-2)
+
+/* Takes one of the in-flight slots, waiting up to OAUTH_SLOT_WAIT_MS. */
+static bool slot_take(void)
+{
+    for (int waited = 0;; waited += 5) {
+        int n = atomic_load(&in_flight);
+        while (n < max_in_flight)
+            if (atomic_compare_exchange_weak(&in_flight, &n, n + 1))
+                return true;
+        if (waited >= OAUTH_SLOT_WAIT_MS)
+            return false;
+        struct timespec ts = {.tv_nsec = 5000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static long perform_call(struct oauth *o, const char *url, const char *post_json,
+                         const char *bearer);
+
+/* Performs one call within the limits: returns the HTTP status, 0 when there was no usable
+ * answer, NOT_SENT_PAUSED during an app-wide pause after a 429, NOT_SENT_BUSY when every
+ * slot stayed taken (last_error set for each). */
+static long perform(struct oauth *o, const char *url, const char *post_json, const char *bearer)
+{
+    int64_t now = clock_mono_us(), until = atomic_load(&paused_until_us);
+    if (until > now) {
+        o->retry_after = (long)((until - now) / 1000000) + 1;
+        o->last_duration_us = 0;
+        snprintf(o->last_error, sizeof o->last_error, "paused after FreshBooks' 429 (%ld s left)",
+                 o->retry_after);
+        return NOT_SENT_PAUSED;
+    }
+    if (!slot_take()) {
+        o->last_duration_us = 0;
+        snprintf(o->last_error, sizeof o->last_error, "%d calls to FreshBooks in flight already",
+                 max_in_flight);
+        return NOT_SENT_BUSY;
+    }
+    long status = perform_call(o, url, post_json, bearer);
+    atomic_fetch_sub(&in_flight, 1);
+    if (status == 429) {
+        long wait_s = o->retry_after > 0 ? o->retry_after : OAUTH_PAUSE_DEFAULT_S;
+        if (wait_s > OAUTH_PAUSE_MAX_S)
+            wait_s = OAUTH_PAUSE_MAX_S;
+        o->retry_after = wait_s;
+        atomic_store(&paused_until_us, clock_mono_us() + (int64_t)wait_s * 1000000);
+        log_msg(LOG_WARN, "FreshBooks answered 429: no calls for %ld s", wait_s);
+    }
+    return status;
+}
+
+/* The result of a call that got no HTTP answer. */
+static enum oauth_result not_answered(long status)
+{
+    return status == NOT_SENT_PAUSED ? OAUTH_RATE_LIMITED
+           : status == NOT_SENT_BUSY ? OAUTH_BUSY
+                                     : OAUTH_UNAVAILABLE;
+}
+
+/* One call to FreshBooks: returns the HTTP status, or 0 when there was no usable answer
+ * (with last_error set). */
+static long perform_call(struct oauth *o, const char *url, const char *post_json,
+                         const char *bearer)
 {
     CURL *c = o->curl;
     const struct config *cfg = o->cfg;
@@ -363,8 +433,8 @@ static enum oauth_result token_call(struct oauth *o, struct arena *a, const char
         return OAUTH_UNAVAILABLE;
     long status = perform(o, o->cfg->token_url, req, NULL);
     free_secret(req);
-    if (status == 0)
-        return OAUTH_UNAVAILABLE;
+    if (status <= 0)
+        return not_answered(status);
     enum oauth_result r = oauth_parse_token(a, status, buf_cstr(&o->body), o->body.len,
                                             clock_wall(), out);
     if (r != OAUTH_OK && !o->last_error[0])
@@ -394,8 +464,8 @@ enum oauth_result oauth_fetch_identity(struct oauth *o, struct arena *a, const c
     char *url = arena_alloc(a, n);
     snprintf(url, n, "%s/auth/api/v1/users/me", o->cfg->api_url);
     long status = perform(o, url, NULL, access_token);
-    if (status == 0)
-        return counted(o, FB_IDENTITY, OAUTH_UNAVAILABLE);
+    if (status <= 0)
+        return counted(o, FB_IDENTITY, not_answered(status));
     enum oauth_result r = oauth_parse_identity(a, status, buf_cstr(&o->body), o->body.len, out);
     if (r != OAUTH_OK)
         snprintf(o->last_error, sizeof o->last_error, "users/me HTTP %ld: %s", status,
@@ -413,8 +483,8 @@ enum oauth_result oauth_revoke(struct oauth *o, const char *token)
         return OAUTH_UNAVAILABLE;
     long status = perform(o, o->cfg->revoke_url, text, NULL);
     free_secret(text);
-    if (status == 0)
-        return counted(o, FB_REVOKE, OAUTH_UNAVAILABLE);
+    if (status <= 0)
+        return counted(o, FB_REVOKE, not_answered(status));
     if (status >= 200 && status < 300)
         return counted(o, FB_REVOKE, OAUTH_OK);
     json_error_t jerr;

@@ -21,7 +21,18 @@ enum oauth_result {
     OAUTH_REJECTED,       /* any other refusal (4xx), e.g. a dead access token */
     OAUTH_RATE_LIMITED,   /* 429 */
     OAUTH_UNAVAILABLE,    /* unreachable, timed out, 5xx, or an answer that is not sane */
+    OAUTH_BUSY,           /* not tried: too many calls to FreshBooks in flight already */
 };
+#define OAUTH_RESULTS 7
+
+/* Calls to FreshBooks in flight at once, per process: half the worker threads (at least
+ * one), so a slow FreshBooks cannot take every thread from /auth, /status and health.  A
+ * call that finds no slot within OAUTH_SLOT_WAIT_MS is OAUTH_BUSY. */
+#define OAUTH_SLOT_WAIT_MS 250
+/* After a 429, every call of this process is refused (OAUTH_RATE_LIMITED) until
+ * Retry-After has passed (OAUTH_PAUSE_DEFAULT_S when FreshBooks sends none). */
+#define OAUTH_PAUSE_DEFAULT_S 5
+#define OAUTH_PAUSE_MAX_S 300
 
 struct oauth;
 
@@ -51,7 +62,7 @@ enum oauth_result oauth_revoke(struct oauth *o, const char *token);
 
 /* A short, secret-free description of the last failure ("timeout", "HTTP 503", …). */
 const char *oauth_last_error(const struct oauth *o);
-/* Retry-After seconds of the last 429, or 0. */
+/* Retry-After seconds of the last 429 (or of the app-wide pause), or 0. */
 long oauth_retry_after(const struct oauth *o);
 /* Microseconds the last call took. */
 int64_t oauth_last_duration_us(const struct oauth *o);

@@ -462,6 +462,9 @@ static enum fresh_result refresh_locked(struct ctx *ctx, struct loaded *l, long 
     case OAUTH_UNAVAILABLE:
         *cooldown_ms = COOLDOWN_MS;
         break;
+    case OAUTH_BUSY: /* never reached FreshBooks: no cooldown, the next request tries */
+        ctx->outcome = "refresh_busy";
+        return usable(&l->c, now) ? FRESH_OK : FRESH_UNAVAILABLE;
     }
     log_msg(LOG_WARN, "refresh failed (%s); keeping the pair, next attempt in %ld ms",
             oauth_last_error(o), *cooldown_ms);

@@ -147,10 +147,11 @@ void handle_callback(struct ctx *ctx)
                    route_url(ctx, "connect"), "Back");
         return;
     case OAUTH_RATE_LIMITED:
-        ctx->outcome = "rate_limited";
+    case OAUTH_BUSY:
+        ctx->outcome = er == OAUTH_BUSY ? "busy" : "rate_limited";
         page_error(ctx->app->pages, ctx->resp, 503, "FreshBooks is busy",
-                   "FreshBooks asked us to slow down. Nothing was connected. Please try again in "
-                   "a minute.",
+                   "FreshBooks can't take more requests from this site right now. Nothing was "
+                   "connected. Please try again in a minute.",
                    route_url(ctx, "connect"), "Start again");
         response_header(ctx->resp, "Retry-After", "60");
         return;
