@@ -120,7 +120,7 @@ install: all
 	install -m 755 $(B)/fbconnect $(B)/fbsandbox $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 templates/*.html templates/*.css $(DESTDIR)$(PREFIX)/share/fbconnect/templates/
 	install -m 644 nginx/fbconnect*.conf nginx/fbsandbox.conf $(DESTDIR)$(PREFIX)/share/fbconnect/nginx/
-	install -m 644 README.md systemd/fbconnect.env.example $(DESTDIR)$(PREFIX)/share/doc/fbconnect/
+	install -m 644 README.md SECURITY.md systemd/fbconnect.env.example $(DESTDIR)$(PREFIX)/share/doc/fbconnect/
 	for u in fbconnect.service fbconnect.socket; do \
 	    sed 's|@PREFIX@|$(PREFIX)|g' systemd/$$u.in > $(DESTDIR)$(SYSTEMD_DIR)/$$u && \
 	    chmod 644 $(DESTDIR)$(SYSTEMD_DIR)/$$u; done
