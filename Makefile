@@ -86,6 +86,18 @@ check:
 	@$(MAKE) --no-print-directory -j2 all unit
 	@python3 tests/run.py --build $(B)
 
+# make bench: fbconnect against a minimal FastCGI baseline behind the same nginx, with wrk
+# and a flow driver (bench/); writes BENCHMARKS.md.  Not part of make test.
+BENCH_BIN := $(B)/bench/baseline $(B)/bench/flows
+$(B)/bench/%: bench/%.c
+	@mkdir -p $(dir $@)
+	@echo "CC $<"
+	@$(CC) $(CFLAGS_ALL) -o $@ $< $(PKG_LIBS)
+bench:
+	@sh scripts/install-deps.sh bench
+	@$(MAKE) --no-print-directory -j2 all $(BENCH_BIN)
+	@python3 bench/run.py --build $(B)
+
 run:
 	@sh scripts/install-deps.sh run
 	@$(MAKE) --no-print-directory all

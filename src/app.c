@@ -48,6 +48,9 @@ static void log_request(struct ctx *ctx)
     log_field(b, "route", ctx->route);
     log_fieldf(b, "status", "%d", ctx->resp->status);
     log_fieldf(b, "dur_ms", "%.2f", (double)us / 1000.0);
+    int64_t fb_us = oauth_spent_us(ctx->w->oauth);
+    if (fb_us > 0)
+        log_fieldf(b, "fb_ms", "%.2f", (double)fb_us / 1000.0);
     log_field(b, "session", tag);
     if (ctx->outcome)
         log_field(b, "outcome", ctx->outcome);
@@ -59,6 +62,7 @@ static void handle(void *wp, FCGX_Request *fcgx)
     struct worker *w = wp;
     arena_reset(&w->arena);
     response_reset(&w->resp);
+    oauth_reset_spent(w->oauth);
     struct request req;
     int early = request_init(&req, fcgx, &w->arena);
     struct ctx ctx = {

@@ -24,6 +24,7 @@ struct oauth {
     char last_error[128];
     long retry_after;
     int64_t last_duration_us;
+    int64_t spent_us;
 };
 
 static char *authorize_prefix; /* authorize URL with every parameter but state */
@@ -110,6 +111,16 @@ long oauth_retry_after(const struct oauth *o)
 int64_t oauth_last_duration_us(const struct oauth *o)
 {
     return o->last_duration_us;
+}
+
+int64_t oauth_spent_us(const struct oauth *o)
+{
+    return o->spent_us;
+}
+
+void oauth_reset_spent(struct oauth *o)
+{
+    o->spent_us = 0;
 }
 
 const char *oauth_result_name(enum oauth_result r)
@@ -262,6 +273,7 @@ static long perform_call(struct oauth *o, const char *url, const char *post_json
     int64_t t0 = clock_mono_us();
     CURLcode rc = curl_easy_perform(c);
     o->last_duration_us = clock_mono_us() - t0;
+    o->spent_us += o->last_duration_us;
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     /* Drop the options that point at memory about to be freed. */

@@ -66,6 +66,10 @@ const char *oauth_last_error(const struct oauth *o);
 long oauth_retry_after(const struct oauth *o);
 /* Microseconds the last call took. */
 int64_t oauth_last_duration_us(const struct oauth *o);
+/* Microseconds spent in calls since the last oauth_reset_spent (the request's share, for
+ * its log line), and the reset. */
+int64_t oauth_spent_us(const struct oauth *o);
+void oauth_reset_spent(struct oauth *o);
 
 /* Pure parsers of FreshBooks' answers (unit tested and fuzzed).  now fills created_at
  * when FreshBooks omits it. */
