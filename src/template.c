@@ -313,6 +313,8 @@ static void render_range(const struct template *t, size_t from, size_t to,
                          const struct tvars *scope, struct buf *out)
 {
     for (size_t i = from; i < to;) {
+        if (out->len > TEMPLATE_OUTPUT_MAX)
+            return;
         const struct tnode *node = &t->nodes[i];
         const struct tvar *v;
         switch (node->kind) {

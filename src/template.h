@@ -43,7 +43,11 @@ struct template *template_compile(const char *text, size_t len, char *err, size_
 struct template *template_load(const char *path, char *err, size_t errsz);
 void template_free(struct template *t);
 
-/* Appends the rendering of t with `vars` to out.  Missing variables render as "". */
+#define TEMPLATE_OUTPUT_MAX (1 << 20)
+
+/* Appends the rendering of t with `vars` to out.  Missing variables render as "".
+ * Rendering stops once out holds more than TEMPLATE_OUTPUT_MAX bytes: nested list sections
+ * multiply, and no page needs a megabyte. */
 void template_render(const struct template *t, const struct tvars *vars, struct buf *out);
 
 /* "'sha256-…'" for the template's <style> element, or NULL when it has none. */

@@ -10,7 +10,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct arena *a = fuzz_arena();
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *v = NULL;
-        form_get(a, (const char *)data, size, names[i], 256, &v, NULL);
+        size_t n = 0;
+        if (form_get(a, (const char *)data, size, names[i], 256, &v, &n) == FORM_OK &&
+            (strlen(v) != n || n > 256))
+            abort(); /* no NUL inside, and the cap holds */
     }
     return 0;
 }

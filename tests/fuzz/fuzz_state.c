@@ -3,6 +3,7 @@
  * passes the MAC would be a forgery. */
 #include "fuzz_common.h"
 #include "state.h"
+#include "url.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -10,6 +11,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const char session[] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     state_verify(fuzz_keyring(), (const char *)data, size, session, NULL, 1764400000, &claims);
     state_verify(fuzz_keyring(), (const char *)data, size, session, "alice", 1764400000, &claims);
+    state_verify(fuzz_keyring(), (const char *)data, size, NULL, NULL, 1764400000, &claims);
+
+    /* Round trip: a state issued with the input as return_to (when it is a valid one)
+     * verifies and gives it back. */
+    if (size <= RETURN_TO_MAX && url_return_to_valid((const char *)data, size)) {
+        char *rt = fuzz_cstr(data, size);
+        const char *st = state_issue(fuzz_arena(), fuzz_keyring(), session, "alice", rt, 1764400000);
+        if (state_verify(fuzz_keyring(), st, strlen(st), session, "alice", 1764400000, &claims) != STATE_OK ||
+            strcmp(claims.return_to, rt) != 0)
+            abort();
+        free(rt);
+    }
 
     static struct keyring other;
     static int ready;
