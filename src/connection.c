@@ -48,8 +48,9 @@ enum lookup_result connection_load(struct ctx *ctx, struct loaded *out)
     if (!out->owner)
         return LOOKUP_NONE;
     long ttl = connection_ttl(ctx);
-    char *pointer = NULL;
-    switch (store_owner_get(ctx->w->store, out->owner, ttl, ctx->arena, &pointer)) {
+    char *pointer = NULL, *data = NULL;
+    size_t len = 0;
+    switch (store_owner_load(ctx->w->store, out->owner, ttl, ctx->arena, &pointer, &data, &len)) {
     case STORE_OK:
         break;
     case STORE_UNAVAILABLE:
@@ -64,11 +65,7 @@ enum lookup_result connection_load(struct ctx *ctx, struct loaded *out)
     *slash = '\0';
     const char *generation = slash + 1;
     out->record_name = pointer;
-    char *data = NULL;
-    size_t len = 0;
-    enum store_result got = store_record_get(ctx->w->store, pointer, ttl, ctx->arena, &data, &len);
-    if (got == STORE_UNAVAILABLE)
-        return LOOKUP_UNAVAILABLE;
+    enum store_result got = data ? STORE_OK : STORE_NOT_FOUND;
     if (got == STORE_OK &&
         record_decode(ctx->arena, &ctx->app->keys, pointer, data, len, &out->c) != RECORD_OK) {
         log_msg(LOG_ERROR, "connection record %.12s… does not open with any configured key", pointer);
@@ -165,8 +162,9 @@ static enum store_result put_newest(struct ctx *ctx, const char *name, struct co
     return res;
 }
 
-enum store_result connection_store_new(struct ctx *ctx, const struct token_pair *pair,
-                                       const struct identity *ident, char **pointer)
+enum store_result connection_connect(struct ctx *ctx, const struct token_pair *pair,
+                                     const struct identity *ident, const char *owner,
+                                     const char *old_owner)
 {
     struct connection fresh;
     memset(&fresh, 0, sizeof fresh);
@@ -182,7 +180,30 @@ enum store_result connection_store_new(struct ctx *ctx, const struct token_pair 
         id_new(id);
         name = arena_printf(ctx->arena, "p:%s", id);
     }
-    return put_newest(ctx, name, &fresh, pointer);
+    long ttl = connection_ttl(ctx);
+    /* The usual case, a FreshBooks identity connecting for the first time: record and
+     * pointer in one round trip. */
+    new_generation(fresh.generation);
+    struct buf value = {0};
+    record_encode(&ctx->app->keys, name, &fresh, 1, &value);
+    char *pointer = arena_printf(ctx->arena, "%s/%s", name, fresh.generation);
+    enum store_result r = store_record_create(ctx->w->store, name, value.data, value.len, ttl,
+                                              owner, pointer, old_owner);
+    sodium_memzero(value.data, value.cap);
+    buf_free(&value);
+    if (r == STORE_OK)
+        return STORE_OK;
+    /* The identity is connected already (another browser), or Redis blipped: the newest
+     * pair wins by compare-and-set, keeping the record's generation. */
+    if (put_newest(ctx, name, &fresh, &pointer) != STORE_OK)
+        return STORE_UNAVAILABLE;
+    r = STORE_UNAVAILABLE;
+    for (int attempt = 0; attempt < 3 && r != STORE_OK; attempt++) {
+        if (attempt)
+            pause_ms(200L * attempt);
+        r = store_owner_set(ctx->w->store, owner, pointer, ttl, old_owner);
+    }
+    return r;
 }
 
 /* At most one users/me attempt per pending record every IDENTITY_RETRY_MS, across every

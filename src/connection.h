@@ -24,13 +24,14 @@ struct loaded {
  * no key opens (logged). */
 enum lookup_result connection_load(struct ctx *ctx, struct loaded *out);
 
-/* Stores a pair just obtained from FreshBooks.  With an identity, in that identity's
- * record (compare-and-set; the newest pair wins, every session pointing there shares it);
- * without, in a new record of its own.  Retries briefly when Redis blips.  Sets *pointer
- * (arena) to what owners store: "<record name>/<generation>".  STORE_OK or
- * STORE_UNAVAILABLE. */
-enum store_result connection_store_new(struct ctx *ctx, const struct token_pair *pair,
-                                       const struct identity *ident, char **pointer);
+/* Stores a pair just obtained from FreshBooks and points `owner` at it (deleting
+ * old_owner's pointer when not NULL).  With an identity, in that identity's record: a new
+ * one in a single round trip, or an existing one by compare-and-set (the newest pair wins,
+ * every owner pointing there shares it); without an identity, in a new record of its own.
+ * Retries briefly when Redis blips.  STORE_OK or STORE_UNAVAILABLE. */
+enum store_result connection_connect(struct ctx *ctx, const struct token_pair *pair,
+                                     const struct identity *ident, const char *owner,
+                                     const char *old_owner);
 
 /* For a record whose identity is unknown (users/me failed at connect): asks FreshBooks
  * again (at most once every 5 seconds per record, across every host) and, on success,

@@ -39,22 +39,17 @@ static struct {
     int listen_fd, epfd, wakefd;
     bool listen_is_unix;
     const struct server_app *app;
-    pthread_t poller;
-    bool poller_started;
     pthread_t *workers;
     unsigned nworkers;
 
     pthread_mutex_t mu;
-    pthread_cond_t work_cv, exit_cv;
-    int queue[MAX_FD];
-    unsigned qhead, qlen;
+    pthread_cond_t exit_cv;
     unsigned char state[MAX_FD]; /* enum conn_state, guarded by mu */
-    bool stopping;
-    bool poller_done; /* no more connections will be queued */
+    bool stopping;    /* no new connections; idle ones closed */
+    bool final;       /* every worker leaves once free */
     unsigned running; /* workers not yet exited, guarded by mu */
     atomic_uint busy;
 } srv = {.mu = PTHREAD_MUTEX_INITIALIZER,
-         .work_cv = PTHREAD_COND_INITIALIZER,
          .exit_cv = PTHREAD_COND_INITIALIZER,
          .listen_fd = -1,
          .epfd = -1,
@@ -201,7 +196,12 @@ int server_listen(const char *spec, char *err, size_t errsz)
     return fd;
 }
 
-/* ---- poller ---- */
+/* ---- the shared epoll set ----
+ *
+ * Every worker waits in epoll_wait on one epoll set holding the listening socket (level
+ * triggered) and every connection not being served (one-shot).  The kernel wakes one
+ * waiter per event, so whichever worker gets a connection's event serves it directly: no
+ * hand-off between threads, and an idle kept-alive connection holds no thread. */
 
 static void arm(int fd, int op)
 {
@@ -224,7 +224,7 @@ static void accept_all(void)
                 log_msg(LOG_ERROR, "accept: %s", strerror(errno));
                 usleep(10000);
             }
-            return; /* EAGAIN: drained */
+            return; /* EAGAIN: drained (or another worker took them) */
         }
         if (fd >= MAX_FD) {
             log_msg(LOG_ERROR, "accept: fd %d over the limit of %d connections; closed", fd, MAX_FD);
@@ -239,19 +239,14 @@ static void accept_all(void)
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         }
         pthread_mutex_lock(&srv.mu);
-        srv.state[fd] = CONN_FRESH;
-        arm(fd, EPOLL_CTL_ADD);
+        if (srv.stopping) {
+            close(fd);
+        } else {
+            srv.state[fd] = CONN_FRESH;
+            arm(fd, EPOLL_CTL_ADD);
+        }
         pthread_mutex_unlock(&srv.mu);
     }
-}
-
-/* Called with mu held: hands a connection to the workers. */
-static void dispatch_locked(int fd)
-{
-    srv.state[fd] = CONN_BUSY;
-    srv.queue[(srv.qhead + srv.qlen) % MAX_FD] = fd;
-    srv.qlen++;
-    pthread_cond_signal(&srv.work_cv);
 }
 
 /* True when a request (or EOF) is waiting on fd. */
@@ -263,9 +258,10 @@ static bool readable(int fd)
 }
 
 /* Called with mu held, when stopping: closes the listening socket (with systemd's socket,
- * queued connections wait for the next process), serves what has already arrived, and
- * closes idle kept-alive connections.  Fresh connections that sent nothing yet are closed
- * too when `final`, else left for the grace period. */
+ * queued connections wait for the next process) and every connection not being served,
+ * except — unless `final` — those whose request has arrived (a worker takes them from
+ * epoll) and fresh ones that may still send theirs.  Returns how many fresh connections
+ * are still waiting. */
 static unsigned wind_down_locked(bool final)
 {
     if (srv.listen_fd >= 0) {
@@ -277,9 +273,9 @@ static unsigned wind_down_locked(bool final)
     for (int fd = 0; fd < MAX_FD; fd++) {
         if (srv.state[fd] != CONN_IDLE && srv.state[fd] != CONN_FRESH)
             continue;
-        if (readable(fd)) {
-            dispatch_locked(fd);
-        } else if (srv.state[fd] == CONN_IDLE || final) {
+        if (!final && readable(fd))
+            continue;
+        if (srv.state[fd] == CONN_IDLE || final) {
             srv.state[fd] = CONN_FREE;
             close(fd);
         } else {
@@ -287,76 +283,6 @@ static unsigned wind_down_locked(bool final)
         }
     }
     return waiting;
-}
-
-/* The poller's last act: the workers may now exit once the queue is empty. */
-static void *poller_finish(void)
-{
-    pthread_mutex_lock(&srv.mu);
-    srv.poller_done = true;
-    pthread_cond_broadcast(&srv.work_cv);
-    pthread_mutex_unlock(&srv.mu);
-    return NULL;
-}
-
-static void *poller_main(void *unused)
-{
-    (void)unused;
-    struct epoll_event evs[64];
-    int64_t grace_end = -1; /* set once stopping */
-    for (;;) {
-        int timeout = -1;
-        if (grace_end >= 0) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-            if (now >= grace_end) {
-                pthread_mutex_lock(&srv.mu);
-                wind_down_locked(true);
-                pthread_mutex_unlock(&srv.mu);
-                return poller_finish();
-            }
-            timeout = (int)(grace_end - now);
-        }
-        int n = epoll_wait(srv.epfd, evs, 64, timeout);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            log_msg(LOG_ERROR, "epoll_wait: %s", strerror(errno));
-            usleep(10000);
-            continue;
-        }
-        for (int i = 0; i < n; i++) {
-            int fd = evs[i].data.fd;
-            if (fd == srv.wakefd) {
-                epoll_ctl(srv.epfd, EPOLL_CTL_DEL, srv.wakefd, NULL);
-                pthread_mutex_lock(&srv.mu);
-                unsigned waiting = wind_down_locked(false);
-                pthread_mutex_unlock(&srv.mu);
-                if (waiting == 0)
-                    return poller_finish();
-                struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                grace_end = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + FRESH_GRACE_MS;
-                continue;
-            }
-            if (fd == srv.listen_fd) {
-                accept_all();
-                continue;
-            }
-            pthread_mutex_lock(&srv.mu);
-            if (srv.state[fd] == CONN_IDLE || srv.state[fd] == CONN_FRESH) {
-                if ((evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && !readable(fd)) {
-                    /* nginx closed a connection that carries no request */
-                    srv.state[fd] = CONN_FREE;
-                    close(fd);
-                } else {
-                    dispatch_locked(fd);
-                }
-            }
-            pthread_mutex_unlock(&srv.mu);
-        }
-    }
 }
 
 /* ---- workers ---- */
@@ -377,7 +303,7 @@ static void drain_input(FCGX_Request *req)
     }
 }
 
-/* Gives a kept-alive connection back to the poller, or closes it when stopping. */
+/* Gives a kept-alive connection back to the epoll set, or closes it when stopping. */
 static void rearm_or_close(int fd)
 {
     pthread_mutex_lock(&srv.mu);
@@ -389,6 +315,48 @@ static void rearm_or_close(int fd)
         arm(fd, EPOLL_CTL_MOD);
     }
     pthread_mutex_unlock(&srv.mu);
+}
+
+/* Serves the requests of one connection whose event this worker received. */
+static void serve(int fd, uint32_t events, FCGX_Request *req, void *ctx)
+{
+    pthread_mutex_lock(&srv.mu);
+    if (srv.state[fd] != CONN_IDLE && srv.state[fd] != CONN_FRESH) {
+        pthread_mutex_unlock(&srv.mu); /* closed meanwhile by a stop */
+        return;
+    }
+    if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && !readable(fd)) {
+        /* nginx closed a connection that carries no request */
+        srv.state[fd] = CONN_FREE;
+        close(fd);
+        pthread_mutex_unlock(&srv.mu);
+        return;
+    }
+    srv.state[fd] = CONN_BUSY;
+    pthread_mutex_unlock(&srv.mu);
+
+    atomic_fetch_add(&srv.busy, 1);
+    /* keepConnection = 1 so libfcgi's finish-the-previous-request step keeps fd open. */
+    req->keepConnection = 1;
+    req->detached = 0;
+    req->ipcFd = fd;
+    if (FCGX_Accept_r(req) < 0) {
+        /* libfcgi closed the connection (EOF or a malformed record); the fd number may
+         * already be reused, so its state is not touched here (it stays BUSY, which no one
+         * acts on, until accept4 hands the number out again). */
+        req->ipcFd = -1;
+        atomic_fetch_sub(&srv.busy, 1);
+        return;
+    }
+    srv.app->handle(ctx, req);
+    drain_input(req);
+    FCGX_Finish_r(req);
+    atomic_fetch_sub(&srv.busy, 1);
+    if (req->ipcFd >= 0) {
+        int kept = req->ipcFd;
+        req->ipcFd = -1;
+        rearm_or_close(kept);
+    }
 }
 
 struct worker_arg {
@@ -405,39 +373,24 @@ static void *worker_main(void *argp)
      * blocking a worker on the listening socket. */
     FCGX_InitRequest(&req, -1, 0);
     for (;;) {
-        pthread_mutex_lock(&srv.mu);
-        while (srv.qlen == 0 && !(srv.stopping && srv.poller_done))
-            pthread_cond_wait(&srv.work_cv, &srv.mu);
-        if (srv.qlen == 0) {
-            pthread_mutex_unlock(&srv.mu);
-            break;
-        }
-        int fd = srv.queue[srv.qhead];
-        srv.qhead = (srv.qhead + 1) % MAX_FD;
-        srv.qlen--;
-        pthread_mutex_unlock(&srv.mu);
-
-        atomic_fetch_add(&srv.busy, 1);
-        /* keepConnection = 1 so libfcgi's finish-the-previous-request step keeps fd open. */
-        req.keepConnection = 1;
-        req.detached = 0;
-        req.ipcFd = fd;
-        if (FCGX_Accept_r(&req) < 0) {
-            /* libfcgi closed the connection (EOF or a malformed record); the fd number may
-             * already be reused by the poller, so its state is not touched here. */
-            req.ipcFd = -1;
-            atomic_fetch_sub(&srv.busy, 1);
+        struct epoll_event ev;
+        int n = epoll_wait(srv.epfd, &ev, 1, -1);
+        if (n < 0) {
+            if (errno != EINTR) {
+                log_msg(LOG_ERROR, "epoll_wait: %s", strerror(errno));
+                usleep(10000);
+            }
             continue;
         }
-        srv.app->handle(ctx, &req);
-        drain_input(&req);
-        FCGX_Finish_r(&req);
-        atomic_fetch_sub(&srv.busy, 1);
-        if (req.ipcFd >= 0) {
-            fd = req.ipcFd;
-            req.ipcFd = -1;
-            rearm_or_close(fd);
+        if (n == 0)
+            continue;
+        if (ev.data.fd == srv.wakefd)
+            break; /* final stop: the eventfd stays readable, so every worker sees it */
+        if (ev.data.fd == srv.listen_fd) {
+            accept_all();
+            continue;
         }
+        serve(ev.data.fd, ev.events, &req, ctx);
     }
     srv.app->thread_stop(ctx);
     pthread_mutex_lock(&srv.mu);
@@ -497,29 +450,40 @@ int server_start(int listen_fd, unsigned threads, const struct server_app *app, 
         }
         srv.nworkers++;
     }
-    int rc = pthread_create(&srv.poller, NULL, poller_main, NULL);
-    if (rc != 0) {
-        snprintf(err, errsz, "cannot start poller thread: %s", strerror(rc));
-        server_stop(1000);
-        return -1;
-    }
-    srv.poller_started = true;
     return 0;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 unsigned server_stop(int deadline_ms)
 {
+    /* 1. No new connections; idle ones closed; what has arrived is still served. */
     pthread_mutex_lock(&srv.mu);
     srv.stopping = true;
-    if (!srv.poller_started)
-        srv.poller_done = true;
-    pthread_cond_broadcast(&srv.work_cv);
+    unsigned waiting = wind_down_locked(false);
+    pthread_mutex_unlock(&srv.mu);
+    /* 2. Fresh connections get FRESH_GRACE_MS to send their request. */
+    for (int64_t end = now_ms() + FRESH_GRACE_MS; waiting && now_ms() < end;) {
+        usleep(10000);
+        pthread_mutex_lock(&srv.mu);
+        waiting = 0;
+        for (int fd = 0; fd < MAX_FD; fd++)
+            waiting += srv.state[fd] == CONN_FRESH && !readable(fd);
+        pthread_mutex_unlock(&srv.mu);
+    }
+    /* 3. Close what is left; workers leave as soon as they are free. */
+    pthread_mutex_lock(&srv.mu);
+    wind_down_locked(true);
+    srv.final = true;
     pthread_mutex_unlock(&srv.mu);
     uint64_t one = 1;
     if (srv.wakefd >= 0 && write(srv.wakefd, &one, sizeof one) < 0)
         log_msg(LOG_ERROR, "eventfd write: %s", strerror(errno));
-    if (srv.poller_started)
-        pthread_join(srv.poller, NULL);
 
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);

@@ -1,10 +1,11 @@
-/* server.h — the FastCGI server: one poller thread and a fixed pool of worker threads.
+/* server.h — the FastCGI server: a fixed pool of worker threads sharing one epoll set.
  *
- * The poller accepts connections and watches idle kept-alive connections from nginx
- * (epoll, one-shot); when one becomes readable it is queued for a worker, which reads the
- * request with libfcgi, runs the app's handler and hands the connection back.  So an idle
- * kept-alive connection never pins a thread, and shutdown can close idle connections
- * while requests in flight finish. */
+ * The epoll set holds the listening socket and every connection from nginx that is not
+ * being served (one-shot).  Each worker waits in epoll_wait; the one woken by a readable
+ * connection reads the request with libfcgi, runs the app's handler and puts the
+ * connection back.  So an idle kept-alive connection never pins a thread, no request is
+ * handed between threads, and shutdown can close idle connections while requests in
+ * flight finish. */
 #ifndef FBC_SERVER_H
 #define FBC_SERVER_H
 
@@ -27,7 +28,7 @@ struct server_app {
  * -1 with a message in err. */
 int server_listen(const char *spec, char *err, size_t errsz);
 
-/* Starts the poller and `threads` workers on listen_fd.  Returns 0, or -1 with err set. */
+/* Starts `threads` workers on listen_fd.  Returns 0, or -1 with err set. */
 int server_start(int listen_fd, unsigned threads, const struct server_app *app, char *err,
                  size_t errsz);
 

@@ -27,6 +27,8 @@ enum script_id {
     SCRIPT_LOCK_TRY,
     SCRIPT_LOCK_RELEASE,
     SCRIPT_WATCH,
+    SCRIPT_LOAD_OWNER,
+    SCRIPT_CREATE_POINT,
     SCRIPT__MAX
 };
 
@@ -81,9 +83,38 @@ static const char script_watch[] =
     "if cur then v = tonumber(string.match(cur, '^r1:(%d+):')) or 0 end\n"
     "return {v, redis.call('EXISTS', KEYS[2])}\n";
 
+/* KEYS[1] owner; ARGV[1] ttl (0: plain GET); ARGV[2] key prefix.  An owner's pointer and
+ * the record it names, in one round trip: false, {pointer}, or {pointer, record}.  The
+ * record's key comes from the pointer, so it cannot be declared (no Redis Cluster). */
+static const char script_load_owner[] =
+    "local function get(k)\n"
+    "  if tonumber(ARGV[1]) > 0 then return redis.call('GETEX', k, 'EX', ARGV[1]) end\n"
+    "  return redis.call('GET', k)\n"
+    "end\n"
+    "local ptr = get(KEYS[1])\n"
+    "if not ptr then return false end\n"
+    "local name = string.match(ptr, '^([cp]:[^/]+)/')\n"
+    "if not name then return {ptr} end\n"
+    "local rec = get(ARGV[2] .. name)\n"
+    "if not rec then return {ptr} end\n"
+    "return {ptr, rec}\n";
+
+/* KEYS[1] record; KEYS[2] owner; KEYS[3] previous owner (KEYS[2] again when none);
+ * ARGV[1] record value; ARGV[2] record ttl; ARGV[3] pointer; ARGV[4] owner ttl (0: none).
+ * A new record and its owner's pointer in one round trip: 0 when the record exists. */
+static const char script_create_point[] =
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
+    "if tonumber(ARGV[2]) > 0 then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])\n"
+    "else redis.call('SET', KEYS[1], ARGV[1]) end\n"
+    "if tonumber(ARGV[4]) > 0 then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])\n"
+    "else redis.call('SET', KEYS[2], ARGV[3]) end\n"
+    "if KEYS[3] ~= KEYS[2] then redis.call('DEL', KEYS[3]) end\n"
+    "return 1\n";
+
 static const char *const scripts[SCRIPT__MAX] = {script_record_put,   script_record_delete,
                                                  script_owner_set,    script_lock_try,
-                                                 script_lock_release, script_watch};
+                                                 script_lock_release, script_watch,
+                                                 script_load_owner,   script_create_point};
 static char script_sha[SCRIPT__MAX][41];
 static pthread_mutex_t script_mu = PTHREAD_MUTEX_INITIALIZER;
 
@@ -326,12 +357,6 @@ static enum store_result get_sliding(struct store *s, const char *name, long ttl
     return res;
 }
 
-enum store_result store_owner_get(struct store *s, const char *owner, long ttl, struct arena *a,
-                                  char **pointer)
-{
-    return get_sliding(s, owner, ttl, a, pointer, NULL);
-}
-
 enum store_result store_owner_set(struct store *s, const char *owner, const char *pointer,
                                   long ttl, const char *old_owner)
 {
@@ -531,6 +556,53 @@ enum store_result store_config_get(struct store *s, const char *name, char *out,
         snprintf(out, outsz, "%s", r->element[1]->str);
         res = STORE_OK;
     }
+    freeReplyObject(r);
+    return res;
+}
+
+enum store_result store_owner_load(struct store *s, const char *owner, long ttl, struct arena *a,
+                                   char **pointer, char **data, size_t *len)
+{
+    char key[256], ttl_s[24];
+    snprintf(key, sizeof key, "%s%s", s->cfg->redis_prefix, owner);
+    snprintf(ttl_s, sizeof ttl_s, "%ld", ttl > 0 ? ttl : 0);
+    const char *keys[] = {key};
+    const char *args[] = {ttl_s, s->cfg->redis_prefix};
+    size_t lens[] = {strlen(ttl_s), strlen(s->cfg->redis_prefix)};
+    redisReply *r = eval(s, SCRIPT_LOAD_OWNER, 1, keys, 2, args, lens);
+    if (!r)
+        return STORE_UNAVAILABLE;
+    enum store_result res = STORE_NOT_FOUND;
+    *pointer = *data = NULL;
+    *len = 0;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 && r->element[0]->type == REDIS_REPLY_STRING) {
+        *pointer = arena_strndup(a, r->element[0]->str, r->element[0]->len);
+        if (r->elements >= 2 && r->element[1]->type == REDIS_REPLY_STRING) {
+            *data = arena_strndup(a, r->element[1]->str, r->element[1]->len);
+            *len = r->element[1]->len;
+        }
+        res = STORE_OK;
+    }
+    freeReplyObject(r);
+    return res;
+}
+
+enum store_result store_record_create(struct store *s, const char *record_name, const char *data,
+                                      size_t len, long ttl, const char *owner, const char *pointer,
+                                      const char *old_owner)
+{
+    char rkey[256], okey[256], oldkey[256], ttl_s[24];
+    snprintf(rkey, sizeof rkey, "%s%s", s->cfg->redis_prefix, record_name);
+    snprintf(okey, sizeof okey, "%s%s", s->cfg->redis_prefix, owner);
+    snprintf(oldkey, sizeof oldkey, "%s%s", s->cfg->redis_prefix, old_owner ? old_owner : owner);
+    snprintf(ttl_s, sizeof ttl_s, "%ld", ttl > 0 ? ttl : 0);
+    const char *keys[] = {rkey, okey, oldkey};
+    const char *args[] = {data, ttl_s, pointer, ttl_s};
+    size_t lens[] = {len, strlen(ttl_s), strlen(pointer), strlen(ttl_s)};
+    redisReply *r = eval(s, SCRIPT_CREATE_POINT, 3, keys, 4, args, lens);
+    if (!r)
+        return STORE_UNAVAILABLE;
+    enum store_result res = (r->type == REDIS_REPLY_INTEGER && r->integer == 1) ? STORE_OK : STORE_EXISTS;
     freeReplyObject(r);
     return res;
 }

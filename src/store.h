@@ -43,10 +43,18 @@ enum store_result store_ping(struct store *s);
  * between hosts cannot shorten it).  STORE_OK on first use, STORE_EXISTS on a replay. */
 enum store_result store_state_use(struct store *s, const char *used_id, int64_t expire_at);
 
-/* Reads an owner pointer (s:… or u:…) into *pointer (arena), sliding its TTL to ttl
- * seconds when ttl > 0. */
-enum store_result store_owner_get(struct store *s, const char *owner, long ttl, struct arena *a,
-                                  char **pointer);
+/* An owner's pointer and, in the same round trip, the record it names (sliding both TTLs
+ * to ttl when ttl > 0).  STORE_OK with *pointer set and *data NULL when the record is gone;
+ * STORE_NOT_FOUND when there is no pointer. */
+enum store_result store_owner_load(struct store *s, const char *owner, long ttl, struct arena *a,
+                                   char **pointer, char **data, size_t *len);
+
+/* Creates a record that does not exist yet and points `owner` at it (deleting old_owner's
+ * pointer, when not NULL), in one round trip.  Both get TTL ttl (none when 0).  STORE_OK,
+ * or STORE_EXISTS when the record is already there (nothing written). */
+enum store_result store_record_create(struct store *s, const char *record_name, const char *data,
+                                      size_t len, long ttl, const char *owner, const char *pointer,
+                                      const char *old_owner);
 
 /* Points `owner` at a record (pointer "<record name>/<generation>"; TTL ttl seconds, none
  * when 0) and, atomically with it, deletes `old_owner` when it is not NULL. */

@@ -9,7 +9,6 @@
  * 502: the token endpoint was unreachable, slow, or answered nonsense.  Nothing stored.
  * 503: Redis unavailable; FreshBooks rate-limits us or refuses the app's credentials. */
 #include <stdio.h>
-#include <time.h>
 #include <string.h>
 
 #include "clock.h"
@@ -169,27 +168,14 @@ void handle_callback(struct ctx *ctx)
         log_msg(LOG_WARN, "identity call failed, keeping the pair for this session: %s",
                 oauth_last_error(o));
 
-    char *pointer = NULL;
-    if (connection_store_new(ctx, &pair, has_ident ? &ident : NULL, &pointer) != STORE_OK) {
-        log_msg(LOG_ERROR, "could not store a new token pair: Redis unavailable; the user must connect again");
-        page_unavailable(ctx, "store_failed");
-        return;
-    }
-
     /* A new session id for the connected browser (no fixation); the old pointer goes.
      * The cookie changes only once the new pointer is stored. */
     const char *old_owner = ctx->has_session ? session_owner_of(ctx, ctx->session_id) : NULL;
     id_text new_id;
     id_new(new_id);
     const char *owner = ctx->cfg->user_param ? session_owner(ctx) : session_owner_of(ctx, new_id);
-    enum store_result sr = STORE_UNAVAILABLE;
-    for (int attempt = 0; attempt < 3 && sr != STORE_OK; attempt++) {
-        if (attempt)
-            nanosleep(&(struct timespec){.tv_nsec = 200000000L * attempt}, NULL);
-        sr = store_owner_set(ctx->w->store, owner, pointer, connection_ttl(ctx), old_owner);
-    }
-    if (sr != STORE_OK) {
-        log_msg(LOG_ERROR, "could not point the session at its new connection: Redis unavailable");
+    if (connection_connect(ctx, &pair, has_ident ? &ident : NULL, owner, old_owner) != STORE_OK) {
+        log_msg(LOG_ERROR, "could not store a new token pair: Redis unavailable; the user must connect again");
         page_unavailable(ctx, "store_failed");
         return;
     }
