@@ -100,8 +100,8 @@ const char *connection_identity_record(struct ctx *ctx, int64_t user_id)
     struct buf material = {0};
     buf_puts(&material, ctx->cfg->client_id);
     buf_printf(&material, "%c%" PRId64, '\0', user_id);
-    id_text h;
-    id_hash("conn", material.data, material.len, h);
+    name_text h;
+    name_hash("conn", material.data, material.len, h);
     buf_free(&material);
     return arena_printf(ctx->arena, "c:%s", h);
 }
@@ -176,8 +176,8 @@ enum store_result connection_connect(struct ctx *ctx, const struct token_pair *p
         fresh.ident = *ident;
         name = connection_identity_record(ctx, ident->user_id);
     } else {
-        id_text id;
-        id_new(id);
+        name_text id;
+        name_new(id);
         name = arena_printf(ctx->arena, "p:%s", id);
     }
     long ttl = connection_ttl(ctx);

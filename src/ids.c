@@ -59,9 +59,16 @@ bool id_valid(const char *s)
     return b64url_decode(s, ID_TEXT_LEN, raw, sizeof raw, &n) == 0 && n == ID_BYTES;
 }
 
-void id_hash(const char *purpose, const void *data, size_t len, id_text out)
+void name_new(name_text out)
 {
-    uint8_t digest[ID_BYTES];
+    uint8_t raw[NAME_BYTES];
+    randombytes_buf(raw, sizeof raw);
+    b64url_encode(raw, sizeof raw, out);
+}
+
+void name_hash(const char *purpose, const void *data, size_t len, name_text out)
+{
+    uint8_t digest[NAME_BYTES];
     crypto_generichash_state st;
     crypto_generichash_init(&st, NULL, 0, sizeof digest);
     /* The purpose and its NUL separate the domains ("session" ids never hash like "conn"). */

@@ -1,8 +1,8 @@
 /* ids.h — random identifiers and the hashes that name Redis keys.
  *
  * An id is 256 bits of libsodium randomness written as 43 characters of unpadded
- * base64url.  Redis never sees an id itself, only id_hash() of it: BLAKE2b-256 with a fixed
- * per-purpose label, so key names never depend on the (rotating) secret key. */
+ * base64url.  Redis never sees an id itself, only name_hash() of it: BLAKE2b-128 with a
+ * fixed per-purpose label, so key names never depend on the (rotating) secret key. */
 #ifndef FBC_IDS_H
 #define FBC_IDS_H
 
@@ -20,9 +20,17 @@ void id_new(id_text out);
 /* True when s is exactly a well-formed id (43 base64url characters that decode to 32
  * bytes). */
 bool id_valid(const char *s);
-/* BLAKE2b-256 of purpose, a NUL and data, as base64url: purpose ("session", "conn", …)
- * separates the domains. */
-void id_hash(const char *purpose, const void *data, size_t len, id_text out);
+#define NAME_BYTES 16
+#define NAME_TEXT_LEN 22
+
+/* A name inside a Redis key: 128 bits as 22 base64url characters. */
+typedef char name_text[NAME_TEXT_LEN + 1];
+
+/* BLAKE2b-128 of purpose, a NUL and data, as base64url: purpose ("session", "conn", …)
+ * separates the domains.  128 bits name things (keys, log tags); they protect nothing. */
+void name_hash(const char *purpose, const void *data, size_t len, name_text out);
+/* A fresh random name. */
+void name_new(name_text out);
 
 /* Unpadded base64url.  encode: out must hold b64url_len(n) + 1 bytes. */
 size_t b64url_len(size_t n);

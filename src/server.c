@@ -239,9 +239,9 @@ static void accept_all(void)
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         }
         pthread_mutex_lock(&srv.mu);
-        if (srv.stopping) {
+        if (srv.final) {
             close(fd);
-        } else {
+        } else { /* accepted while a stop began: it gets the fresh connections' grace */
             srv.state[fd] = CONN_FRESH;
             arm(fd, EPOLL_CTL_ADD);
         }

@@ -59,23 +59,23 @@ void session_issue(struct ctx *ctx)
 
 const char *session_owner_of(struct ctx *ctx, const char *session_id)
 {
-    id_text h;
-    id_hash("session", session_id, strlen(session_id), h);
+    name_text h;
+    name_hash("session", session_id, strlen(session_id), h);
     return arena_printf(ctx->arena, "s:%s", h);
 }
 
 const char *session_owner(const struct ctx *ctx)
 {
-    id_text h;
+    name_text h;
     if (ctx->cfg->user_param) {
         if (!ctx->site_user)
             return NULL;
-        id_hash("user", ctx->site_user, strlen(ctx->site_user), h);
+        name_hash("user", ctx->site_user, strlen(ctx->site_user), h);
         return arena_printf(ctx->arena, "u:%s", h);
     }
     if (!ctx->has_session)
         return NULL;
-    id_hash("session", ctx->session_id, strlen(ctx->session_id), h);
+    name_hash("session", ctx->session_id, strlen(ctx->session_id), h);
     return arena_printf(ctx->arena, "s:%s", h);
 }
 
@@ -85,8 +85,8 @@ void session_log_tag(const struct ctx *ctx, char out[9])
         strcpy(out, "-");
         return;
     }
-    id_text h;
-    id_hash("log", ctx->session_id, strlen(ctx->session_id), h);
+    name_text h;
+    name_hash("log", ctx->session_id, strlen(ctx->session_id), h);
     memcpy(out, h, 8);
     out[8] = '\0';
 }

@@ -99,7 +99,7 @@ enum state_result state_verify(const struct keyring *kr, const char *text, size_
     return STATE_OK;
 }
 
-void state_used_id(const struct state_claims *claims, id_text out)
+void state_used_id(const struct state_claims *claims, name_text out)
 {
-    id_hash("state", claims->nonce, sizeof claims->nonce, out);
+    name_hash("state", claims->nonce, sizeof claims->nonce, out);
 }

@@ -48,7 +48,7 @@ enum state_result state_verify(const struct keyring *kr, const char *text, size_
                                const char *session_id, const char *site_user, int64_t now,
                                struct state_claims *out);
 
-/* The Redis name of a state's single-use marker: id_hash("state", nonce). */
-void state_used_id(const struct state_claims *claims, id_text out);
+/* The Redis name of a state's single-use marker: name_hash("state", nonce). */
+void state_used_id(const struct state_claims *claims, name_text out);
 
 #endif

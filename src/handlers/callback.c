@@ -109,7 +109,7 @@ void handle_callback(struct ctx *ctx)
     }
 
     /* Record the state's single use before spending the code. */
-    id_text used;
+    name_text used;
     state_used_id(&claims, used);
     switch (store_state_use(ctx->w->store, used, claims.expires + STATE_TTL)) {
     case STORE_OK:

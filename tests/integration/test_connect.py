@@ -514,7 +514,7 @@ def test_sigterm_finishes_callback_in_flight(stack):
 def redis_name(purpose, value):
     import base64
     import hashlib
-    d = hashlib.blake2b(purpose.encode() + b"\0" + value.encode(), digest_size=32).digest()
+    d = hashlib.blake2b(purpose.encode() + b"\0" + value.encode(), digest_size=16).digest()
     return base64.urlsafe_b64encode(d).rstrip(b"=").decode()
 
 

@@ -54,7 +54,7 @@ def test_metrics_move_with_a_flow(stack):
     check(moved("fbconnect_callback_outcomes_total", outcome="connected") >= 1, "connect outcome")
     check(moved("fbconnect_freshbooks_calls_total", call="exchange", result="ok") >= 1, "exchange call")
     check(moved("fbconnect_freshbooks_calls_total", call="identity", result="ok") >= 1, "identity call")
-    check(moved("fbconnect_redis_seconds_count") >= 3, "redis commands")
+    check(moved("fbconnect_redis_seconds_count") >= 2, "redis commands")
     check(series(after, "fbconnect_requests_seconds_bucket", route="callback", status="303", le="+Inf")
           >= 1, "histogram buckets")
     check(series(after, "fbconnect_threads") >= 1 and "fbconnect_threads_busy" in after, "thread gauges")

@@ -126,16 +126,16 @@ static void test_state_used_id(void **state)
     assert_int_equal(verify(&ring_a, t1, sess1, NULL, NOW, &c1), STATE_OK);
     assert_int_equal(verify(&ring_a, t1, sess1, NULL, NOW + 5, &c1b), STATE_OK);
     assert_int_equal(verify(&ring_a, t2, sess1, NULL, NOW, &c2), STATE_OK);
-    id_text u1, u1b, u2;
+    name_text u1, u1b, u2;
     state_used_id(&c1, u1);
     state_used_id(&c1b, u1b);
     state_used_id(&c2, u2);
-    assert_true(id_valid(u1));
+    assert_int_equal(strlen(u1), NAME_TEXT_LEN);
     assert_string_equal(u1, u1b);
     assert_string_not_equal(u1, u2);
-    /* it is id_hash("state", nonce) */
-    id_text want;
-    id_hash("state", c1.nonce, sizeof c1.nonce, want);
+    /* it is name_hash("state", nonce) */
+    name_text want;
+    name_hash("state", c1.nonce, sizeof c1.nonce, want);
     assert_string_equal(u1, want);
 }
 
