@@ -260,8 +260,8 @@ static bool readable(int fd)
 /* Called with mu held, when stopping: closes the listening socket (with systemd's socket,
  * queued connections wait for the next process) and every connection not being served,
  * except — unless `final` — those whose request has arrived (a worker takes them from
- * epoll) and fresh ones that may still send theirs.  Returns how many fresh connections
- * are still waiting. */
+ * epoll) and fresh ones that may still send theirs.  Returns how many connections still
+ * wait: for a worker, or (fresh) for their request. */
 static unsigned wind_down_locked(bool final)
 {
     if (srv.listen_fd >= 0) {
@@ -273,8 +273,10 @@ static unsigned wind_down_locked(bool final)
     for (int fd = 0; fd < MAX_FD; fd++) {
         if (srv.state[fd] != CONN_IDLE && srv.state[fd] != CONN_FRESH)
             continue;
-        if (!final && readable(fd))
+        if (!final && readable(fd)) {
+            waiting++;
             continue;
+        }
         if (srv.state[fd] == CONN_IDLE || final) {
             srv.state[fd] = CONN_FREE;
             close(fd);
@@ -467,13 +469,14 @@ unsigned server_stop(int deadline_ms)
     srv.stopping = true;
     unsigned waiting = wind_down_locked(false);
     pthread_mutex_unlock(&srv.mu);
-    /* 2. Fresh connections get FRESH_GRACE_MS to send their request. */
+    /* 2. Up to FRESH_GRACE_MS for workers to take the requests that have arrived, and for
+     *    fresh connections to send theirs. */
     for (int64_t end = now_ms() + FRESH_GRACE_MS; waiting && now_ms() < end;) {
-        usleep(10000);
+        usleep(5000);
         pthread_mutex_lock(&srv.mu);
         waiting = 0;
         for (int fd = 0; fd < MAX_FD; fd++)
-            waiting += srv.state[fd] == CONN_FRESH && !readable(fd);
+            waiting += srv.state[fd] == CONN_FRESH || (srv.state[fd] == CONN_IDLE && readable(fd));
         pthread_mutex_unlock(&srv.mu);
     }
     /* 3. Close what is left; workers leave as soon as they are free. */
