@@ -22,6 +22,7 @@ static void cli_open(struct cli *c, const struct app *app)
     arena_init(&c->w.arena, 32768);
     c->w.store = store_new(&app->cfg);
     c->w.oauth = oauth_new(&app->cfg);
+    c->w.cache = connection_cache_new();
     c->ctx.app = app;
     c->ctx.cfg = &app->cfg;
     c->ctx.w = &c->w;
@@ -34,6 +35,7 @@ static void cli_close(struct cli *c)
 {
     store_free(c->w.store);
     oauth_free(c->w.oauth);
+    connection_cache_free(c->w.cache);
     arena_destroy(&c->w.arena);
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "connection.h"
 #include "handlers/handlers.h"
 #include "log.h"
 #include "metrics.h"
@@ -21,6 +22,7 @@ static void *thread_start(unsigned index, void *appp)
     arena_init(&w->arena, 32768);
     w->store = store_new(&app->cfg);
     w->oauth = oauth_new(&app->cfg);
+    w->cache = connection_cache_new();
     return w;
 }
 
@@ -29,6 +31,7 @@ static void thread_stop(void *wp)
     struct worker *w = wp;
     store_free(w->store);
     oauth_free(w->oauth);
+    connection_cache_free(w->cache);
     arena_destroy(&w->arena);
     response_free(&w->resp);
     buf_free(&w->log);

@@ -31,6 +31,7 @@ struct worker {
     struct response resp;
     struct store *store;
     struct oauth *oauth;
+    struct conn_cache *cache;
     struct buf log;
 };
 

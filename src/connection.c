@@ -1,6 +1,7 @@
 #include "connection.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -41,16 +42,135 @@ static void reseal(struct ctx *ctx, struct loaded *l)
     buf_free(&value);
 }
 
+/* ---- the per-worker cache ---- */
+
+#define CACHE_SLOTS 8
+#define POINTER_RECHECK_S 60 /* a cached pointer goes through the sliding script this often */
+
+struct cached_owner {
+    char owner[48];
+    char pointer[96]; /* "<record name>/<generation>" as stored */
+    int64_t checked_at;
+};
+
+struct cached_record {
+    char name[48];
+    uint64_t version; /* 0: empty */
+    uint8_t nonce[24]; /* the seal's random nonce: names these exact sealed bytes */
+    struct arena arena;
+    struct connection c;
+};
+
+struct conn_cache {
+    struct cached_owner owners[CACHE_SLOTS];
+    struct cached_record records[CACHE_SLOTS];
+};
+
+struct conn_cache *connection_cache_new(void)
+{
+    struct conn_cache *cc = xmalloc(sizeof *cc);
+    memset(cc, 0, sizeof *cc);
+    for (int i = 0; i < CACHE_SLOTS; i++)
+        arena_init(&cc->records[i].arena, 4096);
+    return cc;
+}
+
+void connection_cache_free(struct conn_cache *cc)
+{
+    if (!cc)
+        return;
+    for (int i = 0; i < CACHE_SLOTS; i++)
+        arena_destroy(&cc->records[i].arena);
+    sodium_memzero(cc, sizeof *cc);
+    free(cc);
+}
+
+static size_t slot_of(const char *name)
+{
+    size_t h = 5381;
+    for (const char *p = name; *p; p++)
+        h = h * 33 + (unsigned char)*p;
+    return h % CACHE_SLOTS;
+}
+
+/* The random nonce of a stored record's seal (every write seals anew), or NULL. */
+static const uint8_t *seal_nonce(const char *data, size_t len)
+{
+    const char *body = len > 3 ? memchr(data + 3, ':', len - 3) : NULL;
+    if (!body || (size_t)(body + 1 - data) + 4 + 24 > len)
+        return NULL;
+    return (const uint8_t *)body + 1 + 4; /* after ':' and the key id */
+}
+
+/* Opens a stored record, from the cache when these very sealed bytes were opened before
+ * (same name, version and seal nonce: a record deleted and made again starts at version 1
+ * again, but never with the same nonce). */
+static enum record_result open_record(struct ctx *ctx, const char *name, const char *data,
+                                      size_t len, struct connection *out)
+{
+    struct cached_record *slot = &ctx->w->cache->records[slot_of(name)];
+    uint64_t version = record_version(data, len);
+    const uint8_t *nonce = seal_nonce(data, len);
+    if (version && nonce && slot->version == version && strcmp(slot->name, name) == 0 &&
+        memcmp(slot->nonce, nonce, sizeof slot->nonce) == 0) {
+        record_copy(ctx->arena, &slot->c, out);
+        return RECORD_OK;
+    }
+    enum record_result r = record_decode(ctx->arena, &ctx->app->keys, name, data, len, out);
+    if (r == RECORD_OK && nonce && strlen(name) < sizeof slot->name) {
+        arena_reset(&slot->arena);
+        record_copy(&slot->arena, out, &slot->c);
+        snprintf(slot->name, sizeof slot->name, "%s", name);
+        slot->version = version;
+        memcpy(slot->nonce, nonce, sizeof slot->nonce);
+    }
+    return r;
+}
+
+/* The owner's pointer and record: from a cached pointer checked with one MGET, else by the
+ * sliding-TTL script (which refreshes the cache). */
+static enum store_result fetch_owner(struct ctx *ctx, const char *owner, char **pointer,
+                                     char **data, size_t *len)
+{
+    struct cached_owner *slot = &ctx->w->cache->owners[slot_of(owner)];
+    int64_t now = clock_wall();
+    if (strcmp(slot->owner, owner) == 0 && now - slot->checked_at < POINTER_RECHECK_S) {
+        char name[96];
+        snprintf(name, sizeof name, "%s", slot->pointer);
+        char *slash = strchr(name, '/');
+        if (slash) {
+            *slash = '\0';
+            char *ptr = NULL;
+            enum store_result r = store_get2(ctx->w->store, owner, name, ctx->arena, &ptr, data, len);
+            if (r == STORE_UNAVAILABLE)
+                return r;
+            if (ptr && *data && strcmp(ptr, slot->pointer) == 0) {
+                *pointer = ptr;
+                return STORE_OK;
+            }
+        }
+        slot->owner[0] = '\0'; /* moved or gone: ask the script */
+    }
+    long ttl = connection_ttl(ctx);
+    enum store_result r = store_owner_load(ctx->w->store, owner, ttl, ctx->arena, pointer, data, len);
+    if (r == STORE_OK && *data && strlen(owner) < sizeof slot->owner &&
+        strlen(*pointer) < sizeof slot->pointer) {
+        snprintf(slot->owner, sizeof slot->owner, "%s", owner);
+        snprintf(slot->pointer, sizeof slot->pointer, "%s", *pointer);
+        slot->checked_at = now;
+    }
+    return r;
+}
+
 enum lookup_result connection_load(struct ctx *ctx, struct loaded *out)
 {
     memset(out, 0, sizeof *out);
     out->owner = session_owner(ctx);
     if (!out->owner)
         return LOOKUP_NONE;
-    long ttl = connection_ttl(ctx);
     char *pointer = NULL, *data = NULL;
     size_t len = 0;
-    switch (store_owner_load(ctx->w->store, out->owner, ttl, ctx->arena, &pointer, &data, &len)) {
+    switch (fetch_owner(ctx, out->owner, &pointer, &data, &len)) {
     case STORE_OK:
         break;
     case STORE_UNAVAILABLE:
@@ -66,8 +186,7 @@ enum lookup_result connection_load(struct ctx *ctx, struct loaded *out)
     const char *generation = slash + 1;
     out->record_name = pointer;
     enum store_result got = data ? STORE_OK : STORE_NOT_FOUND;
-    if (got == STORE_OK &&
-        record_decode(ctx->arena, &ctx->app->keys, pointer, data, len, &out->c) != RECORD_OK) {
+    if (got == STORE_OK && open_record(ctx, pointer, data, len, &out->c) != RECORD_OK) {
         log_msg(LOG_ERROR, "connection record %.12s… does not open with any configured key", pointer);
         return LOOKUP_NONE;
     }

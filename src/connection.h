@@ -54,6 +54,14 @@ const char *connection_identity_record(struct ctx *ctx, int64_t freshbooks_user_
 enum store_result connection_delete(struct ctx *ctx, struct loaded *l, bool revoke,
                                     bool *confirmed);
 
+/* A worker's cache of owner pointers and opened records, so repeated requests of one
+ * browser (the API proxy's /auth calls) skip the sliding-TTL script and the unsealing: a
+ * cached pointer is still checked against Redis on every request (MGET with the record),
+ * and a cached record is used only while its version is the stored one. */
+struct conn_cache;
+struct conn_cache *connection_cache_new(void);
+void connection_cache_free(struct conn_cache *cc);
+
 /* The TTL records and session pointers get: the session TTL, or 0 (none) when
  * connections belong to site users. */
 long connection_ttl(const struct ctx *ctx);

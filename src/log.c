@@ -30,12 +30,17 @@ static const char *level_name(enum log_level level)
 
 void log_begin(struct buf *b, enum log_level level)
 {
+    /* The date and time to the second, formatted once a second per thread. */
+    static _Thread_local time_t cached_sec = -1;
+    static _Thread_local char when[32];
     struct timespec ts;
-    struct tm tm;
-    char when[40];
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (ts.tv_sec != cached_sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+        cached_sec = ts.tv_sec;
+    }
     buf_reset(b);
     buf_printf(b, "time=%s.%03ldZ level=%s", when, ts.tv_nsec / 1000000, level_name(level));
 }

@@ -1,6 +1,8 @@
 #include "oauth.h"
 
 #include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
 #include <jansson.h>
@@ -18,24 +20,40 @@
 
 struct oauth {
     const struct config *cfg;
-    CURL *curl;
+    CURL *curl; /* the pool's handle this call holds, or NULL */
     struct buf body;
     char errbuf[CURL_ERROR_SIZE];
     char last_error[128];
     long retry_after;
     int64_t last_duration_us;
     int64_t spent_us;
+    int slot; /* pool index of curl, while held */
 };
 
 static char *authorize_prefix; /* authorize URL with every parameter but state */
+/* The handles to FreshBooks: one per call allowed in flight, shared by every thread, so
+ * TLS connections (and libcurl's per-handle CA store) number max_in_flight, not threads. */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    CURL **handles;
+    int *free_list; /* indexes of idle handles */
+    int n_free, size;
+} pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 static int max_in_flight;
-static atomic_int in_flight;
 static atomic_llong paused_until_us; /* monotonic; 0: not paused */
 
 int oauth_global_init(const struct config *cfg)
 {
     max_in_flight = cfg->threads / 2 > 0 ? (int)(cfg->threads / 2) : 1;
-    atomic_store(&in_flight, 0);
+    pool.size = max_in_flight;
+    pool.handles = xmalloc(sizeof *pool.handles * (size_t)pool.size);
+    pool.free_list = xmalloc(sizeof *pool.free_list * (size_t)pool.size);
+    for (int i = 0; i < pool.size; i++) {
+        pool.handles[i] = NULL; /* made on first use */
+        pool.free_list[i] = i;
+    }
+    pool.n_free = pool.size;
     atomic_store(&paused_until_us, 0);
     CURLU *u = curl_url();
     if (!u || curl_url_set(u, CURLUPART_URL, cfg->authorize_url, 0) != CURLUE_OK)
@@ -67,6 +85,14 @@ void oauth_global_free(void)
 {
     free(authorize_prefix);
     authorize_prefix = NULL;
+    for (int i = 0; i < pool.size; i++)
+        if (pool.handles[i])
+            curl_easy_cleanup(pool.handles[i]);
+    free(pool.handles);
+    free(pool.free_list);
+    pool.handles = NULL;
+    pool.free_list = NULL;
+    pool.size = pool.n_free = 0;
 }
 
 char *oauth_authorize_url(struct arena *a, const char *state)
@@ -81,9 +107,6 @@ struct oauth *oauth_new(const struct config *cfg)
     if (!o)
         abort();
     o->cfg = cfg;
-    o->curl = curl_easy_init();
-    if (!o->curl)
-        abort();
     return o;
 }
 
@@ -91,7 +114,6 @@ void oauth_free(struct oauth *o)
 {
     if (!o)
         return;
-    curl_easy_cleanup(o->curl);
     if (o->body.data)
         sodium_memzero(o->body.data, o->body.cap);
     buf_free(&o->body);
@@ -161,19 +183,38 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 #define NOT_SENT_PAUSED (-1)
 #define NOT_SENT_BUSY (-2)
 
-/* Takes one of the in-flight slots, waiting up to OAUTH_SLOT_WAIT_MS. */
-static bool slot_take(void)
+/* Takes a handle from the pool into o->curl, waiting up to OAUTH_SLOT_WAIT_MS. */
+static bool slot_take(struct oauth *o)
 {
-    for (int waited = 0;; waited += 5) {
-        int n = atomic_load(&in_flight);
-        while (n < max_in_flight)
-            if (atomic_compare_exchange_weak(&in_flight, &n, n + 1))
-                return true;
-        if (waited >= OAUTH_SLOT_WAIT_MS)
-            return false;
-        struct timespec ts = {.tv_nsec = 5000000L};
-        nanosleep(&ts, NULL);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_nsec += OAUTH_SLOT_WAIT_MS * 1000000L;
+    while (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
     }
+    pthread_mutex_lock(&pool.mu);
+    while (pool.n_free == 0)
+        if (pthread_cond_timedwait(&pool.cv, &pool.mu, &deadline) == ETIMEDOUT)
+            break;
+    int i = pool.n_free > 0 ? pool.free_list[--pool.n_free] : -1;
+    pthread_mutex_unlock(&pool.mu);
+    if (i < 0)
+        return false;
+    if (!pool.handles[i] && !(pool.handles[i] = curl_easy_init()))
+        abort();
+    o->curl = pool.handles[i];
+    o->slot = i;
+    return true;
+}
+
+static void slot_give(struct oauth *o)
+{
+    pthread_mutex_lock(&pool.mu);
+    pool.free_list[pool.n_free++] = o->slot;
+    pthread_cond_signal(&pool.cv);
+    pthread_mutex_unlock(&pool.mu);
+    o->curl = NULL;
 }
 
 static long perform_call(struct oauth *o, const char *url, const char *post_json,
@@ -192,14 +233,14 @@ static long perform(struct oauth *o, const char *url, const char *post_json, con
                  o->retry_after);
         return NOT_SENT_PAUSED;
     }
-    if (!slot_take()) {
+    if (!slot_take(o)) {
         o->last_duration_us = 0;
         snprintf(o->last_error, sizeof o->last_error, "%d calls to FreshBooks in flight already",
                  max_in_flight);
         return NOT_SENT_BUSY;
     }
     long status = perform_call(o, url, post_json, bearer);
-    atomic_fetch_sub(&in_flight, 1);
+    slot_give(o);
     if (status == 429) {
         long wait_s = o->retry_after > 0 ? o->retry_after : OAUTH_PAUSE_DEFAULT_S;
         if (wait_s > OAUTH_PAUSE_MAX_S)

@@ -1,6 +1,7 @@
 /* oauth.h — the only module that speaks FreshBooks: the authorize link, the code
- * exchange, refresh, revoke and the identity call, over libcurl (one handle per worker
- * thread, so TLS connections to FreshBooks are reused) with jansson for the JSON. */
+ * exchange, refresh, revoke and the identity call, over libcurl with jansson for the JSON.
+ * A call borrows one of a fixed pool of curl handles (one per call allowed in flight), so
+ * TLS connections to FreshBooks are reused and CA stores are not multiplied by threads. */
 #ifndef FBC_OAUTH_H
 #define FBC_OAUTH_H
 
@@ -41,7 +42,7 @@ struct oauth;
 int oauth_global_init(const struct config *cfg);
 void oauth_global_free(void);
 
-/* One per thread; free with oauth_free. */
+/* One per thread (buffers and the last call's details); free with oauth_free. */
 struct oauth *oauth_new(const struct config *cfg);
 void oauth_free(struct oauth *o);
 

@@ -72,6 +72,29 @@ uint64_t record_version(const char *data, size_t len)
     return (i > 3 && i < len && data[i] == ':') ? v : 0;
 }
 
+static const char *copy_str(struct arena *a, const char *s)
+{
+    return s ? arena_strdup(a, s) : NULL;
+}
+
+void record_copy(struct arena *a, const struct connection *src, struct connection *dst)
+{
+    *dst = *src;
+    dst->pair.access_token = copy_str(a, src->pair.access_token);
+    dst->pair.refresh_token = copy_str(a, src->pair.refresh_token);
+    dst->pair.scope = copy_str(a, src->pair.scope);
+    dst->ident.email = copy_str(a, src->ident.email);
+    dst->ident.first_name = copy_str(a, src->ident.first_name);
+    dst->ident.last_name = copy_str(a, src->ident.last_name);
+    size_t nb = src->ident.n_businesses;
+    dst->ident.businesses = arena_alloc(a, (nb ? nb : 1) * sizeof(struct business));
+    for (size_t i = 0; i < nb; i++) {
+        dst->ident.businesses[i] = src->ident.businesses[i];
+        dst->ident.businesses[i].name = copy_str(a, src->ident.businesses[i].name);
+        dst->ident.businesses[i].account_id = copy_str(a, src->ident.businesses[i].account_id);
+    }
+}
+
 void record_set_version(struct buf *value, uint64_t version)
 {
     const char *body = value->len > 3 ? memchr(value->data + 3, ':', value->len - 3) : NULL;

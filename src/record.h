@@ -64,6 +64,9 @@ enum record_result record_decode(struct arena *a, const struct keyring *kr,
                                  const char *record_name, const char *data, size_t len,
                                  struct connection *out);
 
+/* A deep copy of src whose strings live in `a`. */
+void record_copy(struct arena *a, const struct connection *src, struct connection *dst);
+
 /* The version in a stored value's header, or 0 when it has none. */
 uint64_t record_version(const char *data, size_t len);
 

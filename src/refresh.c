@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,18 +71,23 @@ static struct {
     bool stopping, started;
     pthread_t thread;
     const struct app *app;
+    atomic_uint count; /* entries: read without the lock on every request's fast path */
 } vault = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 static void vault_entry_free(struct vault_entry *e);
 
 unsigned refresh_kept_count(void)
 {
+    return atomic_load(&vault.count);
+}
+
+/* Called with vault.mu held, after changing the list. */
+static void vault_recount_locked(void)
+{
     unsigned n = 0;
-    pthread_mutex_lock(&vault.mu);
     for (struct vault_entry *e = vault.entries; e; e = e->next)
         n++;
-    pthread_mutex_unlock(&vault.mu);
-    return n;
+    atomic_store(&vault.count, n);
 }
 
 static void vault_put(const char *name, int64_t created_at, const struct buf *value)
@@ -103,6 +109,7 @@ static void vault_put(const char *name, int64_t created_at, const struct buf *va
     }
     e->next = vault.entries;
     vault.entries = e;
+    vault_recount_locked();
     pthread_cond_signal(&vault.cv);
     pthread_mutex_unlock(&vault.mu);
     log_msg(LOG_ERROR, "a refreshed token pair could not be stored (Redis unavailable); kept in memory "
@@ -112,6 +119,8 @@ static void vault_put(const char *name, int64_t created_at, const struct buf *va
 /* The vault's pair for this record, when it is newer than `than`: decoded into *out. */
 static bool vault_get(struct ctx *ctx, const char *name, int64_t than, struct connection *out)
 {
+    if (atomic_load(&vault.count) == 0)
+        return false;
     bool found = false;
     struct buf copy = {0};
     pthread_mutex_lock(&vault.mu);
@@ -205,6 +214,7 @@ static unsigned vault_flush(struct store *s, struct arena *a)
             vault.entries = e;
         }
     }
+    vault_recount_locked();
     pthread_mutex_unlock(&vault.mu);
     return n_left;
 }

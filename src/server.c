@@ -34,6 +34,7 @@ enum conn_state { CONN_FREE, CONN_FRESH, CONN_IDLE, CONN_BUSY };
 /* At shutdown, connections accepted but not yet readable get this long to send their
  * request (nginx writes right after connecting) before they are closed. */
 #define FRESH_GRACE_MS 250
+#define STRIPES 64
 
 static struct {
     int listen_fd, epfd, wakefd;
@@ -42,11 +43,14 @@ static struct {
     pthread_t *workers;
     unsigned nworkers;
 
-    pthread_mutex_t mu;
+    pthread_mutex_t mu; /* running, exit_cv */
     pthread_cond_t exit_cv;
-    unsigned char state[MAX_FD]; /* enum conn_state, guarded by mu */
-    bool stopping;    /* no new connections; idle ones closed */
-    bool final;       /* every worker leaves once free */
+    /* A connection's state changes under its stripe's lock (fd % STRIPES), so workers
+     * serving different connections do not contend. */
+    pthread_mutex_t stripe[STRIPES];
+    unsigned char state[MAX_FD];
+    atomic_bool stopping; /* no new connections; idle ones closed */
+    atomic_bool final;    /* every worker leaves once free */
     unsigned running; /* workers not yet exited, guarded by mu */
     atomic_uint busy;
 } srv = {.mu = PTHREAD_MUTEX_INITIALIZER,
@@ -203,6 +207,11 @@ int server_listen(const char *spec, char *err, size_t errsz)
  * waiter per event, so whichever worker gets a connection's event serves it directly: no
  * hand-off between threads, and an idle kept-alive connection holds no thread. */
 
+static pthread_mutex_t *lock_of(int fd)
+{
+    return &srv.stripe[fd % STRIPES];
+}
+
 static void arm(int fd, int op)
 {
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.fd = fd};
@@ -238,14 +247,14 @@ static void accept_all(void)
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         }
-        pthread_mutex_lock(&srv.mu);
-        if (srv.final) {
+        pthread_mutex_lock(lock_of(fd));
+        if (atomic_load(&srv.final)) {
             close(fd);
         } else { /* accepted while a stop began: it gets the fresh connections' grace */
             srv.state[fd] = CONN_FRESH;
             arm(fd, EPOLL_CTL_ADD);
         }
-        pthread_mutex_unlock(&srv.mu);
+        pthread_mutex_unlock(lock_of(fd));
     }
 }
 
@@ -257,32 +266,34 @@ static bool readable(int fd)
     return n > 0;
 }
 
-/* Called with mu held, when stopping: closes the listening socket (with systemd's socket,
+/* Called when stopping: closes the listening socket (with systemd's socket,
  * queued connections wait for the next process) and every connection not being served,
  * except — unless `final` — those whose request has arrived (a worker takes them from
  * epoll) and fresh ones that may still send theirs.  Returns how many connections still
  * wait: for a worker, or (fresh) for their request. */
-static unsigned wind_down_locked(bool final)
+static unsigned wind_down(bool final)
 {
+    pthread_mutex_lock(&srv.mu);
     if (srv.listen_fd >= 0) {
         epoll_ctl(srv.epfd, EPOLL_CTL_DEL, srv.listen_fd, NULL);
         close(srv.listen_fd);
         srv.listen_fd = -1;
     }
+    pthread_mutex_unlock(&srv.mu);
     unsigned waiting = 0;
     for (int fd = 0; fd < MAX_FD; fd++) {
-        if (srv.state[fd] != CONN_IDLE && srv.state[fd] != CONN_FRESH)
-            continue;
-        if (!final && readable(fd)) {
-            waiting++;
-            continue;
+        pthread_mutex_lock(lock_of(fd));
+        if (srv.state[fd] == CONN_IDLE || srv.state[fd] == CONN_FRESH) {
+            if (!final && readable(fd)) {
+                waiting++;
+            } else if (srv.state[fd] == CONN_IDLE || final) {
+                srv.state[fd] = CONN_FREE;
+                close(fd);
+            } else {
+                waiting++;
+            }
         }
-        if (srv.state[fd] == CONN_IDLE || final) {
-            srv.state[fd] = CONN_FREE;
-            close(fd);
-        } else {
-            waiting++;
-        }
+        pthread_mutex_unlock(lock_of(fd));
     }
     return waiting;
 }
@@ -308,34 +319,34 @@ static void drain_input(FCGX_Request *req)
 /* Gives a kept-alive connection back to the epoll set, or closes it when stopping. */
 static void rearm_or_close(int fd)
 {
-    pthread_mutex_lock(&srv.mu);
-    if (srv.stopping) {
+    pthread_mutex_lock(lock_of(fd));
+    if (atomic_load(&srv.stopping)) {
         srv.state[fd] = CONN_FREE;
         close(fd);
     } else {
         srv.state[fd] = CONN_IDLE;
         arm(fd, EPOLL_CTL_MOD);
     }
-    pthread_mutex_unlock(&srv.mu);
+    pthread_mutex_unlock(lock_of(fd));
 }
 
 /* Serves the requests of one connection whose event this worker received. */
 static void serve(int fd, uint32_t events, FCGX_Request *req, void *ctx)
 {
-    pthread_mutex_lock(&srv.mu);
+    pthread_mutex_lock(lock_of(fd));
     if (srv.state[fd] != CONN_IDLE && srv.state[fd] != CONN_FRESH) {
-        pthread_mutex_unlock(&srv.mu); /* closed meanwhile by a stop */
+        pthread_mutex_unlock(lock_of(fd)); /* closed meanwhile by a stop */
         return;
     }
     if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && !readable(fd)) {
         /* nginx closed a connection that carries no request */
         srv.state[fd] = CONN_FREE;
         close(fd);
-        pthread_mutex_unlock(&srv.mu);
+        pthread_mutex_unlock(lock_of(fd));
         return;
     }
     srv.state[fd] = CONN_BUSY;
-    pthread_mutex_unlock(&srv.mu);
+    pthread_mutex_unlock(lock_of(fd));
 
     atomic_fetch_add(&srv.busy, 1);
     /* keepConnection = 1 so libfcgi's finish-the-previous-request step keeps fd open. */
@@ -420,6 +431,8 @@ int server_start(int listen_fd, unsigned threads, const struct server_app *app, 
     }
     srv.listen_fd = listen_fd;
     srv.app = app;
+    for (int i = 0; i < STRIPES; i++)
+        pthread_mutex_init(&srv.stripe[i], NULL);
     srv.epfd = epoll_create1(EPOLL_CLOEXEC);
     srv.wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (srv.epfd < 0 || srv.wakefd < 0) {
@@ -465,25 +478,22 @@ static int64_t now_ms(void)
 unsigned server_stop(int deadline_ms)
 {
     /* 1. No new connections; idle ones closed; what has arrived is still served. */
-    pthread_mutex_lock(&srv.mu);
-    srv.stopping = true;
-    unsigned waiting = wind_down_locked(false);
-    pthread_mutex_unlock(&srv.mu);
+    atomic_store(&srv.stopping, true);
+    unsigned waiting = wind_down(false);
     /* 2. Up to FRESH_GRACE_MS for workers to take the requests that have arrived, and for
      *    fresh connections to send theirs. */
     for (int64_t end = now_ms() + FRESH_GRACE_MS; waiting && now_ms() < end;) {
         usleep(5000);
-        pthread_mutex_lock(&srv.mu);
         waiting = 0;
-        for (int fd = 0; fd < MAX_FD; fd++)
+        for (int fd = 0; fd < MAX_FD; fd++) {
+            pthread_mutex_lock(lock_of(fd));
             waiting += srv.state[fd] == CONN_FRESH || (srv.state[fd] == CONN_IDLE && readable(fd));
-        pthread_mutex_unlock(&srv.mu);
+            pthread_mutex_unlock(lock_of(fd));
+        }
     }
     /* 3. Close what is left; workers leave as soon as they are free. */
-    pthread_mutex_lock(&srv.mu);
-    wind_down_locked(true);
-    srv.final = true;
-    pthread_mutex_unlock(&srv.mu);
+    atomic_store(&srv.final, true);
+    wind_down(true);
     uint64_t one = 1;
     if (srv.wakefd >= 0 && write(srv.wakefd, &one, sizeof one) < 0)
         log_msg(LOG_ERROR, "eventfd write: %s", strerror(errno));

@@ -12,14 +12,6 @@
 #include "log.h"
 #include "metrics.h"
 
-struct store {
-    const struct config *cfg;
-    redisContext *rc;
-    char key[256]; /* scratch for prefixed key names */
-};
-
-/* ---- scripts: run with EVALSHA, loaded on demand (again after NOSCRIPT) ---- */
-
 enum script_id {
     SCRIPT_RECORD_PUT,
     SCRIPT_RECORD_DELETE,
@@ -31,6 +23,15 @@ enum script_id {
     SCRIPT_CREATE_POINT,
     SCRIPT__MAX
 };
+
+struct store {
+    const struct config *cfg;
+    redisContext *rc;
+    char key[256];                   /* scratch for prefixed key names */
+    char script_sha[SCRIPT__MAX][41]; /* this thread's copy: no lock on the hot path */
+};
+
+/* ---- scripts: run with EVALSHA, loaded on demand (again after NOSCRIPT) ---- */
 
 /* KEYS[1] record; ARGV[1] expected version; ARGV[2] value; ARGV[3] ttl (0: none).
  * A value without a version this code understands counts as version 0 (overwritable),
@@ -83,13 +84,20 @@ static const char script_watch[] =
     "if cur then v = tonumber(string.match(cur, '^r1:(%d+):')) or 0 end\n"
     "return {v, redis.call('EXISTS', KEYS[2])}\n";
 
-/* KEYS[1] owner; ARGV[1] ttl (0: plain GET); ARGV[2] key prefix.  An owner's pointer and
- * the record it names, in one round trip: false, {pointer}, or {pointer, record}.  The
- * record's key comes from the pointer, so it cannot be declared (no Redis Cluster). */
+/* KEYS[1] owner; ARGV[1] ttl (0: none); ARGV[2] key prefix.  An owner's pointer and the
+ * record it names, in one round trip: false, {pointer}, or {pointer, record}.  The record's
+ * key comes from the pointer, so it cannot be declared (no Redis Cluster).  Sliding TTLs
+ * are renewed only once they have run down by a day (or a tenth, when shorter), so a busy
+ * session does not turn every read into a write for the AOF and the replicas. */
 static const char script_load_owner[] =
+    "local ttl = tonumber(ARGV[1])\n"
+    "local slack = math.min(86400, math.floor(ttl / 10))\n"
     "local function get(k)\n"
-    "  if tonumber(ARGV[1]) > 0 then return redis.call('GETEX', k, 'EX', ARGV[1]) end\n"
-    "  return redis.call('GET', k)\n"
+    "  local v = redis.call('GET', k)\n"
+    "  if v and ttl > 0 and redis.call('TTL', k) < ttl - slack then\n"
+    "    redis.call('EXPIRE', k, ttl)\n"
+    "  end\n"
+    "  return v\n"
     "end\n"
     "local ptr = get(KEYS[1])\n"
     "if not ptr then return false end\n"
@@ -115,8 +123,6 @@ static const char *const scripts[SCRIPT__MAX] = {script_record_put,   script_rec
                                                  script_owner_set,    script_lock_try,
                                                  script_lock_release, script_watch,
                                                  script_load_owner,   script_create_point};
-static char script_sha[SCRIPT__MAX][41];
-static pthread_mutex_t script_mu = PTHREAD_MUTEX_INITIALIZER;
 
 struct store *store_new(const struct config *cfg)
 {
@@ -256,10 +262,7 @@ static redisReply *eval(struct store *s, enum script_id id, int nkeys, const cha
     char nk[4];
     snprintf(nk, sizeof nk, "%d", nkeys);
     for (int attempt = 0; attempt < 2; attempt++) {
-        char sha[41];
-        pthread_mutex_lock(&script_mu);
-        memcpy(sha, script_sha[id], sizeof sha);
-        pthread_mutex_unlock(&script_mu);
+        char *sha = s->script_sha[id];
         if (!sha[0]) {
             const char *la[] = {"SCRIPT", "LOAD", scripts[id]};
             size_t ll[] = {6, 4, strlen(scripts[id])};
@@ -273,9 +276,6 @@ static redisReply *eval(struct store *s, enum script_id id, int nkeys, const cha
             memcpy(sha, r->str, 40);
             sha[40] = '\0';
             freeReplyObject(r);
-            pthread_mutex_lock(&script_mu);
-            memcpy(script_sha[id], sha, sizeof sha);
-            pthread_mutex_unlock(&script_mu);
         }
         int argc = 0;
         argv[argc] = "EVALSHA";
@@ -297,9 +297,7 @@ static redisReply *eval(struct store *s, enum script_id id, int nkeys, const cha
             return NULL;
         if (r->type == REDIS_REPLY_ERROR) { /* NOSCRIPT: Redis restarted or flushed */
             freeReplyObject(r);
-            pthread_mutex_lock(&script_mu);
-            script_sha[id][0] = '\0';
-            pthread_mutex_unlock(&script_mu);
+            sha[0] = '\0';
             continue;
         }
         return r;
@@ -605,4 +603,29 @@ enum store_result store_record_create(struct store *s, const char *record_name, 
     enum store_result res = (r->type == REDIS_REPLY_INTEGER && r->integer == 1) ? STORE_OK : STORE_EXISTS;
     freeReplyObject(r);
     return res;
+}
+
+enum store_result store_get2(struct store *s, const char *name1, const char *name2,
+                             struct arena *a, char **v1, char **v2, size_t *len2)
+{
+    char k1[256], k2[256];
+    snprintf(k1, sizeof k1, "%s%s", s->cfg->redis_prefix, name1);
+    snprintf(k2, sizeof k2, "%s%s", s->cfg->redis_prefix, name2);
+    const char *argv[] = {"MGET", k1, k2};
+    size_t lens[] = {4, strlen(k1), strlen(k2)};
+    redisReply *r = command(s, 3, argv, lens);
+    if (!r)
+        return STORE_UNAVAILABLE;
+    *v1 = *v2 = NULL;
+    *len2 = 0;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+        if (r->element[0]->type == REDIS_REPLY_STRING)
+            *v1 = arena_strndup(a, r->element[0]->str, r->element[0]->len);
+        if (r->element[1]->type == REDIS_REPLY_STRING) {
+            *v2 = arena_strndup(a, r->element[1]->str, r->element[1]->len);
+            *len2 = r->element[1]->len;
+        }
+    }
+    freeReplyObject(r);
+    return STORE_OK;
 }

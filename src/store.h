@@ -49,6 +49,10 @@ enum store_result store_state_use(struct store *s, const char *used_id, int64_t 
 enum store_result store_owner_load(struct store *s, const char *owner, long ttl, struct arena *a,
                                    char **pointer, char **data, size_t *len);
 
+/* MGET of two names: each value (arena) or NULL. */
+enum store_result store_get2(struct store *s, const char *name1, const char *name2,
+                             struct arena *a, char **v1, char **v2, size_t *len2);
+
 /* Creates a record that does not exist yet and points `owner` at it (deleting old_owner's
  * pointer, when not NULL), in one round trip.  Both get TTL ttl (none when 0).  STORE_OK,
  * or STORE_EXISTS when the record is already there (nothing written). */

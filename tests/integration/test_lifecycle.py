@@ -255,3 +255,23 @@ test_internal_token.restarts_fbconnect = True
 def test_internal_token_needs_user_param(stack):
     r = request("GET", stack.internal("internal/token?user=x"))
     check(r.status == 404, f"/internal/token without FBCONNECT_USER_PARAM: {r.status}")
+
+
+def test_worker_caches_never_serve_a_replaced_connection(stack):
+    """Workers cache owners' pointers and opened records; a disconnect and a new connect of
+    the same FreshBooks identity (a new record, version 1 again) must show at once."""
+    import re as _re
+    who = email()
+    one = Browser(stack)
+    check(one.connect(who).status == 303, "connect")
+    old = {bearer(auth(stack, one)) for _ in range(40)}  # warm every worker's cache
+    check(len(old) == 1, "one token")
+    page = one.get(stack.site("connect"))
+    csrf = _re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    check(one.post(stack.site("disconnect"), {"csrf": csrf}).status == 303, "disconnect")
+    check(all(auth(stack, one).status == 401 for _ in range(20)), "a disconnected session still authorized")
+    two = Browser(stack)
+    check(two.connect(who).status == 303, "connect again")
+    new = {bearer(auth(stack, two)) for _ in range(40)}
+    check(len(new) == 1 and new != old, f"stale tokens served: {len(new)} distinct, old reused: {new == old}")
+    check(works_at_freshbooks(stack, new.pop()), "the token served is not the live one")
