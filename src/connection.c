@@ -228,7 +228,7 @@ const char *connection_identity_record(struct ctx *ctx, int64_t user_id)
 static void new_generation(char out[GENERATION_LEN + 1])
 {
     uint8_t raw[16];
-    randombytes_buf(raw, sizeof raw);
+    random_bytes(raw, sizeof raw);
     b64url_encode(raw, sizeof raw, out);
 }
 

@@ -42,10 +42,36 @@ int b64url_decode(const char *s, size_t len, uint8_t *out, size_t maxout, size_t
     return 0;
 }
 
+#define POOL_BYTES 4096
+
+void random_bytes(void *out, size_t n)
+{
+    static _Thread_local uint8_t pool[POOL_BYTES];
+    static _Thread_local size_t left;
+    uint8_t *dst = out;
+    if (n > POOL_BYTES / 4) {
+        randombytes_buf(out, n);
+        return;
+    }
+    while (n > 0) {
+        if (left == 0) {
+            randombytes_buf(pool, sizeof pool);
+            left = sizeof pool;
+        }
+        size_t take = n < left ? n : left;
+        uint8_t *src = pool + (POOL_BYTES - left);
+        memcpy(dst, src, take);
+        sodium_memzero(src, take);
+        dst += take;
+        n -= take;
+        left -= take;
+    }
+}
+
 void id_new(id_text out)
 {
     uint8_t raw[ID_BYTES];
-    randombytes_buf(raw, sizeof raw);
+    random_bytes(raw, sizeof raw);
     b64url_encode(raw, sizeof raw, out);
     sodium_memzero(raw, sizeof raw);
 }
@@ -62,7 +88,7 @@ bool id_valid(const char *s)
 void name_new(name_text out)
 {
     uint8_t raw[NAME_BYTES];
-    randombytes_buf(raw, sizeof raw);
+    random_bytes(raw, sizeof raw);
     b64url_encode(raw, sizeof raw, out);
 }
 

@@ -15,6 +15,10 @@
 
 typedef char id_text[ID_TEXT_LEN + 1];
 
+/* n bytes of libsodium randomness, from a per-thread pool filled 4 KB at a time (one
+ * getrandom call instead of one per id); handed-out bytes are wiped from the pool. */
+void random_bytes(void *out, size_t n);
+
 /* A fresh random id. */
 void id_new(id_text out);
 /* True when s is exactly a well-formed id (43 base64url characters that decode to 32

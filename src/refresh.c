@@ -511,7 +511,7 @@ static enum fresh_result lead(struct ctx *ctx, struct loaded *l)
     const struct config *cfg = ctx->cfg;
     uint8_t raw[16];
     char owner[33];
-    randombytes_buf(raw, sizeof raw);
+    random_bytes(raw, sizeof raw);
     sodium_bin2hex(owner, sizeof owner, raw, sizeof raw);
     uint64_t seen = l->c.version;
     int64_t deadline = mono_ms() + lock_ttl_ms(cfg) + 1000;

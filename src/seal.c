@@ -1,5 +1,7 @@
 #include "seal.h"
 
+#include "ids.h"
+
 #include <sodium.h>
 #include <string.h>
 
@@ -12,7 +14,7 @@ void seal_box(const struct keyring *kr, const void *ad, size_t adlen, const void
     const struct keyset *ks = &kr->keys[0];
     uint8_t head[KID_BYTES + NONCE_BYTES];
     memcpy(head, ks->kid, KID_BYTES);
-    randombytes_buf(head + KID_BYTES, NONCE_BYTES);
+    random_bytes(head + KID_BYTES, NONCE_BYTES);
     buf_append(out, head, sizeof head);
     /* Make room, then encrypt in place at the end of the buffer. */
     size_t at = out->len;

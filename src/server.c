@@ -222,16 +222,20 @@ static void arm(int fd, int op)
     }
 }
 
+/* Accepts until the backlog is empty (the listening socket is edge-triggered). */
 static void accept_all(void)
 {
-    for (;;) {
+    for (int starved = 0;;) {
         int fd = accept4(srv.listen_fd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                log_msg(LOG_ERROR, "accept: %s", strerror(errno));
-                usleep(10000);
+            if ((errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) &&
+                starved++ < 100) {
+                if (starved == 1)
+                    log_msg(LOG_ERROR, "accept: %s", strerror(errno));
+                usleep(10000); /* out of descriptors: wait for some to close, keep draining */
+                continue;
             }
             return; /* EAGAIN: drained (or another worker took them) */
         }
@@ -439,8 +443,11 @@ int server_start(int listen_fd, unsigned threads, const struct server_app *app, 
         snprintf(err, errsz, "epoll/eventfd: %s", strerror(errno));
         return -1;
     }
-    struct epoll_event ev = {.events = EPOLLIN, .data.fd = listen_fd};
+    /* Edge-triggered: a new connection wakes one worker, which accepts until EAGAIN; level
+     * triggering woke every idle worker into a failing accept4. */
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.fd = listen_fd};
     epoll_ctl(srv.epfd, EPOLL_CTL_ADD, listen_fd, &ev);
+    ev.events = EPOLLIN;
     ev.data.fd = srv.wakefd;
     epoll_ctl(srv.epfd, EPOLL_CTL_ADD, srv.wakefd, &ev);
 

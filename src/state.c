@@ -34,7 +34,7 @@ char *state_issue(struct arena *a, const struct keyring *kr, const char *session
     *p++ = VERSION;
     memcpy(p, ks->kid, KID_BYTES);
     p += KID_BYTES;
-    randombytes_buf(p, 32);
+    random_bytes(p, 32);
     p += 32;
     uint64_t exp = (uint64_t)(now + STATE_TTL);
     for (int i = 7; i >= 0; i--)
