@@ -7,7 +7,7 @@ want="pkg-config make gcc libc6-dev libfcgi-dev libcurl4-openssl-dev libjansson-
 for kind in "${@:-test}"; do
     case "$kind" in
     build) ;;
-    test) want="$want libcmocka-dev redis-server redis-tools nginx openssl python3 ca-certificates chromium systemd valgrind clang libclang-rt-14-dev"
+    test) want="$want libcmocka-dev redis-server redis-tools nginx openssl python3 ca-certificates chromium systemd valgrind clang libclang-rt-14-dev redis-sentinel"
           command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || want="$want nodejs npm" ;;
     run) want="$want redis-server redis-tools nginx openssl ca-certificates" ;;
     bench) want="$want redis-server redis-tools nginx openssl python3 wrk ca-certificates" ;;

@@ -300,29 +300,34 @@ enum store_result connection_connect(struct ctx *ctx, const struct token_pair *p
         name = arena_printf(ctx->arena, "p:%s", id);
     }
     long ttl = connection_ttl(ctx);
-    /* The usual case, a FreshBooks identity connecting for the first time: record and
-     * pointer in one round trip. */
-    new_generation(fresh.generation);
-    struct buf value = {0};
-    record_encode(&ctx->app->keys, name, &fresh, 1, &value);
-    char *pointer = arena_printf(ctx->arena, "%s/%s", name, fresh.generation);
-    enum store_result r = store_record_create(ctx->w->store, name, value.data, value.len, ttl,
-                                              owner, pointer, old_owner);
-    sodium_memzero(value.data, value.cap);
-    buf_free(&value);
-    if (r == STORE_OK)
-        return STORE_OK;
-    /* The identity is connected already (another browser), or Redis blipped: the newest
-     * pair wins by compare-and-set, keeping the record's generation. */
-    if (put_newest(ctx, name, &fresh, &pointer) != STORE_OK)
-        return STORE_UNAVAILABLE;
-    r = STORE_UNAVAILABLE;
-    for (int attempt = 0; attempt < 3 && r != STORE_OK; attempt++) {
+    /* A write a replica has not acknowledged may vanish in a failover: store it again (on
+     * the primary found anew) until one does. */
+    for (int attempt = 0; attempt < STORE_ATTEMPTS; attempt++) {
         if (attempt)
-            pause_ms(200L * attempt);
-        r = store_owner_set(ctx->w->store, owner, pointer, ttl, old_owner);
+            pause_ms(250L * attempt);
+        /* The usual case, a FreshBooks identity connecting for the first time: record and
+         * pointer in one round trip. */
+        new_generation(fresh.generation);
+        struct buf value = {0};
+        record_encode(&ctx->app->keys, name, &fresh, 1, &value);
+        char *pointer = arena_printf(ctx->arena, "%s/%s", name, fresh.generation);
+        enum store_result r = store_record_create(ctx->w->store, name, value.data, value.len, ttl,
+                                                  owner, pointer, old_owner);
+        sodium_memzero(value.data, value.cap);
+        buf_free(&value);
+        if (r != STORE_OK) {
+            /* The identity is connected already (another browser), or Redis blipped: the
+             * newest pair wins by compare-and-set, keeping the record's generation. */
+            if (put_newest(ctx, name, &fresh, &pointer) != STORE_OK)
+                continue;
+            r = store_owner_set(ctx->w->store, owner, pointer, ttl, old_owner);
+            if (r != STORE_OK)
+                continue;
+        }
+        if (store_wait_durable(ctx->w->store) == STORE_OK)
+            return STORE_OK;
     }
-    return r;
+    return STORE_UNAVAILABLE;
 }
 
 /* At most one users/me attempt per pending record every IDENTITY_RETRY_MS, across every

@@ -160,6 +160,8 @@ static bool vault_store(struct store *s, struct arena *a, struct vault_entry *e)
         record_set_version(&e->value, version + 1);
         r = store_record_put(s, e->name, version, e->value.data, e->value.len,
                              vault.app->cfg.user_param ? 0 : vault.app->cfg.session_ttl);
+        if (r == STORE_OK && store_wait_durable(s) != STORE_OK)
+            return false; /* stored, but maybe not beyond a failover: again later */
         if (r == STORE_OK) {
             log_msg(LOG_INFO, "a kept token pair is stored now");
             return true;
@@ -400,6 +402,8 @@ static enum fresh_result store_refreshed(struct ctx *ctx, struct loaded *l,
         record_encode(&ctx->app->keys, l->record_name, &fresh, l->c.version + 1, &value);
         enum store_result r = store_record_put(ctx->w->store, l->record_name, l->c.version,
                                                value.data, value.len, connection_ttl(ctx));
+        if (r == STORE_OK && store_wait_durable(ctx->w->store) != STORE_OK)
+            r = STORE_UNAVAILABLE; /* not on a replica: keep it in memory, store it again */
         if (r == STORE_OK) {
             l->c = fresh;
             l->c.version++;
@@ -517,6 +521,13 @@ static enum fresh_result lead(struct ctx *ctx, struct loaded *l)
     int64_t deadline = mono_ms() + lock_ttl_ms(cfg) + 1000;
     for (;;) {
         enum store_result lr = store_lock_try(ctx->w->store, l->record_name, owner, lock_ttl_ms(cfg));
+        if (lr == STORE_OK && store_wait_durable(ctx->w->store) != STORE_OK) {
+            /* A lock the replicas have not seen could vanish in a failover and let another
+             * host refresh too: give it up rather than spend the refresh token under it. */
+            store_lock_release(ctx->w->store, l->record_name, owner, 0);
+            ctx->outcome = "refresh_lock_not_durable";
+            return usable(&l->c, clock_wall()) ? FRESH_OK : FRESH_UNAVAILABLE;
+        }
         if (lr == STORE_OK)
             break;
         if (lr == STORE_UNAVAILABLE)

@@ -29,6 +29,8 @@ struct store {
     redisContext *rc;
     char key[256];                   /* scratch for prefixed key names */
     char script_sha[SCRIPT__MAX][41]; /* this thread's copy: no lock on the hot path */
+    int wait_n;                       /* replicas a pair's write must reach (WAIT) */
+    int64_t replication_checked;      /* when wait_n was worked out (monotonic us) */
 };
 
 /* ---- scripts: run with EVALSHA, loaded on demand (again after NOSCRIPT) ---- */
@@ -133,11 +135,16 @@ struct store *store_new(const struct config *cfg)
     return s;
 }
 
+static void primary_forget(const struct config *cfg);
+
+/* Drops the connection (dead after any error in hiredis); in sentinel mode the primary's
+ * address is forgotten too, so the next connection asks the sentinels again. */
 static void drop(struct store *s)
 {
     if (s->rc) {
         redisFree(s->rc);
         s->rc = NULL;
+        primary_forget(s->cfg);
     }
 }
 
@@ -167,15 +174,164 @@ static bool setup_command(struct store *s, const char *what, redisReply *r)
     return ok;
 }
 
+/* ---- finding the primary: FBCONNECT_REDIS_URL's address, or the one the sentinels name
+ * (asked again after any failure of the connection to it) ---- */
+
+static struct {
+    pthread_mutex_t mu;
+    bool known;
+    char host[256];
+    int port;
+    unsigned next_sentinel;
+    /* Replication ids of primaries seen with replicas: writes to them must be acknowledged
+     * by a replica, also once the replicas are gone (a demoted primary's last writes). */
+    char replids[16][41];
+    unsigned n_replids;
+} topo = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* Forgets the primary's address (sentinel mode): the next connection asks the sentinels. */
+static void primary_forget(const struct config *cfg)
+{
+    if (cfg->n_sentinels == 0)
+        return;
+    pthread_mutex_lock(&topo.mu);
+    topo.known = false;
+    pthread_mutex_unlock(&topo.mu);
+}
+
+static struct timeval timeout_of(const struct config *cfg)
+{
+    return (struct timeval){.tv_sec = cfg->redis_timeout_ms / 1000,
+                            .tv_usec = (cfg->redis_timeout_ms % 1000) * 1000};
+}
+
+/* Asks the sentinels, in turn, for the primary of FBCONNECT_REDIS_MASTER. */
+static bool ask_sentinels(const struct config *cfg, char *host, size_t hostsz, int *port)
+{
+    pthread_mutex_lock(&topo.mu);
+    unsigned first = topo.next_sentinel++;
+    pthread_mutex_unlock(&topo.mu);
+    for (size_t i = 0; i < cfg->n_sentinels; i++) {
+        const struct redis_endpoint *e = &cfg->sentinels[(first + i) % cfg->n_sentinels];
+        redisContext *rc = redisConnectWithTimeout(e->host, e->port, timeout_of(cfg));
+        if (!rc || rc->err || redisSetTimeout(rc, timeout_of(cfg)) != REDIS_OK) {
+            log_msg(LOG_WARN, "sentinel %s:%d unreachable", e->host, e->port);
+            if (rc)
+                redisFree(rc);
+            continue;
+        }
+        bool ok = true;
+        if (cfg->sentinel_password) {
+            redisReply *a = redisCommand(rc, "AUTH %s", cfg->sentinel_password);
+            ok = a && a->type != REDIS_REPLY_ERROR;
+            if (a)
+                freeReplyObject(a);
+        }
+        redisReply *r = ok ? redisCommand(rc, "SENTINEL get-master-addr-by-name %s", cfg->sentinel_master) : NULL;
+        bool found = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                     r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING;
+        if (found) {
+            snprintf(host, hostsz, "%s", r->element[0]->str);
+            *port = atoi(r->element[1]->str);
+        } else {
+            log_msg(LOG_WARN, "sentinel %s:%d does not name a primary for %s", e->host, e->port,
+                    cfg->sentinel_master);
+        }
+        if (r)
+            freeReplyObject(r);
+        redisFree(rc);
+        if (found)
+            return true;
+    }
+    return false;
+}
+
+static bool check_replicas(struct store *s);
+
+/* Reads ROLE and INFO replication of a fresh connection: false when the server is not a
+ * primary; sets s->wait_n, the replicas a pair's write must reach. */
+static bool check_primary(struct store *s)
+{
+    const struct config *cfg = s->cfg;
+    redisReply *r = redisCommand(s->rc, "ROLE");
+    if (!r)
+        return false;
+    /* A Redis that refuses ROLE (renamed by a hosting provider) is taken as a primary. */
+    bool primary = r->type == REDIS_REPLY_ERROR ||
+                   (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                    r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") == 0);
+    if (r)
+        freeReplyObject(r);
+    if (!primary) {
+        log_msg(LOG_WARN, "redis at the configured address is not a primary (yet)");
+        return false;
+    }
+    if (cfg->wait_replicas >= 0) {
+        s->wait_n = cfg->wait_replicas;
+        return true;
+    }
+    return check_replicas(s);
+}
+
+/* Auto mode: wait for one replica when this primary has (or, by its replication id, had)
+ * replicas.  Returns false only when Redis did not answer. */
+static bool check_replicas(struct store *s)
+{
+    s->replication_checked = clock_mono_us();
+    redisReply *r = redisCommand(s->rc, "INFO replication");
+    if (!r)
+        return false;
+    const char *info = r && r->type == REDIS_REPLY_STRING ? r->str : "";
+    const char *rep = strstr(info, "connected_slaves:");
+    const char *id = strstr(info, "master_replid:");
+    long replicas = rep ? atol(rep + strlen("connected_slaves:")) : 0;
+    char replid[41] = "";
+    if (id)
+        sscanf(id + strlen("master_replid:"), "%40[0-9a-f]", replid);
+    pthread_mutex_lock(&topo.mu);
+    bool known = false;
+    for (unsigned i = 0; i < topo.n_replids && i < 16 && !known; i++)
+        known = replid[0] && strcmp(topo.replids[i], replid) == 0;
+    if (!known && replicas > 0 && replid[0]) {
+        snprintf(topo.replids[topo.n_replids % 16], 41, "%s", replid);
+        topo.n_replids++;
+        known = true;
+    }
+    pthread_mutex_unlock(&topo.mu);
+    s->wait_n = known ? 1 : 0;
+    freeReplyObject(r);
+    return true;
+}
+
 static bool connect_redis(struct store *s)
 {
     const struct config *cfg = s->cfg;
-    struct timeval tv = {.tv_sec = cfg->redis_timeout_ms / 1000,
-                         .tv_usec = (cfg->redis_timeout_ms % 1000) * 1000};
-    if (cfg->redis.path)
+    struct timeval tv = timeout_of(cfg);
+    if (cfg->n_sentinels > 0) {
+        char host[256];
+        int port = 0;
+        pthread_mutex_lock(&topo.mu);
+        bool known = topo.known;
+        snprintf(host, sizeof host, "%s", topo.host);
+        port = topo.port;
+        pthread_mutex_unlock(&topo.mu);
+        if (!known) {
+            if (!ask_sentinels(cfg, host, sizeof host, &port)) {
+                log_msg(LOG_ERROR, "no sentinel names a primary for %s", cfg->sentinel_master);
+                return false;
+            }
+            pthread_mutex_lock(&topo.mu);
+            snprintf(topo.host, sizeof topo.host, "%s", host);
+            topo.port = port;
+            topo.known = true;
+            pthread_mutex_unlock(&topo.mu);
+        }
+        s->rc = redisConnectWithTimeout(host, port, tv);
+    } else if (cfg->redis.path) {
         s->rc = redisConnectUnixWithTimeout(cfg->redis.path, tv);
-    else
+    } else {
         s->rc = redisConnectWithTimeout(cfg->redis.host, cfg->redis.port, tv);
+    }
     if (!s->rc || s->rc->err) {
         log_msg(LOG_WARN, "redis connect failed: %s", s->rc ? s->rc->errstr : "out of memory");
         drop(s);
@@ -195,6 +351,8 @@ static bool connect_redis(struct store *s)
     }
     if (ok && cfg->redis_db != 0)
         ok = setup_command(s, "SELECT", redisCommand(s->rc, "SELECT %d", cfg->redis_db));
+    if (ok)
+        ok = check_primary(s);
     if (!ok)
         drop(s);
     return ok;
@@ -628,4 +786,39 @@ enum store_result store_get2(struct store *s, const char *name1, const char *nam
     }
     freeReplyObject(r);
     return STORE_OK;
+}
+
+enum store_result store_wait_durable(struct store *s)
+{
+    if (!s->rc)
+        return STORE_UNAVAILABLE;
+    /* Replicas come and go: look again now and then on a long-lived connection. */
+    if (s->cfg->wait_replicas < 0 && clock_mono_us() - s->replication_checked > 5000000 &&
+        !check_replicas(s)) {
+        drop(s);
+        return STORE_UNAVAILABLE;
+    }
+    if (s->wait_n <= 0)
+        return STORE_OK;
+    char n[16], ms[24];
+    snprintf(n, sizeof n, "%d", s->wait_n);
+    snprintf(ms, sizeof ms, "%ld", s->cfg->wait_timeout_ms);
+    const char *argv[] = {"WAIT", n, ms};
+    size_t lens[] = {4, strlen(n), strlen(ms)};
+    /* WAIT blocks up to wait_timeout_ms: give the socket that long beyond the usual timeout. */
+    struct timeval tv = {.tv_sec = (s->cfg->redis_timeout_ms + s->cfg->wait_timeout_ms) / 1000,
+                         .tv_usec = ((s->cfg->redis_timeout_ms + s->cfg->wait_timeout_ms) % 1000) * 1000};
+    redisSetTimeout(s->rc, tv);
+    redisReply *r = command(s, 3, argv, lens);
+    if (s->rc)
+        redisSetTimeout(s->rc, timeout_of(s->cfg));
+    long long acks = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    if (r)
+        freeReplyObject(r);
+    if (acks >= s->wait_n)
+        return STORE_OK;
+    log_msg(LOG_WARN, "redis: %lld of %d replicas acknowledged a write in %ld ms; treating it as not durable",
+            acks < 0 ? 0 : acks, s->wait_n, s->cfg->wait_timeout_ms);
+    drop(s); /* a failover may be under way: find the primary again */
+    return STORE_UNAVAILABLE;
 }

@@ -1,7 +1,8 @@
 /* store.h — the only module that speaks Redis.  One `struct store` per worker thread,
  * holding one connection that is (re)made on demand: after any error the connection is
  * dropped and the next call reconnects, so fbconnect recovers by itself when Redis
- * returns.  Every key is FBCONNECT_REDIS_PREFIX + a name made of a kind letter and a hash:
+ * returns.  With FBCONNECT_REDIS_SENTINELS, the primary is found through the sentinels
+ * (SENTINEL get-master-addr-by-name, then ROLE) and found again after any failure.  Every key is FBCONNECT_REDIS_PREFIX + a name made of a kind letter and a hash:
  *
  *   s:<hash(session id)>   → "<record name>/<generation>"  (TTL: session TTL, sliding)
  *   u:<hash(site user)>    → "<record name>/<generation>"  (no TTL: the back end relies on it)
@@ -93,6 +94,13 @@ enum store_result store_lock_release(struct store *s, const char *record_name, c
 /* A waiter's poll: the record's version (-1 when gone) and whether its lock is held. */
 enum store_result store_watch(struct store *s, const char *record_name, int64_t *version,
                               bool *locked);
+
+/* After a write that must survive a failover (a new token pair, a refresh lock): WAIT for
+ * the replicas this primary requires (FBCONNECT_REDIS_WAIT_REPLICAS; by default 1 when
+ * the primary has, or had, replicas, else none).  STORE_OK, or STORE_UNAVAILABLE when too
+ * few acknowledged in FBCONNECT_REDIS_WAIT_TIMEOUT_MS: the write may vanish in a failover,
+ * and the connection is dropped so the next command finds the primary again. */
+enum store_result store_wait_durable(struct store *s);
 
 /* SET <prefix><name> 1 NX PX ms: STORE_OK when this caller claimed it, STORE_EXISTS when
  * someone did within the last ms. */
