@@ -616,3 +616,31 @@ enum fresh_result refresh_ensure_fresh(struct ctx *ctx, struct loaded *l)
         return led;
     return usable(&l->c, clock_wall()) ? FRESH_OK : FRESH_UNAVAILABLE;
 }
+
+enum token_result refresh_valid_token(struct ctx *ctx, struct loaded *l)
+{
+    switch (connection_load(ctx, l)) {
+    case LOOKUP_UNAVAILABLE:
+        ctx->outcome = "redis_unavailable";
+        return TOKEN_UNAVAILABLE;
+    case LOOKUP_NONE:
+        ctx->outcome = "not_connected";
+        return TOKEN_NONE;
+    case LOOKUP_FOUND:
+        break;
+    }
+    switch (refresh_ensure_fresh(ctx, l)) {
+    case FRESH_OK:
+        break;
+    case FRESH_RECONNECT:
+        ctx->outcome = "reconnect_required";
+        return TOKEN_RECONNECT;
+    case FRESH_UNAVAILABLE:
+    case FRESH_MISCONFIGURED:
+        if (!ctx->outcome)
+            ctx->outcome = "unavailable";
+        return TOKEN_UNAVAILABLE;
+    }
+    connection_resolve_identity(ctx, l);
+    return TOKEN_OK;
+}

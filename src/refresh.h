@@ -41,6 +41,17 @@ enum fresh_result refresh_ensure_fresh(struct ctx *ctx, struct loaded *l);
 
 const char *fresh_result_name(enum fresh_result r);
 
+enum token_result {
+    TOKEN_OK,            /* l->c holds a valid pair (and its identity, when FreshBooks gave it) */
+    TOKEN_NONE,          /* this owner has no connection */
+    TOKEN_RECONNECT,     /* the user must connect again */
+    TOKEN_UNAVAILABLE,   /* Redis or FreshBooks unavailable (sets ctx->outcome) */
+};
+
+/* What /auth and /internal/token both need: this request's owner's connection with a
+ * valid token, refreshed when close to expiry, its identity fetched if still unknown. */
+enum token_result refresh_valid_token(struct ctx *ctx, struct loaded *l);
+
 /* Refreshed pairs kept in memory because Redis has not taken them yet. */
 unsigned refresh_kept_count(void);
 

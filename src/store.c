@@ -474,12 +474,14 @@ enum store_result store_ping(struct store *s)
     return STORE_OK;
 }
 
-enum store_result store_state_use(struct store *s, const char *used_id, int64_t expire_at)
+/* SET <prefix><name> 1 NX <unit> <value>: STORE_OK when set, STORE_EXISTS when the key was
+ * there. */
+static enum store_result set_nx(struct store *s, const char *name, const char *unit,
+                                long long value)
 {
-    char name[96], at[24];
-    snprintf(name, sizeof name, "st:%s", used_id);
-    snprintf(at, sizeof at, "%lld", (long long)expire_at);
-    const char *argv[] = {"SET", k(s, name), "1", "NX", "EXAT", at};
+    char v[24];
+    snprintf(v, sizeof v, "%lld", value);
+    const char *argv[] = {"SET", k(s, name), "1", "NX", unit, v};
     size_t lens[6];
     for (int i = 0; i < 6; i++)
         lens[i] = strlen(argv[i]);
@@ -489,6 +491,13 @@ enum store_result store_state_use(struct store *s, const char *used_id, int64_t 
     enum store_result res = r->type == REDIS_REPLY_NIL ? STORE_EXISTS : STORE_OK;
     freeReplyObject(r);
     return res;
+}
+
+enum store_result store_state_use(struct store *s, const char *used_id, int64_t expire_at)
+{
+    char name[96];
+    snprintf(name, sizeof name, "st:%s", used_id);
+    return set_nx(s, name, "EXAT", expire_at);
 }
 
 /* GET, or GETEX … EX ttl to slide the key's lifetime. */
@@ -686,18 +695,7 @@ int store_scan_records(struct store *s, void (*fn)(const char *record_name, void
 
 enum store_result store_claim(struct store *s, const char *name, long ms)
 {
-    char ms_s[24];
-    snprintf(ms_s, sizeof ms_s, "%ld", ms);
-    const char *argv[] = {"SET", k(s, name), "1", "NX", "PX", ms_s};
-    size_t lens[6];
-    for (int i = 0; i < 6; i++)
-        lens[i] = strlen(argv[i]);
-    redisReply *r = command(s, 6, argv, lens);
-    if (!r)
-        return STORE_UNAVAILABLE;
-    enum store_result res = r->type == REDIS_REPLY_NIL ? STORE_EXISTS : STORE_OK;
-    freeReplyObject(r);
-    return res;
+    return set_nx(s, name, "PX", ms);
 }
 
 enum store_result store_config_get(struct store *s, const char *name, char *out, size_t outsz)

@@ -8,40 +8,22 @@
 #include "handlers/handlers.h"
 #include "refresh.h"
 
-static void answer(struct ctx *ctx, int status, const char *outcome, const char *text)
-{
-    if (outcome)
-        ctx->outcome = outcome;
-    response_set(ctx->resp, status, "text/plain; charset=utf-8", text);
-}
-
 void handle_auth(struct ctx *ctx)
 {
     struct loaded l;
-    switch (connection_load(ctx, &l)) {
-    case LOOKUP_UNAVAILABLE:
-        answer(ctx, 503, "redis_unavailable", "unavailable\n");
-        return;
-    case LOOKUP_NONE:
-        answer(ctx, 401, "not_connected", "not connected\n");
-        return;
-    case LOOKUP_FOUND:
+    switch (refresh_valid_token(ctx, &l)) {
+    case TOKEN_OK:
         break;
-    }
-    switch (refresh_ensure_fresh(ctx, &l)) {
-    case FRESH_OK:
-        break;
-    case FRESH_RECONNECT:
-        answer(ctx, 401, "reconnect_required", "reconnect required\n");
+    case TOKEN_NONE:
+        response_set(ctx->resp, 401, "text/plain; charset=utf-8", "not connected\n");
         return;
-    case FRESH_UNAVAILABLE:
-        answer(ctx, 503, NULL, "unavailable\n");
+    case TOKEN_RECONNECT:
+        response_set(ctx->resp, 401, "text/plain; charset=utf-8", "reconnect required\n");
         return;
-    case FRESH_MISCONFIGURED:
-        answer(ctx, 503, NULL, "unavailable\n");
+    case TOKEN_UNAVAILABLE:
+        response_set(ctx->resp, 503, "text/plain; charset=utf-8", "unavailable\n");
         return;
     }
-    connection_resolve_identity(ctx, &l);
     response_header(ctx->resp, "X-FreshBooks-Authorization",
                     arena_printf(ctx->arena, "Bearer %s", l.c.pair.access_token));
     if (l.c.has_identity && l.c.ident.n_businesses > 0)

@@ -30,28 +30,19 @@ void handle_internal_token(struct ctx *ctx)
     }
     ctx->site_user = user;
     struct loaded l;
-    switch (connection_load(ctx, &l)) {
-    case LOOKUP_UNAVAILABLE:
-        error(ctx, 503, "redis_unavailable", "unavailable");
-        return;
-    case LOOKUP_NONE:
-        error(ctx, 404, "not_connected", "not_connected");
-        return;
-    case LOOKUP_FOUND:
+    switch (refresh_valid_token(ctx, &l)) {
+    case TOKEN_OK:
         break;
-    }
-    switch (refresh_ensure_fresh(ctx, &l)) {
-    case FRESH_OK:
-        break;
-    case FRESH_RECONNECT:
-        error(ctx, 409, "reconnect_required", "reconnect_required");
+    case TOKEN_NONE:
+        error(ctx, 404, ctx->outcome, "not_connected");
         return;
-    case FRESH_UNAVAILABLE:
-    case FRESH_MISCONFIGURED:
-        error(ctx, 503, ctx->outcome ? ctx->outcome : "unavailable", "unavailable");
+    case TOKEN_RECONNECT:
+        error(ctx, 409, ctx->outcome, "reconnect_required");
+        return;
+    case TOKEN_UNAVAILABLE:
+        error(ctx, 503, ctx->outcome, "unavailable");
         return;
     }
-    connection_resolve_identity(ctx, &l);
     json_t *accounts = json_array();
     for (size_t i = 0; l.c.has_identity && i < l.c.ident.n_businesses; i++)
         json_array_append_new(accounts, json_string(l.c.ident.businesses[i].account_id));
