@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "clock.h"
+#include "ids.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -67,6 +68,7 @@ static const char script_owner_set[] =
 /* KEYS[1] lock; KEYS[2] cooldown; ARGV[1] owner token; ARGV[2] lock TTL ms.
  * -1 cooling down, 1 taken, 0 held by someone else. */
 static const char script_lock_try[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end\n" /* ours (a resend) */
     "if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end\n"
     "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end\n"
     "return 0\n";
@@ -363,22 +365,32 @@ static bool connect_redis(struct store *s)
  * restarted while it was idle) is replaced and the command sent once more; a timeout is
  * not retried, since the command may have run and its reply be late (a second SET NX
  * would then wrongly find its own key).  The caller frees the reply. */
-static redisReply *command_once(struct store *s, int argc, const char **argv,
-                                const size_t *lens);
+static redisReply *command_send(struct store *s, int argc, const char **argv,
+                                const size_t *lens, bool may_reconnect);
 
 static redisReply *command(struct store *s, int argc, const char **argv, const size_t *lens)
 {
     int64_t t0 = clock_mono_us();
-    redisReply *r = command_once(s, argc, argv, lens);
+    redisReply *r = command_send(s, argc, argv, lens, true);
     metrics_redis(r != NULL, clock_mono_us() - t0);
     return r;
 }
 
-static redisReply *command_once(struct store *s, int argc, const char **argv,
-                                const size_t *lens)
+/* Sends on the current connection only (NULL when there is none or it fails): for WAIT,
+ * which speaks for the writes of this very connection and means nothing on another. */
+static redisReply *command_here(struct store *s, int argc, const char **argv, const size_t *lens)
 {
-    for (int attempt = 0; attempt < 2; attempt++) {
-        if (!s->rc && !connect_redis(s))
+    int64_t t0 = clock_mono_us();
+    redisReply *r = s->rc ? command_send(s, argc, argv, lens, false) : NULL;
+    metrics_redis(r != NULL, clock_mono_us() - t0);
+    return r;
+}
+
+static redisReply *command_send(struct store *s, int argc, const char **argv,
+                                const size_t *lens, bool may_reconnect)
+{
+    for (int attempt = 0; attempt < (may_reconnect ? 2 : 1); attempt++) {
+        if (!s->rc && (!may_reconnect || !connect_redis(s)))
             return NULL;
         redisReply *r = redisCommandArgv(s->rc, argc, argv, lens);
         if (!r) {
@@ -495,9 +507,25 @@ static enum store_result set_nx(struct store *s, const char *name, const char *u
 
 enum store_result store_state_use(struct store *s, const char *used_id, int64_t expire_at)
 {
-    char name[96];
+    /* SET … NX GET with a token of this call: should a lost reply make the command go out
+     * twice, the second copy finds this call's own token, not a replay. */
+    char name[96], at[24], token[23];
+    name_new(token);
     snprintf(name, sizeof name, "st:%s", used_id);
-    return set_nx(s, name, "EXAT", expire_at);
+    snprintf(at, sizeof at, "%lld", (long long)expire_at);
+    const char *argv[] = {"SET", k(s, name), token, "NX", "EXAT", at, "GET"};
+    size_t lens[7];
+    for (int i = 0; i < 7; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *r = command(s, 7, argv, lens);
+    if (!r)
+        return STORE_UNAVAILABLE;
+    enum store_result res = r->type == REDIS_REPLY_NIL ? STORE_OK
+                            : r->type == REDIS_REPLY_STRING && strcmp(r->str, token) == 0
+                                ? STORE_OK
+                                : STORE_EXISTS;
+    freeReplyObject(r);
+    return res;
 }
 
 /* GET, or GETEX … EX ttl to slide the key's lifetime. */
@@ -807,7 +835,7 @@ enum store_result store_wait_durable(struct store *s)
     struct timeval tv = {.tv_sec = (s->cfg->redis_timeout_ms + s->cfg->wait_timeout_ms) / 1000,
                          .tv_usec = ((s->cfg->redis_timeout_ms + s->cfg->wait_timeout_ms) % 1000) * 1000};
     redisSetTimeout(s->rc, tv);
-    redisReply *r = command(s, 3, argv, lens);
+    redisReply *r = command_here(s, 3, argv, lens);
     if (s->rc)
         redisSetTimeout(s->rc, timeout_of(s->cfg));
     long long acks = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
