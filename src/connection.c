@@ -103,8 +103,8 @@ static const uint8_t *seal_nonce(const char *data, size_t len)
 }
 
 /* Opens a stored record, from the cache when these very sealed bytes were opened before
- * (same name, version and seal nonce: a record deleted and made again starts at version 1
- * again, but never with the same nonce). */
+ * (same name, version and seal nonce: a record deleted and made again may repeat a
+ * version, never a nonce). */
 static enum record_result open_record(struct ctx *ctx, const char *name, const char *data,
                                       size_t len, struct connection *out)
 {
@@ -232,6 +232,16 @@ static void new_generation(char out[GENERATION_LEN + 1])
     b64url_encode(raw, sizeof raw, out);
 }
 
+/* The version a new record starts at: random in [1, 2^48), so a record deleted and made
+ * again does not count from 1 again, where a writer still holding the old record's
+ * version could compare-and-set over the new one. */
+static uint64_t first_version(void)
+{
+    uint64_t v;
+    random_bytes(&v, sizeof v);
+    return 1 + v % ((UINT64_C(1) << 48) - 1);
+}
+
 /* Writes `fresh` into record `name` by compare-and-set, unless the stored pair is newer
  * (FreshBooks issued it later, so `fresh` is already dead).  A record that is already
  * there keeps its generation, so every owner pointing at it stays connected.  Sets
@@ -265,7 +275,8 @@ static enum store_result put_newest(struct ctx *ctx, const char *name, struct co
                 }
             }
         }
-        record_encode(&ctx->app->keys, name, fresh, version + 1, &value);
+        record_encode(&ctx->app->keys, name, fresh, version ? version + 1 : first_version(),
+                      &value);
         res = store_record_put(ctx->w->store, name, version, value.data, value.len, ttl);
         if (res == STORE_OK)
             break;
@@ -309,7 +320,7 @@ enum store_result connection_connect(struct ctx *ctx, const struct token_pair *p
          * pointer in one round trip. */
         new_generation(fresh.generation);
         struct buf value = {0};
-        record_encode(&ctx->app->keys, name, &fresh, 1, &value);
+        record_encode(&ctx->app->keys, name, &fresh, first_version(), &value);
         char *pointer = arena_printf(ctx->arena, "%s/%s", name, fresh.generation);
         enum store_result r = store_record_create(ctx->w->store, name, value.data, value.len, ttl,
                                                   owner, pointer, old_owner);

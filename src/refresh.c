@@ -55,10 +55,18 @@ static bool usable(const struct connection *c, int64_t now)
     return !c->reconnect_required && c->pair.expires_at > now + SLACK_S;
 }
 
+/* False when the record was deleted and made again (a disconnect, then a connect) since
+ * `was` was read: a pair of the old connection must not land in the new one. */
+static bool same_generation(const struct connection *was, const struct connection *now)
+{
+    return strcmp(was->generation, now->generation) == 0;
+}
+
 /* ---- the vault: new pairs Redis could not take, stored again by a background thread ---- */
 
 struct vault_entry {
     char name[80];
+    char generation[GENERATION_LEN + 1]; /* of the connection the pair belongs to */
     int64_t created_at;
     struct buf value; /* the encoded record; its version is rewritten when stored */
     struct vault_entry *next;
@@ -90,11 +98,13 @@ static void vault_recount_locked(void)
     atomic_store(&vault.count, n);
 }
 
-static void vault_put(const char *name, int64_t created_at, const struct buf *value)
+static void vault_put(const char *name, const char *generation, int64_t created_at,
+                      const struct buf *value)
 {
     struct vault_entry *e = xmalloc(sizeof *e);
     memset(e, 0, sizeof *e);
     snprintf(e->name, sizeof e->name, "%s", name);
+    snprintf(e->generation, sizeof e->generation, "%s", generation);
     e->created_at = created_at;
     buf_append(&e->value, value->data, value->len);
     pthread_mutex_lock(&vault.mu);
@@ -116,8 +126,10 @@ static void vault_put(const char *name, int64_t created_at, const struct buf *va
                        "and stored again as soon as Redis answers");
 }
 
-/* The vault's pair for this record, when it is newer than `than`: decoded into *out. */
-static bool vault_get(struct ctx *ctx, const char *name, int64_t than, struct connection *out)
+/* The vault's pair for this record, when it is newer than the pair of `than` and of the
+ * same connection: decoded into *out. */
+static bool vault_get(struct ctx *ctx, const char *name, const struct connection *than,
+                      struct connection *out)
 {
     if (atomic_load(&vault.count) == 0)
         return false;
@@ -125,7 +137,8 @@ static bool vault_get(struct ctx *ctx, const char *name, int64_t than, struct co
     struct buf copy = {0};
     pthread_mutex_lock(&vault.mu);
     for (struct vault_entry *e = vault.entries; e; e = e->next)
-        if (strcmp(e->name, name) == 0 && e->created_at > than) {
+        if (strcmp(e->name, name) == 0 && e->created_at > than->pair.created_at &&
+            strcmp(e->generation, than->generation) == 0) {
             buf_append(&copy, e->value.data, e->value.len);
             found = true;
         }
@@ -138,9 +151,20 @@ static bool vault_get(struct ctx *ctx, const char *name, int64_t than, struct co
     return found;
 }
 
+/* A kept pair whose connection was disconnected meanwhile: revoked at FreshBooks, so it
+ * does not outlive the disconnect. */
+static void vault_revoke(struct oauth *o, struct arena *a, const struct vault_entry *e)
+{
+    struct connection c;
+    if (record_decode(a, &vault.app->keys, e->name, e->value.data, e->value.len, &c) != RECORD_OK)
+        return;
+    oauth_revoke(o, c.pair.refresh_token);
+    oauth_revoke(o, c.pair.access_token);
+}
+
 /* Tries to store one vault entry.  True when it is settled: stored, or no longer wanted
- * (a newer pair is stored, or the connection was deleted meanwhile). */
-static bool vault_store(struct store *s, struct arena *a, struct vault_entry *e)
+ * (a newer pair is stored, or the connection was deleted meanwhile: then revoked). */
+static bool vault_store(struct store *s, struct oauth *o, struct arena *a, struct vault_entry *e)
 {
     for (int attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
         char *data = NULL;
@@ -148,13 +172,16 @@ static bool vault_store(struct store *s, struct arena *a, struct vault_entry *e)
         enum store_result r = store_record_get(s, e->name, 0, a, &data, &len);
         if (r == STORE_UNAVAILABLE)
             return false;
-        if (r == STORE_NOT_FOUND) {
-            log_msg(LOG_WARN, "a kept token pair's connection was deleted meanwhile; dropping it");
+        struct connection cur;
+        bool decoded = r == STORE_OK &&
+                       record_decode(a, &vault.app->keys, e->name, data, len, &cur) == RECORD_OK;
+        if (r == STORE_NOT_FOUND || (decoded && strcmp(cur.generation, e->generation) != 0)) {
+            log_msg(LOG_WARN, "a kept token pair's connection was disconnected meanwhile; "
+                              "revoking and dropping it");
+            vault_revoke(o, a, e);
             return true;
         }
-        struct connection cur;
-        if (record_decode(a, &vault.app->keys, e->name, data, len, &cur) == RECORD_OK &&
-            cur.pair.created_at > e->created_at && !cur.reconnect_required)
+        if (decoded && cur.pair.created_at > e->created_at && !cur.reconnect_required)
             return true; /* a newer pair is stored: ours is dead already */
         uint64_t version = record_version(data, len);
         record_set_version(&e->value, version + 1);
@@ -182,7 +209,7 @@ static void vault_entry_free(struct vault_entry *e)
 
 /* Stores every entry it can; returns how many are left.  The entries are taken out while
  * Redis is tried, so request threads never wait on the vault's lock for Redis. */
-static unsigned vault_flush(struct store *s, struct arena *a)
+static unsigned vault_flush(struct store *s, struct oauth *o, struct arena *a)
 {
     pthread_mutex_lock(&vault.mu);
     struct vault_entry *todo = vault.entries, *left = NULL;
@@ -193,7 +220,7 @@ static unsigned vault_flush(struct store *s, struct arena *a)
         struct vault_entry *e = todo;
         todo = e->next;
         arena_reset(a);
-        if (vault_store(s, a, e)) {
+        if (vault_store(s, o, a, e)) {
             vault_entry_free(e);
         } else {
             e->next = left;
@@ -225,6 +252,7 @@ static void *vault_main(void *unused)
 {
     (void)unused;
     struct store *s = store_new(&vault.app->cfg);
+    struct oauth *o = oauth_new(&vault.app->cfg);
     struct arena a;
     arena_init(&a, 16384);
     pthread_mutex_lock(&vault.mu);
@@ -234,17 +262,18 @@ static void *vault_main(void *unused)
             continue;
         }
         pthread_mutex_unlock(&vault.mu);
-        unsigned left = vault_flush(s, &a);
+        unsigned left = vault_flush(s, o, &a);
         if (left)
             sleep_ms(200);
         pthread_mutex_lock(&vault.mu);
     }
     pthread_mutex_unlock(&vault.mu);
-    unsigned lost = vault_flush(s, &a);
+    unsigned lost = vault_flush(s, o, &a);
     if (lost)
         log_msg(LOG_ERROR, "stopping with %u refreshed token pairs that Redis never took: those users "
                            "must connect again", lost);
     arena_destroy(&a);
+    oauth_free(o);
     store_free(s);
     return NULL;
 }
@@ -375,6 +404,8 @@ static enum fresh_result mark_reconnect(struct ctx *ctx, struct loaded *l)
         struct connection cur;
         if (connection_read(ctx, l->record_name, &cur) != STORE_OK)
             break;
+        if (!same_generation(&l->c, &cur))
+            break; /* disconnected and connected again: that connection is not ours to mark */
         if (cur.pair.created_at > l->c.pair.created_at && usable(&cur, clock_wall())) {
             l->c = cur;
             res = FRESH_OK;
@@ -414,14 +445,15 @@ static enum fresh_result store_refreshed(struct ctx *ctx, struct loaded *l,
         enum store_result got = r == STORE_CONFLICT ? connection_read(ctx, l->record_name, &cur) : r;
         if (got == STORE_UNAVAILABLE) {
             /* The only valid refresh token now exists in this process alone. */
-            vault_put(l->record_name, fresh.pair.created_at, &value);
+            vault_put(l->record_name, fresh.generation, fresh.pair.created_at, &value);
             metrics_refresh(RM_KEPT_IN_MEMORY);
             l->c = fresh;
             res = FRESH_OK;
             break;
         }
-        if (got == STORE_NOT_FOUND) {
-            /* Disconnected while we refreshed: the new pair must not outlive that. */
+        if (got == STORE_NOT_FOUND || !same_generation(&fresh, &cur)) {
+            /* Disconnected (and maybe connected again) while we refreshed: the new pair must
+             * not outlive that, nor land in a later connection. */
             oauth_revoke(ctx->w->oauth, pair->refresh_token);
             oauth_revoke(ctx->w->oauth, pair->access_token);
             res = FRESH_RECONNECT;
@@ -434,7 +466,6 @@ static enum fresh_result store_refreshed(struct ctx *ctx, struct loaded *l,
         }
         l->c = cur;
         fresh.version = cur.version;
-        memcpy(fresh.generation, cur.generation, sizeof fresh.generation);
         fresh.ident = cur.ident;
         fresh.has_identity = cur.has_identity;
     }
@@ -496,7 +527,7 @@ static int look_again(struct ctx *ctx, struct loaded *l, uint64_t seen_version)
     enum store_result got = connection_read(ctx, l->record_name, &cur);
     if (got == STORE_UNAVAILABLE)
         return FRESH_UNAVAILABLE;
-    if (got == STORE_NOT_FOUND)
+    if (got == STORE_NOT_FOUND || !same_generation(&l->c, &cur))
         return FRESH_RECONNECT;
     l->c = cur;
     if (cur.reconnect_required)
@@ -587,7 +618,7 @@ enum fresh_result refresh_ensure_fresh(struct ctx *ctx, struct loaded *l)
     if (l->c.reconnect_required)
         return FRESH_RECONNECT;
     struct connection kept;
-    if (vault_get(ctx, l->record_name, l->c.pair.created_at, &kept))
+    if (vault_get(ctx, l->record_name, &l->c, &kept))
         l->c = kept;
     int64_t now = clock_wall();
     if (!needs_refresh(&l->c, ctx->cfg, now))
@@ -605,7 +636,7 @@ enum fresh_result refresh_ensure_fresh(struct ctx *ctx, struct loaded *l)
     ctx->outcome = "refresh_waited";
     metrics_refresh(RM_WAITED);
     int again = look_again(ctx, l, seen);
-    if (again == FRESH_UNAVAILABLE && vault_get(ctx, l->record_name, l->c.pair.created_at, &kept)) {
+    if (again == FRESH_UNAVAILABLE && vault_get(ctx, l->record_name, &l->c, &kept)) {
         l->c = kept;
         return FRESH_OK;
     }

@@ -48,10 +48,13 @@ static struct {
 enum endpoint { EP_AUTHORIZE, EP_TOKEN, EP_REVOKE, EP_ME, EP__MAX };
 static const char *const endpoint_names[EP__MAX] = {"authorize", "token", "revoke", "me"};
 
-enum fault_mode { F_NONE, F_STATUS, F_SLOW, F_GARBAGE, F_HTML, F_TRUNCATED, F_HUGE,
+/* slow: held back before the call is handled; late: handled at once (a refresh token is
+ * spent), the answer held back. */
+enum fault_mode { F_NONE, F_STATUS, F_SLOW, F_LATE, F_GARBAGE, F_HTML, F_TRUNCATED, F_HUGE,
                   F_INVALID_GRANT, F_INVALID_CLIENT, F_RATE_LIMIT };
-static const char *const fault_names[] = {"none", "status", "slow", "garbage", "html", "truncated",
-                                          "huge", "invalid_grant", "invalid_client", "rate_limit"};
+static const char *const fault_names[] = {"none", "status", "slow", "late", "garbage", "html",
+                                          "truncated", "huge", "invalid_grant", "invalid_client",
+                                          "rate_limit"};
 
 struct fault {
     enum fault_mode mode;
@@ -110,6 +113,7 @@ static bool apply_fault(const struct fault *f, struct response *resp)
 {
     switch (f->mode) {
     case F_NONE:
+    case F_LATE:
         return false;
     case F_SLOW:
         sleep_ms(f->delay_ms);
@@ -315,9 +319,10 @@ static long current_expires_in(void)
 /* The common start of token and revoke calls: an injected fault, the body (JSON or form)
  * and the client's credentials.  Returns false after answering; on true, *json is the JSON
  * body (NULL for a form), which the caller frees. */
-static bool client_call(struct sbx *s, enum endpoint ep, json_t **json)
+static bool client_call(struct sbx *s, enum endpoint ep, json_t **json, long *late_ms)
 {
     struct fault f = take_fault(ep);
+    *late_ms = f.mode == F_LATE ? f.delay_ms : 0;
     if (apply_fault(&f, &s->resp))
         return false;
     bool bad;
@@ -334,12 +339,8 @@ static bool client_call(struct sbx *s, enum endpoint ep, json_t **json)
     return true;
 }
 
-static void handle_token(struct sbx *s)
+static void answer_token(struct sbx *s, json_t *json)
 {
-    db_count(COUNT_TOKEN_CALL);
-    json_t *json;
-    if (!client_call(s, EP_TOKEN, &json))
-        return;
     const char *grant = field(s, json, "grant_type");
     const char *redirect_uri = field(s, json, "redirect_uri");
     const char *code = field(s, json, "code");
@@ -365,19 +366,32 @@ static void handle_token(struct sbx *s)
     reply_pair(s, &pair);
 }
 
+static void handle_token(struct sbx *s)
+{
+    db_count(COUNT_TOKEN_CALL);
+    json_t *json;
+    long late_ms;
+    if (!client_call(s, EP_TOKEN, &json, &late_ms))
+        return;
+    answer_token(s, json);
+    sleep_ms(late_ms);
+}
+
 static void handle_revoke(struct sbx *s)
 {
     json_t *json;
-    if (!client_call(s, EP_REVOKE, &json))
+    long late_ms;
+    if (!client_call(s, EP_REVOKE, &json, &late_ms))
         return;
     const char *token = field(s, json, "token");
     json_decref(json);
     if (!token) {
         reply_error(&s->resp, 400, "invalid_request", "token is required");
-        return;
+    } else {
+        db_revoke(token);
+        reply_json(&s->resp, 200, json_object());
     }
-    db_revoke(token);
-    reply_json(&s->resp, 200, json_object());
+    sleep_ms(late_ms);
 }
 
 static void handle_me(struct sbx *s)
@@ -501,7 +515,7 @@ static void handle_control(struct sbx *s, const char *what)
         if (e < 0 || m < 0) {
             json_decref(json);
             reply_error(&s->resp, 400, "invalid_request",
-                        "endpoint: authorize|token|revoke|me; mode: none|status|slow|garbage|html|"
+                        "endpoint: authorize|token|revoke|me; mode: none|status|slow|late|garbage|html|"
                         "truncated|huge|invalid_grant|invalid_client|rate_limit");
             return;
         }

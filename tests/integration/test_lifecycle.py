@@ -213,6 +213,41 @@ def test_refreshed_pair_survives_a_redis_blip(stack):
     check(bearer(auth(stack, b)) == token, "a different token after the kept pair was stored")
 
 
+def csrf_of(stack, b):
+    import re
+    m = re.search(r'name="csrf" value="([^"]+)"', b.get(stack.site("connect")).text)
+    check(m, "no csrf field on the connect page")
+    return m.group(1)
+
+
+def test_reconnect_during_a_refresh_keeps_the_new_connection(stack):
+    """A refresh in flight while its connection is disconnected and connected again: the
+    refreshed pair belongs to the old connection; it is revoked, never stored over the new."""
+    who = email()
+    old = connect_expiring(stack, who)
+    # FreshBooks spends the refresh token at once and answers late (under the tests' 2 s
+    # HTTP timeout).  The reconnect below kills that new pair at FreshBooks too.
+    stack.fault("token", "late", delay_ms=1500, count=1)
+    before = stack.stats()
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=auth(stack, old)))
+    t.start()
+    wait_until(lambda: stack.keys("fbc:lock:*"), what="the refresh to take its lock")
+    other = Browser(stack)
+    check(other.connect(who).status == 303, "second browser connects")
+    r = other.post(stack.site("disconnect"), {"csrf": csrf_of(stack, other)})
+    check(r.status == 303, f"disconnect {r.status}")
+    check(other.connect(who).status == 303, "connects again")
+    token = bearer(auth(stack, other))
+    t.join(20)
+    check(result["r"].status != 200, f"the disconnected session got a token: {result['r'].status}")
+    check(bearer(auth(stack, other)) == token,
+          "the old connection's refreshed pair replaced the new connection's")
+    check(works_at_freshbooks(stack, token), "the new connection's token is dead")
+    wait_until(lambda: stack.stats()["revocations"] >= before["revocations"] + 4, timeout=10,
+               what="the refreshed pair of the old connection to be revoked")
+
+
 def test_internal_token(stack):
     stack.restart_fbconnect({"FBCONNECT_USER_PARAM": "TEST_SITE_USER"})
     user = "backend-" + uuid.uuid4().hex[:6]
