@@ -77,6 +77,11 @@ static void handle(void *wp, FCGX_Request *fcgx)
         .arena = &w->arena,
         .route = "unknown",
     };
+    /* No wait of this request — Redis, FreshBooks, someone else's refresh — goes beyond
+     * its deadline. */
+    ctx.deadline_us = req.start_us + config_request_bound_ms(ctx.cfg) * 1000;
+    store_set_deadline(w->store, ctx.deadline_us);
+    oauth_set_deadline(w->oauth, ctx.deadline_us);
     if (early) {
         ctx.outcome = "request_too_large";
         page_error(ctx.app->pages, ctx.resp, early, "Request too large",

@@ -47,6 +47,7 @@ struct ctx {
     id_text session_id;    /* valid when has_session */
     const char *site_user; /* FBCONNECT_USER_PARAM's value, or NULL */
     const char *outcome;   /* short reason for the log line, or NULL */
+    int64_t deadline_us;   /* monotonic: the request answers by then (0: none, the CLI) */
 };
 
 /* The callbacks server_start() runs fbconnect with. */

@@ -578,6 +578,14 @@ int config_load(struct config *c, config_getter get, char *err, size_t errsz)
         v = NULL;
     }
     CHECK();
+    c->refresh_wait_ms = 1500;
+    if ((v = GET("FBCONNECT_REFRESH_WAIT_MS", false))) {
+        if (!parse_long("FBCONNECT_REFRESH_WAIT_MS", v, 0, 60000, &c->refresh_wait_ms, err, errsz))
+            goto bad;
+        free(v);
+        v = NULL;
+    }
+    CHECK();
 
     c->user_param = GET("FBCONNECT_USER_PARAM", false);
     CHECK();
@@ -646,6 +654,12 @@ void config_free(struct config *c)
     sodium_memzero(c, sizeof *c);
 }
 
+long config_request_bound_ms(const struct config *c)
+{
+    return 2 * c->http_timeout_ms + c->refresh_wait_ms + 4 * c->redis_timeout_ms +
+           2 * c->wait_timeout_ms;
+}
+
 void config_print(const struct config *c, FILE *out)
 {
     fprintf(out, "FBCONNECT_LISTEN=%s\n", c->listen);
@@ -686,5 +700,6 @@ void config_print(const struct config *c, FILE *out)
     fprintf(out, "FBCONNECT_COOKIE_NAME=%s\n", c->cookie_name);
     fprintf(out, "FBCONNECT_SESSION_TTL=%ld\n", c->session_ttl);
     fprintf(out, "FBCONNECT_REFRESH_MARGIN=%ld\n", c->refresh_margin);
+    fprintf(out, "FBCONNECT_REFRESH_WAIT_MS=%ld\n", c->refresh_wait_ms);
     fprintf(out, "FBCONNECT_USER_PARAM=%s\n", c->user_param ? c->user_param : "(off)");
 }

@@ -52,6 +52,7 @@ struct config {
     char *cookie_name; /* effective name, __Host- prefixed where PRODUCT.md says */
     long session_ttl;
     long refresh_margin;
+    long refresh_wait_ms; /* the longest a request waits for someone else's refresh */
     char *user_param; /* NULL: off */
 };
 
@@ -62,6 +63,12 @@ typedef const char *(*config_getter)(const char *name);
  * offending variable.  Never touches the network.  Free with config_free. */
 int config_load(struct config *c, config_getter get, char *err, size_t errsz);
 void config_free(struct config *c);
+
+/* The longest any request takes (README "Time bounds"): 2 × FBCONNECT_HTTP_TIMEOUT_MS (a
+ * code exchange or refresh and an identity call) + FBCONNECT_REFRESH_WAIT_MS + 4 ×
+ * FBCONNECT_REDIS_TIMEOUT_MS + 2 × FBCONNECT_REDIS_WAIT_TIMEOUT_MS.  Every request gets
+ * this deadline; no wait of Redis, FreshBooks or a refresh goes beyond it. */
+long config_request_bound_ms(const struct config *c);
 
 /* Prints the effective settings, one per line, secrets masked. */
 void config_print(const struct config *c, FILE *out);

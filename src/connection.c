@@ -10,9 +10,11 @@
 #include "clock.h"
 #include "log.h"
 #include "metrics.h"
+#include "pointer.h"
 #include "session.h"
 
 #define STORE_ATTEMPTS 4
+#define STORE_BUDGET_MS 4000 /* the longest a connect retries Redis (README: time bounds) */
 #define IDENTITY_RETRY_MS 5000
 
 long connection_ttl(const struct ctx *ctx)
@@ -20,8 +22,14 @@ long connection_ttl(const struct ctx *ctx)
     return ctx->cfg->user_param ? 0 : ctx->cfg->session_ttl;
 }
 
-static void pause_ms(long ms)
+/* Sleeps ms, but not beyond until_us (monotonic). */
+static void pause_ms(long ms, int64_t until_us)
 {
+    int64_t left = (until_us - clock_mono_us()) / 1000;
+    if (left < ms)
+        ms = (long)left;
+    if (ms <= 0)
+        return;
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
@@ -31,10 +39,10 @@ static void pause_ms(long ms)
 static void reseal(struct ctx *ctx, struct loaded *l)
 {
     struct buf value = {0};
-    record_encode(&ctx->app->keys, l->record_name, &l->c, l->c.version + 1, &value);
+    record_encode(&ctx->app->keys, l->record_name, &l->c, record_next_version(l->c.version), &value);
     if (store_record_put(ctx->w->store, l->record_name, l->c.version, value.data, value.len,
                          connection_ttl(ctx)) == STORE_OK) {
-        l->c.version++;
+        l->c.version = record_next_version(l->c.version);
         l->c.opened_with_old_key = false;
         log_msg(LOG_INFO, "re-sealed connection %.10s… with the current key", l->record_name);
     }
@@ -49,7 +57,7 @@ static void reseal(struct ctx *ctx, struct loaded *l)
 
 struct cached_owner {
     char owner[48];
-    char pointer[96]; /* "<record name>/<generation>" as stored */
+    char pointer[128]; /* as stored: "<record name>/<generation>/<tag>" */
     int64_t checked_at;
 };
 
@@ -178,16 +186,20 @@ enum lookup_result connection_load(struct ctx *ctx, struct loaded *out)
     default:
         return LOOKUP_NONE;
     }
-    char *slash = strchr(pointer, '/');
-    if (!slash || slash - pointer > 64 || strlen(slash + 1) != GENERATION_LEN ||
-        (strncmp(pointer, "c:", 2) != 0 && strncmp(pointer, "p:", 2) != 0))
+    const char *name = NULL, *generation = NULL;
+    enum pointer_result pr = pointer_open(ctx->arena, &ctx->app->keys, out->owner, pointer, &name,
+                                          &generation);
+    if (pr == POINTER_UNBOUND || pr == POINTER_BAD) {
+        /* Copied from another owner, edited, or from before pointers were bound (`fbconnect
+         * rekey` binds those): not this owner's connection.  Left in place for rekey. */
+        log_msg(LOG_WARN, "an owner pointer that is not bound to its owner was refused (%s)",
+                pr == POINTER_UNBOUND ? "unbound: run fbconnect rekey" : "does not verify");
         return LOOKUP_NONE;
-    *slash = '\0';
-    const char *generation = slash + 1;
-    out->record_name = pointer;
+    }
+    out->record_name = name;
     enum store_result got = data ? STORE_OK : STORE_NOT_FOUND;
-    if (got == STORE_OK && open_record(ctx, pointer, data, len, &out->c) != RECORD_OK) {
-        log_msg(LOG_ERROR, "connection record %.12s… does not open with any configured key", pointer);
+    if (got == STORE_OK && open_record(ctx, name, data, len, &out->c) != RECORD_OK) {
+        log_msg(LOG_ERROR, "connection record %.12s… does not open with any configured key", name);
         return LOOKUP_NONE;
     }
     if (got != STORE_OK || sodium_memcmp(out->c.generation, generation, GENERATION_LEN) != 0) {
@@ -198,6 +210,9 @@ enum lookup_result connection_load(struct ctx *ctx, struct loaded *out)
     }
     if (out->c.opened_with_old_key)
         reseal(ctx, out);
+    if (pr == POINTER_OLD_KEY) /* bound before a key rotation: bind it with the current key */
+        store_owner_rebind(ctx->w->store, out->owner, pointer,
+                           pointer_make(ctx->arena, &ctx->app->keys, out->owner, name, generation));
     return LOOKUP_FOUND;
 }
 
@@ -232,63 +247,59 @@ static void new_generation(char out[GENERATION_LEN + 1])
     b64url_encode(raw, sizeof raw, out);
 }
 
-/* The version a new record starts at: random in [1, 2^48), so a record deleted and made
- * again does not count from 1 again, where a writer still holding the old record's
- * version could compare-and-set over the new one. */
-static uint64_t first_version(void)
-{
-    uint64_t v;
-    random_bytes(&v, sizeof v);
-    return 1 + v % ((UINT64_C(1) << 48) - 1);
-}
-
 /* Writes `fresh` into record `name` by compare-and-set, unless the stored pair is newer
- * (FreshBooks issued it later, so `fresh` is already dead).  A record that is already
- * there keeps its generation, so every owner pointing at it stays connected.  Sets
- * *pointer for owners.  STORE_OK or STORE_UNAVAILABLE. */
+ * (FreshBooks issued it later, so `fresh` is already dead; a pair of the same second is
+ * kept as an alternate: record_merge_pair).  A record that is already there keeps its
+ * generation (left in fresh->generation), so every owner pointing at it stays connected.
+ * Retries a Redis blip until until_us (monotonic), not an error no retry mends.  STORE_OK
+ * or STORE_UNAVAILABLE. */
 static enum store_result put_newest(struct ctx *ctx, const char *name, struct connection *fresh,
-                                    char **pointer)
+                                    int64_t until_us)
 {
     struct buf value = {0};
     enum store_result res = STORE_UNAVAILABLE;
     long ttl = connection_ttl(ctx);
-    for (int attempt = 0; attempt < STORE_ATTEMPTS * 2; attempt++) {
+    const struct token_pair issued = fresh->pair;
+    for (int attempt = 0, blips = 0; attempt < STORE_ATTEMPTS * 2; attempt++) {
+        if (res == STORE_UNAVAILABLE && attempt) {
+            if (!store_may_heal(ctx->w->store) || clock_mono_us() >= until_us)
+                break;
+            pause_ms(100L << (blips < 3 ? blips : 3), until_us);
+            blips++;
+        }
         char *data = NULL;
         size_t len = 0;
         uint64_t version = 0;
         enum store_result got = store_record_get(ctx->w->store, name, 0, ctx->arena, &data, &len);
         if (got == STORE_UNAVAILABLE) {
             res = got;
-            pause_ms(100L << (attempt < 3 ? attempt : 3));
             continue;
         }
         new_generation(fresh->generation);
+        fresh->pair = issued;
         if (got == STORE_OK) {
             struct connection cur;
             version = record_version(data, len);
             if (record_decode(ctx->arena, &ctx->app->keys, name, data, len, &cur) == RECORD_OK &&
                 cur.generation[0]) {
                 memcpy(fresh->generation, cur.generation, sizeof cur.generation);
-                if (cur.pair.created_at > fresh->pair.created_at && !cur.reconnect_required) {
+                if (!record_merge_pair(&cur, &issued, &fresh->pair)) {
                     res = STORE_OK;
                     break;
                 }
             }
         }
-        record_encode(&ctx->app->keys, name, fresh, version ? version + 1 : first_version(),
-                      &value);
+        record_encode(&ctx->app->keys, name, fresh,
+                      version ? record_next_version(version) : record_first_version(), &value);
         res = store_record_put(ctx->w->store, name, version, value.data, value.len, ttl);
         if (res == STORE_OK)
             break;
-        if (res == STORE_UNAVAILABLE)
-            pause_ms(100L << (attempt < 3 ? attempt : 3));
-        res = STORE_UNAVAILABLE;
     }
+    if (res != STORE_OK)
+        res = STORE_UNAVAILABLE;
     if (value.data)
         sodium_memzero(value.data, value.cap);
     buf_free(&value);
-    if (res == STORE_OK)
-        *pointer = arena_printf(ctx->arena, "%s/%s", name, fresh->generation);
     return res;
 }
 
@@ -311,17 +322,23 @@ enum store_result connection_connect(struct ctx *ctx, const struct token_pair *p
         name = arena_printf(ctx->arena, "p:%s", id);
     }
     long ttl = connection_ttl(ctx);
+    int64_t until = clock_mono_us() + STORE_BUDGET_MS * 1000;
+    if (ctx->deadline_us && until > ctx->deadline_us)
+        until = ctx->deadline_us;
     /* A write a replica has not acknowledged may vanish in a failover: store it again (on
      * the primary found anew) until one does. */
-    for (int attempt = 0; attempt < STORE_ATTEMPTS; attempt++) {
+    for (int attempt = 0; attempt < STORE_ATTEMPTS && clock_mono_us() < until; attempt++) {
+        if (attempt && !store_may_heal(ctx->w->store))
+            break;
         if (attempt)
-            pause_ms(250L * attempt);
+            pause_ms(250L * attempt, until);
+        fresh.pair = *pair;
         /* The usual case, a FreshBooks identity connecting for the first time: record and
          * pointer in one round trip. */
         new_generation(fresh.generation);
         struct buf value = {0};
-        record_encode(&ctx->app->keys, name, &fresh, first_version(), &value);
-        char *pointer = arena_printf(ctx->arena, "%s/%s", name, fresh.generation);
+        record_encode(&ctx->app->keys, name, &fresh, record_first_version(), &value);
+        char *pointer = pointer_make(ctx->arena, &ctx->app->keys, owner, name, fresh.generation);
         enum store_result r = store_record_create(ctx->w->store, name, value.data, value.len, ttl,
                                                   owner, pointer, old_owner);
         sodium_memzero(value.data, value.cap);
@@ -329,8 +346,9 @@ enum store_result connection_connect(struct ctx *ctx, const struct token_pair *p
         if (r != STORE_OK) {
             /* The identity is connected already (another browser), or Redis blipped: the
              * newest pair wins by compare-and-set, keeping the record's generation. */
-            if (put_newest(ctx, name, &fresh, &pointer) != STORE_OK)
+            if (put_newest(ctx, name, &fresh, until) != STORE_OK)
                 continue;
+            pointer = pointer_make(ctx->arena, &ctx->app->keys, owner, name, fresh.generation);
             r = store_owner_set(ctx->w->store, owner, pointer, ttl, old_owner);
             if (r != STORE_OK)
                 continue;
@@ -367,9 +385,9 @@ void connection_resolve_identity(struct ctx *ctx, struct loaded *l)
     moved.has_identity = true;
     moved.ident = ident;
     const char *name = connection_identity_record(ctx, ident.user_id);
-    char *pointer = NULL;
-    if (put_newest(ctx, name, &moved, &pointer) != STORE_OK)
+    if (put_newest(ctx, name, &moved, clock_mono_us() + STORE_BUDGET_MS * 1000) != STORE_OK)
         return;
+    char *pointer = pointer_make(ctx->arena, &ctx->app->keys, l->owner, name, moved.generation);
     if (store_owner_set(ctx->w->store, l->owner, pointer, connection_ttl(ctx), NULL) != STORE_OK)
         return;
     store_record_delete(ctx->w->store, l->record_name, l->c.version);

@@ -17,6 +17,7 @@ struct keyset {
     uint8_t seal[SUBKEY_BYTES]; /* XChaCha20-Poly1305 for connection records */
     uint8_t state[SUBKEY_BYTES];/* HMAC-SHA512-256 for OAuth state */
     uint8_t csrf[SUBKEY_BYTES]; /* HMAC-SHA512-256 for the disconnect form */
+    uint8_t pointer[SUBKEY_BYTES]; /* keyed BLAKE2b binding owner pointers to their owner */
 };
 
 struct keyring {

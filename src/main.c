@@ -120,8 +120,8 @@ static int serve(struct app *app)
         stat(app->cfg.listen + 5, &own_st);
 
     metrics_init(app->cfg.threads);
-    if (refresh_init(app) != 0) {
-        fprintf(stderr, "fbconnect: cannot start the token store thread\n");
+    if (refresh_init(app) != 0 || store_follow_start(&app->cfg) != 0) {
+        fprintf(stderr, "fbconnect: cannot start the token store threads\n");
         return 1;
     }
     struct server_app sa = fbconnect_server_app;
@@ -143,7 +143,7 @@ static int serve(struct app *app)
         }
         break;
     }
-    int deadline_ms = (int)(2 * app->cfg.http_timeout_ms + 4 * app->cfg.redis_timeout_ms + 2000);
+    int deadline_ms = (int)(config_request_bound_ms(&app->cfg) + 1000); /* every request's bound */
     log_msg(LOG_INFO, "stopping: no new connections, finishing requests in flight (up to %d ms)",
             deadline_ms);
     unsigned left = server_stop(deadline_ms);
@@ -159,6 +159,7 @@ static int serve(struct app *app)
         _exit(0);
     }
     refresh_shutdown();
+    store_follow_stop();
     log_msg(LOG_INFO, "stopped");
     return 0;
 }

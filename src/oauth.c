@@ -27,8 +27,24 @@ struct oauth {
     long retry_after;
     int64_t last_duration_us;
     int64_t spent_us;
+    int64_t deadline_us; /* the request's: no call goes beyond it (0: none) */
     int slot; /* pool index of curl, while held */
 };
+
+/* How long the next wait may last: want_ms, or less when the request's deadline is
+ * nearer; 0 when it has passed. */
+static long step_ms(const struct oauth *o, long want_ms)
+{
+    if (!o->deadline_us)
+        return want_ms;
+    int64_t left = (o->deadline_us - clock_mono_us()) / 1000;
+    return left <= 0 ? 0 : left < want_ms ? (long)left : want_ms;
+}
+
+void oauth_set_deadline(struct oauth *o, int64_t deadline_us)
+{
+    o->deadline_us = deadline_us;
+}
 
 static char *authorize_prefix; /* authorize URL with every parameter but state */
 /* The handles to FreshBooks: one per call allowed in flight, shared by every thread, so
@@ -188,7 +204,7 @@ static bool slot_take(struct oauth *o)
 {
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_nsec += OAUTH_SLOT_WAIT_MS * 1000000L;
+    deadline.tv_nsec += step_ms(o, OAUTH_SLOT_WAIT_MS) * 1000000L;
     while (deadline.tv_nsec >= 1000000000L) {
         deadline.tv_sec++;
         deadline.tv_nsec -= 1000000000L;
@@ -232,6 +248,11 @@ static long perform(struct oauth *o, const char *url, const char *post_json, con
         snprintf(o->last_error, sizeof o->last_error, "paused after FreshBooks' 429 (%ld s left)",
                  o->retry_after);
         return NOT_SENT_PAUSED;
+    }
+    if (step_ms(o, 1) <= 0) {
+        o->last_duration_us = 0;
+        snprintf(o->last_error, sizeof o->last_error, "the request's time is up");
+        return NOT_SENT_BUSY; /* never reached FreshBooks */
     }
     if (!slot_take(o)) {
         o->last_duration_us = 0;
@@ -277,9 +298,9 @@ static long perform_call(struct oauth *o, const char *url, const char *post_json
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, plain_http ? "http" : "https");
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, cfg->http_timeout_ms);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
-                     cfg->http_timeout_ms < 5000 ? cfg->http_timeout_ms : 5000L);
+    long timeout_ms = step_ms(o, cfg->http_timeout_ms);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms < 5000 ? timeout_ms : 5000L);
     curl_easy_setopt(c, CURLOPT_MAXFILESIZE, (long)OAUTH_BODY_MAX);
     curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "fbconnect/" FBCONNECT_VERSION);
@@ -390,13 +411,16 @@ enum oauth_result oauth_parse_token(struct arena *a, long http_status, const cha
     json_int_t ca = json_is_integer(created) ? json_integer_value(created) : now;
     if (ei <= 0 || ei > 10L * 365 * 86400 || ca <= 0 || ca > 4102444800LL)
         goto done;
+    if (ei > OAUTH_LIFETIME_MAX)
+        ei = OAUTH_LIFETIME_MAX;
     if (scope && strlen(scope) > 4096)
         goto done;
     out->access_token = arena_strdup(a, at);
     out->refresh_token = arena_strdup(a, rt);
     out->scope = arena_strdup(a, scope ? scope : "");
     out->created_at = ca;
-    out->expires_at = ca + ei;
+    out->expires_at = now + ei; /* our clock: FreshBooks' created_at only orders pairs */
+    out->n_alternates = 0;
     res = OAUTH_OK;
 done:
     json_decref(root);
@@ -484,12 +508,12 @@ static enum oauth_result token_call(struct oauth *o, struct arena *a, const char
     char *req = token_request(o->cfg, grant, key, value);
     if (!req)
         return OAUTH_UNAVAILABLE;
+    int64_t sent = clock_wall(); /* the pair is issued after this: its life is counted from here */
     long status = perform(o, o->cfg->token_url, req, NULL);
     free_secret(req);
     if (status <= 0)
         return not_answered(status);
-    enum oauth_result r = oauth_parse_token(a, status, buf_cstr(&o->body), o->body.len,
-                                            clock_wall(), out);
+    enum oauth_result r = oauth_parse_token(a, status, buf_cstr(&o->body), o->body.len, sent, out);
     if (r != OAUTH_OK && !o->last_error[0])
         snprintf(o->last_error, sizeof o->last_error, "HTTP %ld: %s", status,
                  r == OAUTH_UNAVAILABLE && status == 200 ? "malformed answer" : oauth_result_name(r));

@@ -46,6 +46,11 @@ void oauth_global_free(void);
 struct oauth *oauth_new(const struct config *cfg);
 void oauth_free(struct oauth *o);
 
+/* Every call of this handle ends by deadline_us (monotonic; 0: none): the slot wait and
+ * the call's timeout are cut to it, and once it has passed calls are not made (OAUTH_BUSY,
+ * "the request's time is up").  Set per request. */
+void oauth_set_deadline(struct oauth *o, int64_t deadline_us);
+
 /* The authorize link carrying `state`, allocated in `a`. */
 char *oauth_authorize_url(struct arena *a, const char *state);
 
@@ -72,8 +77,14 @@ int64_t oauth_last_duration_us(const struct oauth *o);
 int64_t oauth_spent_us(const struct oauth *o);
 void oauth_reset_spent(struct oauth *o);
 
-/* Pure parsers of FreshBooks' answers (unit tested and fuzzed).  now fills created_at
- * when FreshBooks omits it. */
+/* A pair is trusted to live at most this long, whatever expires_in says (FreshBooks'
+ * access tokens live 12 hours). */
+#define OAUTH_LIFETIME_MAX 86400
+
+/* Pure parsers of FreshBooks' answers (unit tested and fuzzed).  oauth_parse_token: `now`
+ * is when the token call was sent, on fbconnect's clock: expires_at = now + expires_in
+ * (at most OAUTH_LIFETIME_MAX), never FreshBooks' created_at, which may be skewed and only
+ * orders pairs (it is `now` when FreshBooks omits it). */
 enum oauth_result oauth_parse_token(struct arena *a, long http_status, const char *body,
                                     size_t len, int64_t now, struct token_pair *out);
 enum oauth_result oauth_parse_identity(struct arena *a, long http_status, const char *body,

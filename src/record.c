@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ids.h"
 #include "log.h"
 #include "seal.h"
 
@@ -36,6 +37,9 @@ void record_encode(const struct keyring *kr, const char *record_name, const stru
                          c->ident.email ? c->ident.email : "", "fn",
                          c->ident.first_name ? c->ident.first_name : "", "ln",
                          c->ident.last_name ? c->ident.last_name : "");
+    json_t *alternates = json_array();
+    for (size_t i = 0; i < c->pair.n_alternates && i < PAIR_ALTERNATES; i++)
+        json_array_append_new(alternates, json_string(c->pair.alternates[i]));
     json_t *root = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:b,s:I,s:o,s:o}", "g", c->generation,
                              "at", c->pair.access_token,
                              "rt", c->pair.refresh_token, "sc",
@@ -43,6 +47,9 @@ void record_encode(const struct keyring *kr, const char *record_name, const stru
                              (json_int_t)c->pair.created_at, "ex", (json_int_t)c->pair.expires_at,
                              "rr", c->reconnect_required, "ct", (json_int_t)c->connected_at, "u",
                              user, "b", businesses);
+    if (root && json_array_size(alternates))
+        json_object_set(root, "alt", alternates);
+    json_decref(alternates);
     char *json = root ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
     if (!json) { /* only non-UTF-8 strings make json_pack fail, and every string came from jansson */
@@ -62,14 +69,53 @@ void record_encode(const struct keyring *kr, const char *record_name, const stru
 
 uint64_t record_version(const char *data, size_t len)
 {
-    if (len < 5 || memcmp(data, FORMAT ":", 3) != 0)
+    if (len < 5 || memcmp(data, FORMAT ":", 3) != 0 || data[3] < '1' || data[3] > '9')
         return 0;
     uint64_t v = 0;
     size_t i = 3;
-    /* At most 18 digits: no overflow, and far more versions than a record will see. */
-    for (; i < len && i < 3 + 18 && data[i] >= '0' && data[i] <= '9'; i++)
+    for (; i < len && i < 3 + RECORD_VERSION_DIGITS && data[i] >= '0' && data[i] <= '9'; i++)
         v = v * 10 + (uint64_t)(data[i] - '0');
-    return (i > 3 && i < len && data[i] == ':') ? v : 0;
+    return (i < len && data[i] == ':') ? v : 0;
+}
+
+uint64_t record_first_version(void)
+{
+    uint64_t v;
+    random_bytes(&v, sizeof v);
+    return 1 + v % ((UINT64_C(1) << 48) - 1);
+}
+
+uint64_t record_next_version(uint64_t version)
+{
+    /* Unreachable in practice (10^15 writes), but a version is never written that the
+     * parsers would not read back. */
+    return version + 1 <= RECORD_VERSION_MAX ? version + 1 : 1;
+}
+
+/* Adds t to p's alternates unless it is p's own refresh token or there already. */
+static void add_alternate(struct token_pair *p, const char *t)
+{
+    if (!t || !*t || strcmp(t, p->refresh_token) == 0 || p->n_alternates >= PAIR_ALTERNATES)
+        return;
+    for (size_t i = 0; i < p->n_alternates; i++)
+        if (strcmp(p->alternates[i], t) == 0)
+            return;
+    p->alternates[p->n_alternates++] = t;
+}
+
+bool record_merge_pair(const struct connection *cur, const struct token_pair *fresh,
+                       struct token_pair *out)
+{
+    bool live = cur && !cur->reconnect_required;
+    if (live && cur->pair.created_at > fresh->created_at)
+        return false;
+    *out = *fresh;
+    if (live && cur->pair.created_at == fresh->created_at) {
+        add_alternate(out, cur->pair.refresh_token);
+        for (size_t i = 0; i < cur->pair.n_alternates; i++)
+            add_alternate(out, cur->pair.alternates[i]);
+    }
+    return true;
 }
 
 static const char *copy_str(struct arena *a, const char *s)
@@ -83,6 +129,8 @@ void record_copy(struct arena *a, const struct connection *src, struct connectio
     dst->pair.access_token = copy_str(a, src->pair.access_token);
     dst->pair.refresh_token = copy_str(a, src->pair.refresh_token);
     dst->pair.scope = copy_str(a, src->pair.scope);
+    for (size_t i = 0; i < src->pair.n_alternates; i++)
+        dst->pair.alternates[i] = copy_str(a, src->pair.alternates[i]);
     dst->ident.email = copy_str(a, src->ident.email);
     dst->ident.first_name = copy_str(a, src->ident.first_name);
     dst->ident.last_name = copy_str(a, src->ident.last_name);
@@ -93,19 +141,6 @@ void record_copy(struct arena *a, const struct connection *src, struct connectio
         dst->ident.businesses[i].name = copy_str(a, src->ident.businesses[i].name);
         dst->ident.businesses[i].account_id = copy_str(a, src->ident.businesses[i].account_id);
     }
-}
-
-void record_set_version(struct buf *value, uint64_t version)
-{
-    const char *body = value->len > 3 ? memchr(value->data + 3, ':', value->len - 3) : NULL;
-    if (!body)
-        return;
-    body++;
-    struct buf out = {0};
-    buf_printf(&out, FORMAT ":%" PRIu64 ":", version);
-    buf_append(&out, body, value->len - (size_t)(body - value->data));
-    buf_free(value);
-    *value = out;
 }
 
 static const char *dup_str(struct arena *a, json_t *obj, const char *key)
@@ -158,6 +193,12 @@ enum record_result record_decode(struct arena *a, const struct keyring *kr,
     out->connected_at = json_integer_value(json_object_get(root, "ct"));
     if (!out->pair.access_token || !out->pair.refresh_token || !out->pair.scope)
         goto done;
+    json_t *alt = json_object_get(root, "alt");
+    for (size_t i = 0; i < json_array_size(alt) && out->pair.n_alternates < PAIR_ALTERNATES; i++) {
+        const char *t = json_string_value(json_array_get(alt, i));
+        if (t)
+            out->pair.alternates[out->pair.n_alternates++] = arena_strdup(a, t);
+    }
     json_t *user = json_object_get(root, "u");
     if (json_is_object(user)) {
         out->has_identity = true;

@@ -29,11 +29,20 @@ struct identity {
     size_t n_businesses;
 };
 
+#define PAIR_ALTERNATES 8
+
 struct token_pair {
     const char *access_token;
     const char *refresh_token;
     const char *scope; /* "" when FreshBooks sent none */
+    /* created_at: FreshBooks' issue time (whole seconds), used only to order pairs;
+     * expires_at: on fbconnect's clock. */
     int64_t created_at, expires_at;
+    /* Refresh tokens of other pairs FreshBooks issued in the same second as this one:
+     * created_at cannot tell which of them is the live one, so if this pair's refresh
+     * token is refused each of these is tried once before the user must reconnect. */
+    const char *alternates[PAIR_ALTERNATES];
+    size_t n_alternates;
 };
 
 #define GENERATION_LEN 22 /* 128 random bits, base64url */
@@ -64,14 +73,32 @@ enum record_result record_decode(struct arena *a, const struct keyring *kr,
                                  const char *record_name, const char *data, size_t len,
                                  struct connection *out);
 
+/* The one rule of which pair a record keeps when `fresh` (just issued by FreshBooks)
+ * meets `cur` (what the record holds): false when cur's pair was issued later and is not
+ * refused (fresh is dead already: keep cur).  Otherwise true, with *out = fresh — and, when
+ * cur's pair was issued in the same second and is not refused, cur's refresh token and
+ * alternates as fresh's alternates (strings shared with cur and fresh). */
+bool record_merge_pair(const struct connection *cur, const struct token_pair *fresh,
+                       struct token_pair *out);
+
 /* A deep copy of src whose strings live in `a`. */
 void record_copy(struct arena *a, const struct connection *src, struct connection *dst);
 
-/* The version in a stored value's header, or 0 when it has none. */
+/* A stored value's version: "r1:" then 1 to RECORD_VERSION_DIGITS decimal digits without
+ * a leading zero, then ":" (few enough digits that Redis's Lua, whose numbers are doubles,
+ * reads them exactly; the compare-and-set scripts in store.c read versions by this same
+ * rule).  Returns it, or 0 for a value without one: such a value is overwritten as if no
+ * record were there. */
+#define RECORD_VERSION_DIGITS 15
+#define RECORD_VERSION_MAX UINT64_C(999999999999999)
 uint64_t record_version(const char *data, size_t len);
 
-/* Rewrites the version in an encoded record's header (the sealed part does not cover it):
- * for storing again a value encoded earlier. */
-void record_set_version(struct buf *value, uint64_t version);
+/* The version a new record starts at: random in [1, 2^48), so a record deleted and made
+ * again does not count from 1 again, where a writer still holding the old record's
+ * version could compare-and-set over the new one. */
+uint64_t record_first_version(void);
+
+/* The version after `version` (never beyond what record_version reads). */
+uint64_t record_next_version(uint64_t version);
 
 #endif

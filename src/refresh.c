@@ -72,10 +72,20 @@ struct vault_entry {
     struct vault_entry *next;
 };
 
+/* A lock release Redis did not take (the primary exiting, a failover): tried again in the
+ * background until it succeeds or the lock's TTL has ended it anyway. */
+struct pending_release {
+    char name[80];
+    struct store_lock lock;
+    long cooldown_ms;
+    struct pending_release *next;
+};
+
 static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct vault_entry *entries;
+    struct pending_release *releases;
     bool stopping, started;
     pthread_t thread;
     const struct app *app;
@@ -181,12 +191,24 @@ static bool vault_store(struct store *s, struct oauth *o, struct arena *a, struc
             vault_revoke(o, a, e);
             return true;
         }
-        if (decoded && cur.pair.created_at > e->created_at && !cur.reconnect_required)
+        struct connection mine;
+        if (record_decode(a, &vault.app->keys, e->name, e->value.data, e->value.len, &mine) !=
+            RECORD_OK)
+            return true; /* sealed with a key no longer configured: cannot happen in-process */
+        struct token_pair issued = mine.pair;
+        if (decoded && !record_merge_pair(&cur, &issued, &mine.pair))
             return true; /* a newer pair is stored: ours is dead already */
+        if (decoded) {
+            mine.ident = cur.ident;
+            mine.has_identity = cur.has_identity;
+        }
         uint64_t version = record_version(data, len);
-        record_set_version(&e->value, version + 1);
-        r = store_record_put(s, e->name, version, e->value.data, e->value.len,
+        struct buf value = {0};
+        record_encode(&vault.app->keys, e->name, &mine, record_next_version(version), &value);
+        r = store_record_put(s, e->name, version, value.data, value.len,
                              vault.app->cfg.user_param ? 0 : vault.app->cfg.session_ttl);
+        sodium_memzero(value.data, value.cap);
+        buf_free(&value);
         if (r == STORE_OK && store_wait_durable(s) != STORE_OK)
             return false; /* stored, but maybe not beyond a failover: again later */
         if (r == STORE_OK) {
@@ -248,6 +270,52 @@ static unsigned vault_flush(struct store *s, struct oauth *o, struct arena *a)
     return n_left;
 }
 
+/* Releases a lock (store_lock_release), leaving it to the background thread when Redis
+ * does not take the release now. */
+static void release_lock(struct store *s, const char *name, const struct store_lock *lock,
+                         long cooldown_ms)
+{
+    if (store_lock_release(s, name, lock, cooldown_ms) == STORE_OK)
+        return;
+    struct pending_release *p = xmalloc(sizeof *p);
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->lock = *lock;
+    p->cooldown_ms = cooldown_ms;
+    pthread_mutex_lock(&vault.mu);
+    p->next = vault.releases;
+    vault.releases = p;
+    pthread_cond_signal(&vault.cv);
+    pthread_mutex_unlock(&vault.mu);
+    log_msg(LOG_WARN, "a refresh lock could not be released (Redis unavailable); releasing it in the "
+                      "background");
+}
+
+/* Tries every pending release once; returns how many are left. */
+static unsigned releases_flush(struct store *s)
+{
+    pthread_mutex_lock(&vault.mu);
+    struct pending_release *todo = vault.releases;
+    vault.releases = NULL;
+    pthread_mutex_unlock(&vault.mu);
+    unsigned left = 0;
+    while (todo) {
+        struct pending_release *p = todo;
+        todo = p->next;
+        if (clock_mono_us() >= p->lock.expires_us ||
+            store_lock_release(s, p->name, &p->lock, p->cooldown_ms) == STORE_OK) {
+            free(p);
+            continue;
+        }
+        pthread_mutex_lock(&vault.mu);
+        p->next = vault.releases;
+        vault.releases = p;
+        pthread_mutex_unlock(&vault.mu);
+        left++;
+    }
+    return left;
+}
+
 static void *vault_main(void *unused)
 {
     (void)unused;
@@ -257,17 +325,23 @@ static void *vault_main(void *unused)
     arena_init(&a, 16384);
     pthread_mutex_lock(&vault.mu);
     while (!vault.stopping) {
-        if (!vault.entries) {
+        if (!vault.entries && !vault.releases) {
             pthread_cond_wait(&vault.cv, &vault.mu);
             continue;
         }
         pthread_mutex_unlock(&vault.mu);
-        unsigned left = vault_flush(s, o, &a);
+        unsigned left = vault_flush(s, o, &a) + releases_flush(s);
         if (left)
             sleep_ms(200);
         pthread_mutex_lock(&vault.mu);
     }
     pthread_mutex_unlock(&vault.mu);
+    releases_flush(s);
+    while (vault.releases) { /* left to their TTLs */
+        struct pending_release *p = vault.releases;
+        vault.releases = p->next;
+        free(p);
+    }
     unsigned lost = vault_flush(s, o, &a);
     if (lost)
         log_msg(LOG_ERROR, "stopping with %u refreshed token pairs that Redis never took: those users "
@@ -358,14 +432,17 @@ static void flight_land(struct flight *f, enum fresh_result result)
     pthread_mutex_unlock(&flights_mu);
 }
 
-/* A follower's wait, up to timeout_ms.  Returns the leader's result, or FRESH_UNAVAILABLE
- * when it took too long. */
-static enum fresh_result flight_wait(struct flight *f, long timeout_ms)
+/* A follower's wait until the monotonic time until_ms.  Returns the leader's result, or
+ * FRESH_UNAVAILABLE when it took too long (the leader goes on without us). */
+static enum fresh_result flight_wait(struct flight *f, int64_t until_ms)
 {
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (timeout_ms % 1000) * 1000000L;
+    int64_t left = until_ms - mono_ms();
+    if (left < 0)
+        left = 0;
+    deadline.tv_sec += left / 1000;
+    deadline.tv_nsec += (left % 1000) * 1000000L;
     if (deadline.tv_nsec >= 1000000000L) {
         deadline.tv_sec++;
         deadline.tv_nsec -= 1000000000L;
@@ -380,6 +457,14 @@ static enum fresh_result flight_wait(struct flight *f, long timeout_ms)
     return r;
 }
 
+/* A follower that does not wait (its token is usable). */
+static void flight_leave(struct flight *f)
+{
+    pthread_mutex_lock(&flights_mu);
+    flight_unref_locked(f);
+    pthread_mutex_unlock(&flights_mu);
+}
+
 /* ---- the refresh itself ---- */
 
 /* Marks the record reconnect-required by compare-and-set.  When a newer usable pair was
@@ -391,12 +476,12 @@ static enum fresh_result mark_reconnect(struct ctx *ctx, struct loaded *l)
     for (int attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
         struct connection marked = l->c;
         marked.reconnect_required = true;
-        record_encode(&ctx->app->keys, l->record_name, &marked, l->c.version + 1, &value);
+        record_encode(&ctx->app->keys, l->record_name, &marked, record_next_version(l->c.version), &value);
         enum store_result r = store_record_put(ctx->w->store, l->record_name, l->c.version,
                                                value.data, value.len, connection_ttl(ctx));
         if (r == STORE_OK) {
             l->c = marked;
-            l->c.version++;
+            l->c.version = record_next_version(l->c.version);
             break;
         }
         if (r == STORE_UNAVAILABLE)
@@ -419,25 +504,26 @@ static enum fresh_result mark_reconnect(struct ctx *ctx, struct loaded *l)
     return res;
 }
 
-/* Stores a pair just obtained by compare-and-set against l->c.version (the record may move
- * meanwhile only by a connect, which keeps the newer pair, or a disconnect).  Updates l. */
+/* Stores a pair just obtained for the refresh token `spent` by compare-and-set against
+ * l->c.version (the record may move meanwhile only by a connect, which keeps the newer
+ * pair — record_merge_pair —, a re-seal, or a disconnect).  Updates l. */
 static enum fresh_result store_refreshed(struct ctx *ctx, struct loaded *l,
-                                         const struct token_pair *pair)
+                                         const struct token_pair *pair, const char *spent)
 {
     struct connection fresh = l->c;
-    fresh.pair = *pair;
+    fresh.pair = *pair; /* newer than the pair refreshed: no alternates */
     fresh.reconnect_required = false;
     struct buf value = {0};
     enum fresh_result res = FRESH_UNAVAILABLE;
     for (int attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-        record_encode(&ctx->app->keys, l->record_name, &fresh, l->c.version + 1, &value);
+        record_encode(&ctx->app->keys, l->record_name, &fresh, record_next_version(l->c.version), &value);
         enum store_result r = store_record_put(ctx->w->store, l->record_name, l->c.version,
                                                value.data, value.len, connection_ttl(ctx));
         if (r == STORE_OK && store_wait_durable(ctx->w->store) != STORE_OK)
             r = STORE_UNAVAILABLE; /* not on a replica: keep it in memory, store it again */
         if (r == STORE_OK) {
             l->c = fresh;
-            l->c.version++;
+            l->c.version = record_next_version(l->c.version);
             res = FRESH_OK;
             break;
         }
@@ -459,7 +545,9 @@ static enum fresh_result store_refreshed(struct ctx *ctx, struct loaded *l,
             res = FRESH_RECONNECT;
             break;
         }
-        if (cur.pair.created_at > fresh.pair.created_at) {
+        if (strcmp(cur.pair.refresh_token, spent) == 0) {
+            fresh.pair = *pair; /* the pair we refreshed, written again (a re-seal) */
+        } else if (!record_merge_pair(&cur, pair, &fresh.pair)) {
             l->c = cur; /* a connect stored a newer pair: ours is dead */
             res = usable(&cur, clock_wall()) ? FRESH_OK : FRESH_RECONNECT;
             break;
@@ -475,18 +563,29 @@ static enum fresh_result store_refreshed(struct ctx *ctx, struct loaded *l,
     return res;
 }
 
-/* Holding the lock: spend the refresh token and store the new pair. */
+/* Holding the lock: spend the refresh token and store the new pair.  When FreshBooks
+ * refuses it and pairs issued in the same second are kept as alternates, each of their
+ * refresh tokens is tried once (one of them may be the live one) before the connection
+ * is marked reconnect-required. */
 static enum fresh_result refresh_locked(struct ctx *ctx, struct loaded *l, long *cooldown_ms)
 {
     struct token_pair pair;
     struct oauth *o = ctx->w->oauth;
-    enum oauth_result r = oauth_refresh(o, ctx->arena, l->c.pair.refresh_token, &pair);
+    const char *spent = l->c.pair.refresh_token;
+    enum oauth_result r = oauth_refresh(o, ctx->arena, spent, &pair);
+    for (size_t i = 0; r == OAUTH_INVALID_GRANT && i < l->c.pair.n_alternates; i++) {
+        spent = l->c.pair.alternates[i];
+        r = oauth_refresh(o, ctx->arena, spent, &pair);
+        if (r == OAUTH_OK)
+            log_msg(LOG_INFO, "connection %.10s…: a pair issued in the same second was the live one",
+                    l->record_name);
+    }
     int64_t now = clock_wall();
     switch (r) {
     case OAUTH_OK:
         ctx->outcome = "refreshed";
         metrics_refresh(RM_REFRESHED);
-        return store_refreshed(ctx, l, &pair);
+        return store_refreshed(ctx, l, &pair, spent);
     case OAUTH_INVALID_GRANT:
         log_msg(LOG_WARN, "refresh token refused (invalid_grant): connection %.10s… needs reconnecting",
                 l->record_name);
@@ -499,7 +598,8 @@ static enum fresh_result refresh_locked(struct ctx *ctx, struct loaded *l, long 
         ctx->outcome = "refresh_invalid_client";
         metrics_refresh(RM_INVALID_CLIENT);
         *cooldown_ms = COOLDOWN_MS;
-        return FRESH_MISCONFIGURED;
+        /* The app's problem, not the user's: their token is served while it lasts. */
+        return usable(&l->c, now) ? FRESH_OK : FRESH_MISCONFIGURED;
     case OAUTH_RATE_LIMITED:
         *cooldown_ms = oauth_retry_after(o) > 0 ? oauth_retry_after(o) * 1000 : COOLDOWN_MS;
         break;
@@ -540,59 +640,85 @@ static int look_again(struct ctx *ctx, struct loaded *l, uint64_t seen_version)
     return -1;
 }
 
-/* The leader's work: the lock, or a wait for whoever holds it. */
-static enum fresh_result lead(struct ctx *ctx, struct loaded *l)
+/* Takes the lock: STORE_OK held (and durable), STORE_EXISTS held by someone else,
+ * STORE_CONFLICT cooling down, STORE_UNAVAILABLE Redis failed or the lock was not durable
+ * (then given up again). */
+static enum store_result take_lock(struct ctx *ctx, struct loaded *l, struct store_lock *lock)
 {
-    const struct config *cfg = ctx->cfg;
-    uint8_t raw[16];
-    char owner[33];
-    random_bytes(raw, sizeof raw);
-    sodium_bin2hex(owner, sizeof owner, raw, sizeof raw);
-    uint64_t seen = l->c.version;
-    int64_t deadline = mono_ms() + lock_ttl_ms(cfg) + 1000;
+    long ttl = lock_ttl_ms(ctx->cfg);
+    enum store_result r = store_lock_try(ctx->w->store, l->record_name, lock, ttl);
+    if (r == STORE_OK && store_wait_durable(ctx->w->store) != STORE_OK) {
+        /* A lock the replicas have not seen could vanish in a failover and let another
+         * host refresh too: give it up rather than spend the refresh token under it. */
+        release_lock(ctx->w->store, l->record_name, lock, 0);
+        ctx->outcome = "refresh_lock_not_durable";
+        return STORE_UNAVAILABLE;
+    }
+    return r;
+}
+
+/* Someone else holds the lock: polls until the record moves, the lock goes away or
+ * until_ms passes.  FRESH_* when that settles it, -1 when the lock went away with the
+ * record still stale (the caller may try to take it). */
+static int wait_for_holder(struct ctx *ctx, struct loaded *l, uint64_t seen, int64_t until_ms)
+{
+    ctx->outcome = "refresh_waited";
+    metrics_refresh(RM_WAITED);
+    long pause = 10;
     for (;;) {
-        enum store_result lr = store_lock_try(ctx->w->store, l->record_name, owner, lock_ttl_ms(cfg));
-        if (lr == STORE_OK && store_wait_durable(ctx->w->store) != STORE_OK) {
-            /* A lock the replicas have not seen could vanish in a failover and let another
-             * host refresh too: give it up rather than spend the refresh token under it. */
-            store_lock_release(ctx->w->store, l->record_name, owner, 0);
-            ctx->outcome = "refresh_lock_not_durable";
-            return usable(&l->c, clock_wall()) ? FRESH_OK : FRESH_UNAVAILABLE;
-        }
+        int64_t left = until_ms - mono_ms();
+        if (left <= 0)
+            break;
+        sleep_ms(pause < left ? pause : left);
+        pause = pause < 160 ? pause * 2 : 200;
+        int64_t version = -1;
+        bool locked = true;
+        if (store_watch(ctx->w->store, l->record_name, &version, &locked) == STORE_UNAVAILABLE)
+            return FRESH_UNAVAILABLE;
+        if (version < 0)
+            return FRESH_RECONNECT;
+        if ((uint64_t)version != seen || !locked)
+            break;
+    }
+    int again = look_again(ctx, l, seen);
+    if (again >= 0)
+        return again;
+    return mono_ms() < until_ms ? -1 : FRESH_UNAVAILABLE;
+}
+
+/* The leader's work: the lock and the refresh, or a wait (until until_ms) for whoever
+ * holds the lock.  A usable token is served at once whenever someone else refreshes, is
+ * cooling down or Redis fails; only the refresh this request performs itself is waited
+ * for (bounded by FBCONNECT_HTTP_TIMEOUT_MS). */
+static enum fresh_result lead(struct ctx *ctx, struct loaded *l, int64_t until_ms)
+{
+    struct store_lock lock = {0};
+    uint8_t raw[16];
+    random_bytes(raw, sizeof raw);
+    sodium_bin2hex(lock.owner, sizeof lock.owner, raw, sizeof raw);
+    uint64_t seen = l->c.version;
+    for (;;) {
+        enum store_result lr = take_lock(ctx, l, &lock);
         if (lr == STORE_OK)
             break;
         if (lr == STORE_UNAVAILABLE)
             return usable(&l->c, clock_wall()) ? FRESH_OK : FRESH_UNAVAILABLE;
         if (lr == STORE_CONFLICT) { /* cooling down after a failure */
-            int again = look_again(ctx, l, seen);
+            int again = usable(&l->c, clock_wall()) ? FRESH_OK : look_again(ctx, l, seen);
             if (again >= 0)
                 return (enum fresh_result)again;
             ctx->outcome = "refresh_cooldown";
             metrics_refresh(RM_COOLDOWN);
-            return usable(&l->c, clock_wall()) ? FRESH_OK : FRESH_UNAVAILABLE;
+            return FRESH_UNAVAILABLE;
         }
-        /* Held elsewhere: poll until the record moves or the lock goes away. */
-        ctx->outcome = "refresh_waited";
-        metrics_refresh(RM_WAITED);
-        long pause = 10;
-        for (;;) {
-            sleep_ms(pause);
-            pause = pause < 160 ? pause * 2 : 200;
-            int64_t version = -1;
-            bool locked = true;
-            enum store_result wr = store_watch(ctx->w->store, l->record_name, &version, &locked);
-            if (wr == STORE_UNAVAILABLE)
-                return usable(&l->c, clock_wall()) ? FRESH_OK : FRESH_UNAVAILABLE;
-            if (version < 0)
-                return FRESH_RECONNECT;
-            if ((uint64_t)version != seen || !locked || mono_ms() > deadline)
-                break;
+        /* Held elsewhere. */
+        if (usable(&l->c, clock_wall())) {
+            ctx->outcome = "refresh_elsewhere";
+            return FRESH_OK;
         }
-        int again = look_again(ctx, l, seen);
-        if (again >= 0)
-            return (enum fresh_result)again;
-        if (mono_ms() > deadline)
-            return usable(&l->c, clock_wall()) ? FRESH_OK : FRESH_UNAVAILABLE;
+        int waited = wait_for_holder(ctx, l, seen, until_ms);
+        if (waited >= 0)
+            return (enum fresh_result)waited;
         /* The lock went away and nobody refreshed: try to take it ourselves. */
     }
 
@@ -609,7 +735,7 @@ static enum fresh_result lead(struct ctx *ctx, struct loaded *l)
     } else {
         res = refresh_locked(ctx, l, &cooldown_ms);
     }
-    store_lock_release(ctx->w->store, l->record_name, owner, cooldown_ms);
+    release_lock(ctx->w->store, l->record_name, &lock, cooldown_ms);
     return res;
 }
 
@@ -623,16 +749,25 @@ enum fresh_result refresh_ensure_fresh(struct ctx *ctx, struct loaded *l)
     int64_t now = clock_wall();
     if (!needs_refresh(&l->c, ctx->cfg, now))
         return FRESH_OK;
+    /* The longest this request waits for anyone else's refresh. */
+    int64_t until_ms = mono_ms() + ctx->cfg->refresh_wait_ms;
+    if (ctx->deadline_us && until_ms > ctx->deadline_us / 1000)
+        until_ms = ctx->deadline_us / 1000;
 
     bool leader;
     struct flight *f = flight_join(l->record_name, &leader);
     if (leader) {
-        enum fresh_result res = lead(ctx, l);
+        enum fresh_result res = lead(ctx, l, until_ms);
         flight_land(f, res);
         return res;
     }
+    if (usable(&l->c, now)) { /* another thread of this process is refreshing it */
+        flight_leave(f);
+        ctx->outcome = "refresh_elsewhere";
+        return FRESH_OK;
+    }
     uint64_t seen = l->c.version;
-    enum fresh_result led = flight_wait(f, lock_ttl_ms(ctx->cfg) * 2);
+    enum fresh_result led = flight_wait(f, until_ms);
     ctx->outcome = "refresh_waited";
     metrics_refresh(RM_WAITED);
     int again = look_again(ctx, l, seen);
@@ -642,10 +777,10 @@ enum fresh_result refresh_ensure_fresh(struct ctx *ctx, struct loaded *l)
     }
     if (again >= 0)
         return (enum fresh_result)again;
-    /* Still stale: the leader failed (transient or misconfigured). */
+    /* Still stale: the leader failed (transient or misconfigured), or is still at it. */
     if (led == FRESH_MISCONFIGURED)
         return led;
-    return usable(&l->c, clock_wall()) ? FRESH_OK : FRESH_UNAVAILABLE;
+    return FRESH_UNAVAILABLE;
 }
 
 enum token_result refresh_valid_token(struct ctx *ctx, struct loaded *l)
@@ -660,6 +795,11 @@ enum token_result refresh_valid_token(struct ctx *ctx, struct loaded *l)
     case LOOKUP_FOUND:
         break;
     }
+    /* A pair whose identity is still unknown (users/me failed at connect) moves into its
+     * identity's record first, while its access token can still ask: another browser of
+     * the same FreshBooks user may have connected since, killing this pair's refresh token,
+     * and only that record knows the live one. */
+    connection_resolve_identity(ctx, l);
     switch (refresh_ensure_fresh(ctx, l)) {
     case FRESH_OK:
         break;
@@ -672,6 +812,6 @@ enum token_result refresh_valid_token(struct ctx *ctx, struct loaded *l)
             ctx->outcome = "unavailable";
         return TOKEN_UNAVAILABLE;
     }
-    connection_resolve_identity(ctx, l);
+    connection_resolve_identity(ctx, l); /* when it could not ask before the refresh */
     return TOKEN_OK;
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pointer.h"
 #include "record.h"
 #include "store.h"
 
@@ -20,6 +21,60 @@ static void collect(const char *name, void *arg)
         names->v = xrealloc(names->v, names->cap * sizeof *names->v);
     }
     names->v[names->n++] = xstrdup(name);
+}
+
+/* Binds every owner pointer with the current key: those bound with an old key, and
+ * unbound ones from before 0.2 (trusted here, once, by the operator who runs rekey).
+ * Pointers that do not verify are counted and left alone.  Returns 0, or 1 when Redis
+ * failed. */
+static int rebind_pointers(const struct app *app, FILE *out)
+{
+    struct store *s = store_new(&app->cfg);
+    struct names owners = {0};
+    if (store_scan_owners(s, collect, &owners) < 0) {
+        fprintf(out, "rekey: Redis unavailable while listing owner pointers\n");
+        store_free(s);
+        return 1;
+    }
+    struct arena a;
+    arena_init(&a, 4096);
+    size_t rebound = 0, current = 0, refused = 0, failed = 0;
+    for (size_t i = 0; i < owners.n; i++) {
+        arena_reset(&a);
+        const char *owner = owners.v[i];
+        char *pointer = NULL;
+        enum store_result r = store_owner_get(s, owner, &a, &pointer);
+        if (r == STORE_OK) {
+            const char *name, *generation;
+            switch (pointer_open(&a, &app->keys, owner, pointer, &name, &generation)) {
+            case POINTER_OK:
+                current++;
+                break;
+            case POINTER_BAD:
+                refused++;
+                break;
+            case POINTER_OLD_KEY:
+            case POINTER_UNBOUND:
+                r = store_owner_rebind(s, owner, pointer,
+                                       pointer_make(&a, &app->keys, owner, name, generation));
+                if (r == STORE_OK)
+                    rebound++;
+                else if (r == STORE_UNAVAILABLE)
+                    failed++;
+                break; /* STORE_CONFLICT: changed meanwhile, by a connect that binds it */
+            }
+        } else if (r == STORE_UNAVAILABLE) {
+            failed++;
+        }
+        free(owners.v[i]);
+    }
+    free(owners.v);
+    arena_destroy(&a);
+    store_free(s);
+    fprintf(out, "rekey: %zu owner pointers: %zu bound with the current key, %zu already current, "
+                 "%zu refused (not bound to their owner), %zu failed\n",
+            owners.n, rebound, current, refused, failed);
+    return failed ? 1 : 0;
 }
 
 int rekey_all(const struct app *app, FILE *out)
@@ -62,7 +117,7 @@ int rekey_all(const struct app *app, FILE *out)
                 done = true;
                 break;
             }
-            record_encode(&app->keys, name, &c, c.version + 1, &value);
+            record_encode(&app->keys, name, &c, record_next_version(c.version), &value);
             r = store_record_put(s, name, c.version, value.data, value.len, ttl);
             if (r == STORE_OK) {
                 resealed++;
@@ -84,5 +139,6 @@ int rekey_all(const struct app *app, FILE *out)
     fprintf(out, "rekey: %zu records: %zu re-sealed, %zu already current, %zu gone meanwhile, "
                  "%zu unreadable with the configured keys, %zu failed\n",
             names.n, resealed, current, gone, unreadable, failed);
-    return unreadable || failed ? 1 : 0;
+    int pointers_rc = rebind_pointers(app, out);
+    return unreadable || failed || pointers_rc ? 1 : 0;
 }

@@ -1,5 +1,5 @@
-/* rekey.h — `fbconnect rekey`: seal every connection record with the current key, so an
- * old key can be dropped from FBCONNECT_OLD_SECRET_KEYS. */
+/* rekey.h — `fbconnect rekey`: seal every connection record and bind every owner pointer
+ * with the current key, so an old key can be dropped from FBCONNECT_OLD_SECRET_KEYS. */
 #ifndef FBC_REKEY_H
 #define FBC_REKEY_H
 
@@ -8,9 +8,10 @@
 #include "app.h"
 
 /* Scans every record under the prefix and re-seals those opened with an old key
- * (compare-and-set; a record written meanwhile is current already).  Prints a summary to
- * out.  Returns 0 when every record is now sealed with the current key, 1 when some could
- * not be opened with any configured key or Redis failed. */
+ * (compare-and-set; a record written meanwhile is current already), then binds every owner
+ * pointer bound with an old key, or not at all (from before 0.2), with the current one.
+ * Prints a summary to out.  Returns 0 when everything is now current, 1 when some record
+ * could not be opened with any configured key or Redis failed. */
 int rekey_all(const struct app *app, FILE *out);
 
 #endif

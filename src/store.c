@@ -2,6 +2,7 @@
 
 #include <hiredis.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "ids.h"
 #include "log.h"
 #include "metrics.h"
+#include "record.h"
 
 enum script_id {
     SCRIPT_RECORD_PUT,
@@ -22,12 +24,18 @@ enum script_id {
     SCRIPT_WATCH,
     SCRIPT_LOAD_OWNER,
     SCRIPT_CREATE_POINT,
+    SCRIPT_OWNER_REBIND,
     SCRIPT__MAX
 };
 
 struct store {
     const struct config *cfg;
     redisContext *rc;
+    uint64_t serial;  /* names the current connection (process-wide, never reused) */
+    unsigned epoch;   /* the primary marker when the current connection was made */
+    bool permanent;   /* the last command failed in a way that retrying cannot mend */
+    int64_t deadline_us; /* the request's: no socket wait goes beyond it (0: none) */
+    long socket_ms;      /* the timeout set on the current connection's socket */
     char key[256];                   /* scratch for prefixed key names */
     char script_sha[SCRIPT__MAX][41]; /* this thread's copy: no lock on the hot path */
     int wait_n;                       /* replicas a pair's write must reach (WAIT) */
@@ -36,24 +44,35 @@ struct store {
 
 /* ---- scripts: run with EVALSHA, loaded on demand (again after NOSCRIPT) ---- */
 
-/* KEYS[1] record; ARGV[1] expected version; ARGV[2] value; ARGV[3] ttl (0: none).
- * A value without a version this code understands counts as version 0 (overwritable),
- * as record_version() says. */
+/* The record's version as record_version() reads it (record.h: "r1:", 1 to
+ * RECORD_VERSION_DIGITS digits without a leading zero, ":"), as a string so that no
+ * number goes through Lua's doubles; "0" for a value without one (overwritable), nil for
+ * no value.  Every script that reads a version starts with this one function. */
+#define STR2(x) #x
+#define STR(x) STR2(x)
+#define LUA_VERSION_OF                                                                       \
+    "local function version_of(v)\n"                                                          \
+    "  if not v then return nil end\n"                                                        \
+    "  local d = string.match(v, '^r1:([1-9]%d*):')\n"                                        \
+    "  if d and #d <= " STR(RECORD_VERSION_DIGITS) " then return d end\n"                     \
+    "  return '0'\n"                                                                          \
+    "end\n"
+
+/* KEYS[1] record; ARGV[1] expected version ("0": none, or one without a version this code
+ * understands); ARGV[2] value; ARGV[3] ttl (0: none). */
 static const char script_record_put[] =
-    "local cur = redis.call('GET', KEYS[1])\n"
-    "local v = 0\n"
-    "if cur then v = tonumber(string.match(cur, '^r1:(%d+):')) or 0 end\n"
-    "if v ~= tonumber(ARGV[1]) then return 0 end\n"
+    LUA_VERSION_OF
+    "if (version_of(redis.call('GET', KEYS[1])) or '0') ~= ARGV[1] then return 0 end\n"
     "if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])\n"
     "else redis.call('SET', KEYS[1], ARGV[2]) end\n"
     "return 1\n";
 
 /* KEYS[1] record; ARGV[1] expected version.  1 deleted, 0 version moved, -1 missing. */
 static const char script_record_delete[] =
-    "local cur = redis.call('GET', KEYS[1])\n"
-    "if not cur then return -1 end\n"
-    "local v = tonumber(string.match(cur, '^r1:(%d+):')) or -1\n"
-    "if v ~= tonumber(ARGV[1]) then return 0 end\n"
+    LUA_VERSION_OF
+    "local v = version_of(redis.call('GET', KEYS[1]))\n"
+    "if not v then return -1 end\n"
+    "if v ~= ARGV[1] then return 0 end\n"
     "redis.call('DEL', KEYS[1])\n"
     "return 1\n";
 
@@ -83,10 +102,9 @@ static const char script_lock_release[] =
 /* KEYS[1] record; KEYS[2] lock.  {version (-1: no record), lock held 0/1}: a waiter's poll,
  * without moving the sealed record over the wire. */
 static const char script_watch[] =
-    "local cur = redis.call('GET', KEYS[1])\n"
-    "local v = -1\n"
-    "if cur then v = tonumber(string.match(cur, '^r1:(%d+):')) or 0 end\n"
-    "return {v, redis.call('EXISTS', KEYS[2])}\n";
+    LUA_VERSION_OF
+    "local v = version_of(redis.call('GET', KEYS[1]))\n"
+    "return {v and tonumber(v) or -1, redis.call('EXISTS', KEYS[2])}\n";
 
 /* KEYS[1] owner; ARGV[1] ttl (0: none); ARGV[2] key prefix.  An owner's pointer and the
  * record it names, in one round trip: false, {pointer}, or {pointer, record}.  The record's
@@ -123,10 +141,17 @@ static const char script_create_point[] =
     "if KEYS[3] ~= KEYS[2] then redis.call('DEL', KEYS[3]) end\n"
     "return 1\n";
 
-static const char *const scripts[SCRIPT__MAX] = {script_record_put,   script_record_delete,
-                                                 script_owner_set,    script_lock_try,
-                                                 script_lock_release, script_watch,
-                                                 script_load_owner,   script_create_point};
+/* KEYS[1] owner; ARGV[1] pointer expected; ARGV[2] new pointer.  Replaces the pointer,
+ * keeping its TTL, only if it is still the one expected: 1 replaced, 0 not. */
+static const char script_owner_rebind[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+    "redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')\n"
+    "return 1\n";
+
+static const char *const scripts[SCRIPT__MAX] = {
+    script_record_put, script_record_delete, script_owner_set,  script_lock_try,
+    script_lock_release, script_watch,       script_load_owner, script_create_point,
+    script_owner_rebind};
 
 struct store *store_new(const struct config *cfg)
 {
@@ -139,13 +164,21 @@ struct store *store_new(const struct config *cfg)
 
 static void primary_forget(const struct config *cfg);
 
+/* Closes the connection without forgetting where the primary is. */
+static void close_connection(struct store *s)
+{
+    if (s->rc) {
+        redisFree(s->rc);
+        s->rc = NULL;
+    }
+}
+
 /* Drops the connection (dead after any error in hiredis); in sentinel mode the primary's
  * address is forgotten too, so the next connection asks the sentinels again. */
 static void drop(struct store *s)
 {
     if (s->rc) {
-        redisFree(s->rc);
-        s->rc = NULL;
+        close_connection(s);
         primary_forget(s->cfg);
     }
 }
@@ -189,7 +222,26 @@ static struct {
      * by a replica, also once the replicas are gone (a demoted primary's last writes). */
     char replids[16][41];
     unsigned n_replids;
+    char replid[41]; /* of the primary connected to last */
+    long long config_epoch; /* the sentinels' failover count of the primary named last */
 } topo = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* The current-primary marker: moves whenever any thread learns that the primary may have
+ * changed (READONLY, a failed WAIT, the sentinels naming another node, a new replication
+ * id); every connection made under an older value is made again before its next command,
+ * so no thread goes on reading from or writing to a demoted primary. */
+static atomic_uint primary_epoch;
+static atomic_uint_fast64_t connection_serials;
+
+static void primary_moved(const struct config *cfg, const char *why)
+{
+    static atomic_llong logged_us;
+    atomic_fetch_add(&primary_epoch, 1);
+    primary_forget(cfg);
+    long long now = clock_mono_us(), last = atomic_load(&logged_us);
+    if (now - last > 1000000 && atomic_compare_exchange_strong(&logged_us, &last, now))
+        log_msg(LOG_WARN, "redis: %s; every connection finds the primary again", why);
+}
 
 /* Forgets the primary's address (sentinel mode): the next connection asks the sentinels. */
 static void primary_forget(const struct config *cfg)
@@ -201,23 +253,58 @@ static void primary_forget(const struct config *cfg)
     pthread_mutex_unlock(&topo.mu);
 }
 
-static struct timeval timeout_of(const struct config *cfg)
+static struct timeval tv_of_ms(long ms)
 {
-    return (struct timeval){.tv_sec = cfg->redis_timeout_ms / 1000,
-                            .tv_usec = (cfg->redis_timeout_ms % 1000) * 1000};
+    return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
 }
 
-/* Asks the sentinels, in turn, for the primary of FBCONNECT_REDIS_MASTER. */
-static bool ask_sentinels(const struct config *cfg, char *host, size_t hostsz, int *port)
+static struct timeval timeout_of(const struct config *cfg)
+{
+    return tv_of_ms(cfg->redis_timeout_ms);
+}
+
+/* How long the next socket wait may last: want_ms, or less when the request's deadline is
+ * nearer; 0 when it has passed. */
+static long step_ms(const struct store *s, long want_ms)
+{
+    if (!s->deadline_us)
+        return want_ms;
+    int64_t left = (s->deadline_us - clock_mono_us()) / 1000;
+    return left <= 0 ? 0 : left < want_ms ? (long)left : want_ms;
+}
+
+/* Sets the current connection's socket timeout to ms unless it is set so already. */
+static bool socket_timeout(struct store *s, long ms)
+{
+    if (!s->rc)
+        return false;
+    if (s->socket_ms == ms)
+        return true;
+    if (redisSetTimeout(s->rc, tv_of_ms(ms)) != REDIS_OK)
+        return false;
+    s->socket_ms = ms;
+    return true;
+}
+
+void store_set_deadline(struct store *s, int64_t deadline_us)
+{
+    s->deadline_us = deadline_us;
+}
+
+/* Asks the sentinels, in turn, for the primary of FBCONNECT_REDIS_MASTER (logging the
+ * ones that fail unless quiet). */
+static bool ask_sentinels(const struct config *cfg, struct timeval tv, char *host, size_t hostsz,
+                          int *port, long long *config_epoch, bool quiet)
 {
     pthread_mutex_lock(&topo.mu);
     unsigned first = topo.next_sentinel++;
     pthread_mutex_unlock(&topo.mu);
     for (size_t i = 0; i < cfg->n_sentinels; i++) {
         const struct redis_endpoint *e = &cfg->sentinels[(first + i) % cfg->n_sentinels];
-        redisContext *rc = redisConnectWithTimeout(e->host, e->port, timeout_of(cfg));
-        if (!rc || rc->err || redisSetTimeout(rc, timeout_of(cfg)) != REDIS_OK) {
-            log_msg(LOG_WARN, "sentinel %s:%d unreachable", e->host, e->port);
+        redisContext *rc = redisConnectWithTimeout(e->host, e->port, tv);
+        if (!rc || rc->err || redisSetTimeout(rc, tv) != REDIS_OK) {
+            if (!quiet)
+                log_msg(LOG_WARN, "sentinel %s:%d unreachable", e->host, e->port);
             if (rc)
                 redisFree(rc);
             continue;
@@ -229,14 +316,30 @@ static bool ask_sentinels(const struct config *cfg, char *host, size_t hostsz, i
             if (a)
                 freeReplyObject(a);
         }
-        redisReply *r = ok ? redisCommand(rc, "SENTINEL get-master-addr-by-name %s", cfg->sentinel_master) : NULL;
-        bool found = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-                     r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING;
-        if (found) {
-            snprintf(host, hostsz, "%s", r->element[0]->str);
-            *port = atoi(r->element[1]->str);
+        /* SENTINEL MASTER rather than get-master-addr-by-name: its config-epoch tells a
+         * sentinel that has not heard of a failover yet from one that has. */
+        redisReply *r = ok ? redisCommand(rc, "SENTINEL MASTER %s", cfg->sentinel_master) : NULL;
+        bool found = false;
+        const char *ip = NULL, *pt = NULL, *ep = NULL;
+        for (size_t f = 0; r && r->type == REDIS_REPLY_ARRAY && f + 1 < r->elements; f += 2) {
+            redisReply *key = r->element[f], *val = r->element[f + 1];
+            if (key->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING)
+                continue;
+            if (strcmp(key->str, "ip") == 0)
+                ip = val->str;
+            else if (strcmp(key->str, "port") == 0)
+                pt = val->str;
+            else if (strcmp(key->str, "config-epoch") == 0)
+                ep = val->str;
+        }
+        if (ip && pt && atoi(pt) > 0) {
+            found = true;
+            snprintf(host, hostsz, "%s", ip);
+            *port = atoi(pt);
+            *config_epoch = ep ? strtoll(ep, NULL, 10) : 0;
         } else {
-            log_msg(LOG_WARN, "sentinel %s:%d does not name a primary for %s", e->host, e->port,
+            if (!quiet)
+                log_msg(LOG_WARN, "sentinel %s:%d does not name a primary for %s", e->host, e->port,
                     cfg->sentinel_master);
         }
         if (r)
@@ -248,13 +351,102 @@ static bool ask_sentinels(const struct config *cfg, char *host, size_t hostsz, i
     return false;
 }
 
-static bool check_replicas(struct store *s);
-
 /* Reads ROLE and INFO replication of a fresh connection: false when the server is not a
- * primary; sets s->wait_n, the replicas a pair's write must reach. */
+ * primary; sets s->wait_n, the replicas a pair's write must reach.  A primary whose
+ * replication id differs from the one connected to before is a new primary (a failover
+ * behind the same address): every other connection is made again. */
+/* Records the primary a sentinel names, unless an answer of a later failover (a higher
+ * config epoch) was seen already; another primary than before moves the marker. */
+static void primary_named(const char *host, int port, long long config_epoch)
+{
+    pthread_mutex_lock(&topo.mu);
+    if (config_epoch < topo.config_epoch) {
+        topo.known = topo.host[0] != '\0';
+        pthread_mutex_unlock(&topo.mu);
+        return;
+    }
+    topo.config_epoch = config_epoch;
+    bool moved = topo.host[0] && (strcmp(topo.host, host) != 0 || topo.port != port);
+    snprintf(topo.host, sizeof topo.host, "%s", host);
+    topo.port = port;
+    topo.known = true;
+    pthread_mutex_unlock(&topo.mu);
+    if (moved) {
+        atomic_fetch_add(&primary_epoch, 1);
+        log_msg(LOG_WARN, "redis: the sentinels name a new primary, %s:%d; every connection moves there",
+                host, port);
+    }
+}
+
+/* ---- following the sentinels: one thread per process asks them every FOLLOW_MS, so a
+ * failover reaches every thread within that time, not only those whose command fails ---- */
+
+#define FOLLOW_MS 250
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stopping, started;
+    pthread_t thread;
+    const struct config *cfg;
+} follow = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void *follow_main(void *unused)
+{
+    (void)unused;
+    pthread_mutex_lock(&follow.mu);
+    while (!follow.stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += FOLLOW_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&follow.cv, &follow.mu, &until);
+        if (follow.stopping)
+            break;
+        pthread_mutex_unlock(&follow.mu);
+        char host[256];
+        int port;
+        long long config_epoch;
+        if (ask_sentinels(follow.cfg, timeout_of(follow.cfg), host, sizeof host, &port,
+                          &config_epoch, true))
+            primary_named(host, port, config_epoch);
+        pthread_mutex_lock(&follow.mu);
+    }
+    pthread_mutex_unlock(&follow.mu);
+    return NULL;
+}
+
+int store_follow_start(const struct config *cfg)
+{
+    if (cfg->n_sentinels == 0 || follow.started)
+        return 0;
+    follow.cfg = cfg;
+    follow.stopping = false;
+    if (pthread_create(&follow.thread, NULL, follow_main, NULL) != 0)
+        return -1;
+    follow.started = true;
+    return 0;
+}
+
+void store_follow_stop(void)
+{
+    if (!follow.started)
+        return;
+    pthread_mutex_lock(&follow.mu);
+    follow.stopping = true;
+    pthread_cond_signal(&follow.cv);
+    pthread_mutex_unlock(&follow.mu);
+    pthread_join(follow.thread, NULL);
+    follow.started = false;
+}
+
+static bool read_replication(struct store *s);
+
 static bool check_primary(struct store *s)
 {
-    const struct config *cfg = s->cfg;
     redisReply *r = redisCommand(s->rc, "ROLE");
     if (!r)
         return false;
@@ -262,35 +454,38 @@ static bool check_primary(struct store *s)
     bool primary = r->type == REDIS_REPLY_ERROR ||
                    (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
                     r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") == 0);
-    if (r)
-        freeReplyObject(r);
+    freeReplyObject(r);
     if (!primary) {
         log_msg(LOG_WARN, "redis at the configured address is not a primary (yet)");
         return false;
     }
-    if (cfg->wait_replicas >= 0) {
-        s->wait_n = cfg->wait_replicas;
-        return true;
-    }
-    return check_replicas(s);
+    return read_replication(s);
 }
 
-/* Auto mode: wait for one replica when this primary has (or, by its replication id, had)
- * replicas.  Returns false only when Redis did not answer. */
-static bool check_replicas(struct store *s)
+/* INFO replication: sets s->wait_n; a new replication id moves the marker.  False when
+ * Redis did not answer. */
+static bool read_replication(struct store *s)
 {
+    const struct config *cfg = s->cfg;
     s->replication_checked = clock_mono_us();
-    redisReply *r = redisCommand(s->rc, "INFO replication");
+    redisReply *r;
+    r = redisCommand(s->rc, "INFO replication");
     if (!r)
         return false;
-    const char *info = r && r->type == REDIS_REPLY_STRING ? r->str : "";
+    const char *info = r->type == REDIS_REPLY_STRING ? r->str : "";
     const char *rep = strstr(info, "connected_slaves:");
     const char *id = strstr(info, "master_replid:");
     long replicas = rep ? atol(rep + strlen("connected_slaves:")) : 0;
     char replid[41] = "";
     if (id)
         sscanf(id + strlen("master_replid:"), "%40[0-9a-f]", replid);
+    freeReplyObject(r);
     pthread_mutex_lock(&topo.mu);
+    bool moved = replid[0] && topo.replid[0] && strcmp(replid, topo.replid) != 0;
+    if (replid[0])
+        snprintf(topo.replid, sizeof topo.replid, "%s", replid);
+    /* Replication ids of primaries seen with replicas: writes to them must be acknowledged
+     * by a replica, also once the replicas are gone (a demoted primary's last writes). */
     bool known = false;
     for (unsigned i = 0; i < topo.n_replids && i < 16 && !known; i++)
         known = replid[0] && strcmp(topo.replids[i], replid) == 0;
@@ -300,15 +495,21 @@ static bool check_replicas(struct store *s)
         known = true;
     }
     pthread_mutex_unlock(&topo.mu);
-    s->wait_n = known ? 1 : 0;
-    freeReplyObject(r);
+    if (moved) {
+        atomic_fetch_add(&primary_epoch, 1);
+        log_msg(LOG_WARN, "redis: a new primary (replication id changed); every connection finds it again");
+    }
+    s->wait_n = cfg->wait_replicas >= 0 ? cfg->wait_replicas : known ? 1 : 0;
     return true;
 }
 
 static bool connect_redis(struct store *s)
 {
     const struct config *cfg = s->cfg;
-    struct timeval tv = timeout_of(cfg);
+    long ms = step_ms(s, cfg->redis_timeout_ms);
+    if (ms <= 0)
+        return false; /* the request's time is up */
+    struct timeval tv = tv_of_ms(ms);
     if (cfg->n_sentinels > 0) {
         char host[256];
         int port = 0;
@@ -318,14 +519,16 @@ static bool connect_redis(struct store *s)
         port = topo.port;
         pthread_mutex_unlock(&topo.mu);
         if (!known) {
-            if (!ask_sentinels(cfg, host, sizeof host, &port)) {
+            long long config_epoch;
+            if (!ask_sentinels(cfg, tv, host, sizeof host, &port, &config_epoch, false)) {
                 log_msg(LOG_ERROR, "no sentinel names a primary for %s", cfg->sentinel_master);
                 return false;
             }
+            /* A sentinel behind the others names an older primary: use the newest known. */
+            primary_named(host, port, config_epoch);
             pthread_mutex_lock(&topo.mu);
-            snprintf(topo.host, sizeof topo.host, "%s", host);
-            topo.port = port;
-            topo.known = true;
+            snprintf(host, sizeof host, "%s", topo.host);
+            port = topo.port;
             pthread_mutex_unlock(&topo.mu);
         }
         s->rc = redisConnectWithTimeout(host, port, tv);
@@ -340,7 +543,8 @@ static bool connect_redis(struct store *s)
         return false;
     }
     /* hiredis 0.14: the command timeout must be set again on every new connection. */
-    if (redisSetTimeout(s->rc, tv) != REDIS_OK) {
+    s->socket_ms = 0;
+    if (!socket_timeout(s, ms)) {
         drop(s);
         return false;
     }
@@ -353,11 +557,18 @@ static bool connect_redis(struct store *s)
     }
     if (ok && cfg->redis_db != 0)
         ok = setup_command(s, "SELECT", redisCommand(s->rc, "SELECT %d", cfg->redis_db));
+    /* The marker is read before ROLE: a move announced meanwhile makes this connection
+     * stale at once rather than trusted. */
+    unsigned epoch = atomic_load(&primary_epoch);
     if (ok)
         ok = check_primary(s);
-    if (!ok)
+    if (!ok) {
         drop(s);
-    return ok;
+        return false;
+    }
+    s->epoch = epoch;
+    s->serial = atomic_fetch_add(&connection_serials, 1) + 1;
+    return true;
 }
 
 /* Sends a command (argv form) and returns its reply, or NULL after dropping the connection
@@ -366,12 +577,12 @@ static bool connect_redis(struct store *s)
  * not retried, since the command may have run and its reply be late (a second SET NX
  * would then wrongly find its own key).  The caller frees the reply. */
 static redisReply *command_send(struct store *s, int argc, const char **argv,
-                                const size_t *lens, bool may_reconnect);
+                                const size_t *lens, bool may_reconnect, long extra_ms);
 
 static redisReply *command(struct store *s, int argc, const char **argv, const size_t *lens)
 {
     int64_t t0 = clock_mono_us();
-    redisReply *r = command_send(s, argc, argv, lens, true);
+    redisReply *r = command_send(s, argc, argv, lens, true, 0);
     metrics_redis(r != NULL, clock_mono_us() - t0);
     return r;
 }
@@ -381,17 +592,36 @@ static redisReply *command(struct store *s, int argc, const char **argv, const s
 static redisReply *command_here(struct store *s, int argc, const char **argv, const size_t *lens)
 {
     int64_t t0 = clock_mono_us();
-    redisReply *r = s->rc ? command_send(s, argc, argv, lens, false) : NULL;
+    redisReply *r = s->rc ? command_send(s, argc, argv, lens, false, 0) : NULL;
     metrics_redis(r != NULL, clock_mono_us() - t0);
     return r;
 }
 
-static redisReply *command_send(struct store *s, int argc, const char **argv,
-                                const size_t *lens, bool may_reconnect)
+/* Errors after which a command may succeed when tried again, perhaps elsewhere; any
+ * other error (WRONGTYPE, OOM, a script error, …) is permanent: no retry mends it. */
+static bool error_may_heal(const char *e)
 {
+    static const char *const healing[] = {"READONLY", "LOADING", "MASTERDOWN", "NOREPLICAS",
+                                          "BUSY", "TRYAGAIN", "CLUSTERDOWN", "NOAUTH"};
+    for (size_t i = 0; i < sizeof healing / sizeof healing[0]; i++)
+        if (strncmp(e, healing[i], strlen(healing[i])) == 0)
+            return true;
+    return false;
+}
+
+static redisReply *command_send(struct store *s, int argc, const char **argv,
+                                const size_t *lens, bool may_reconnect, long extra_ms)
+{
+    s->permanent = false;
+    /* A connection made before the primary moved is made again first. */
+    if (may_reconnect && s->rc && s->epoch != atomic_load(&primary_epoch))
+        close_connection(s);
     for (int attempt = 0; attempt < (may_reconnect ? 2 : 1); attempt++) {
         if (!s->rc && (!may_reconnect || !connect_redis(s)))
             return NULL;
+        long ms = step_ms(s, s->cfg->redis_timeout_ms + extra_ms);
+        if (ms <= 0 || !socket_timeout(s, ms))
+            return NULL; /* the request's time is up: no wait beyond its deadline */
         redisReply *r = redisCommandArgv(s->rc, argc, argv, lens);
         if (!r) {
             /* A connection that died while idle (Redis restarted) fails on first use: try
@@ -404,10 +634,18 @@ static redisReply *command_send(struct store *s, int argc, const char **argv,
             continue;
         }
         if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) != 0) {
-            log_msg(LOG_ERROR, "redis error: %.200s", r->str);
-            if (strncmp(r->str, "READONLY", 8) == 0 || strncmp(r->str, "LOADING", 7) == 0 ||
-                strncmp(r->str, "NOAUTH", 6) == 0 || strncmp(r->str, "MASTERDOWN", 10) == 0)
-                drop(s);
+            if (!error_may_heal(r->str)) {
+                s->permanent = true;
+                log_msg(LOG_ERROR, "redis refused a command, which no retry will mend (not "
+                                   "retried; check the data under FBCONNECT_REDIS_PREFIX and Redis's "
+                                   "memory): %.200s", r->str);
+            } else {
+                log_msg(LOG_ERROR, "redis error: %.200s", r->str);
+                if (strncmp(r->str, "READONLY", 8) == 0 || strncmp(r->str, "MASTERDOWN", 10) == 0)
+                    primary_moved(s->cfg, "the node connected to is no longer the primary");
+                else
+                    drop(s);
+            }
             freeReplyObject(r);
             return NULL;
         }
@@ -423,9 +661,11 @@ static redisReply *command1(struct store *s, const char *a0, const char *a1)
     return command(s, 2, argv, lens);
 }
 
-/* EVALSHA with the script's cached sha, (re)loading it when Redis does not know it. */
-static redisReply *eval(struct store *s, enum script_id id, int nkeys, const char **keys,
-                        int nargs, const char **args, const size_t *arglens)
+/* EVALSHA with the script's cached sha, (re)loading it when Redis does not know it; on
+ * the current connection only when `here` (NULL when there is none or it fails). */
+static redisReply *eval_on(struct store *s, bool here, enum script_id id, int nkeys,
+                           const char **keys, int nargs, const char **args,
+                           const size_t *arglens)
 {
     const char *argv[12];
     size_t lens[12];
@@ -436,7 +676,7 @@ static redisReply *eval(struct store *s, enum script_id id, int nkeys, const cha
         if (!sha[0]) {
             const char *la[] = {"SCRIPT", "LOAD", scripts[id]};
             size_t ll[] = {6, 4, strlen(scripts[id])};
-            redisReply *r = command(s, 3, la, ll);
+            redisReply *r = here ? command_here(s, 3, la, ll) : command(s, 3, la, ll);
             if (!r)
                 return NULL;
             if (r->type != REDIS_REPLY_STRING || r->len != 40) {
@@ -462,7 +702,7 @@ static redisReply *eval(struct store *s, enum script_id id, int nkeys, const cha
             argv[argc] = args[i];
             lens[argc++] = arglens[i];
         }
-        redisReply *r = command(s, argc, argv, lens);
+        redisReply *r = here ? command_here(s, argc, argv, lens) : command(s, argc, argv, lens);
         if (!r)
             return NULL;
         if (r->type == REDIS_REPLY_ERROR) { /* NOSCRIPT: Redis restarted or flushed */
@@ -473,6 +713,18 @@ static redisReply *eval(struct store *s, enum script_id id, int nkeys, const cha
         return r;
     }
     return NULL;
+}
+
+static redisReply *eval(struct store *s, enum script_id id, int nkeys, const char **keys,
+                        int nargs, const char **args, const size_t *arglens)
+{
+    return eval_on(s, false, id, nkeys, keys, nargs, args, arglens);
+}
+
+static redisReply *eval_here(struct store *s, enum script_id id, int nkeys, const char **keys,
+                             int nargs, const char **args, const size_t *arglens)
+{
+    return eval_on(s, true, id, nkeys, keys, nargs, args, arglens);
 }
 
 enum store_result store_ping(struct store *s)
@@ -628,15 +880,16 @@ static void lock_keys(struct store *s, const char *record_name, char *lock, char
     snprintf(cool, n, "%scool:%s", s->cfg->redis_prefix, record_name);
 }
 
-enum store_result store_lock_try(struct store *s, const char *record_name, const char *owner,
-                                 long ttl_ms)
+enum store_result store_lock_try(struct store *s, const char *record_name,
+                                 struct store_lock *lock, long ttl_ms)
 {
-    char lock[256], cool[256], ttl[24];
-    lock_keys(s, record_name, lock, cool, sizeof lock);
+    char lkey[256], cool[256], ttl[24];
+    lock_keys(s, record_name, lkey, cool, sizeof lkey);
     snprintf(ttl, sizeof ttl, "%ld", ttl_ms);
-    const char *keys[] = {lock, cool};
-    const char *args[] = {owner, ttl};
-    size_t lens[] = {strlen(owner), strlen(ttl)};
+    const char *keys[] = {lkey, cool};
+    const char *args[] = {lock->owner, ttl};
+    size_t lens[] = {strlen(lock->owner), strlen(ttl)};
+    int64_t t0 = clock_mono_us();
     redisReply *r = eval(s, SCRIPT_LOCK_TRY, 2, keys, 2, args, lens);
     if (!r)
         return STORE_UNAVAILABLE;
@@ -644,23 +897,50 @@ enum store_result store_lock_try(struct store *s, const char *record_name, const
     if (r->type == REDIS_REPLY_INTEGER)
         res = r->integer == 1 ? STORE_OK : r->integer == 0 ? STORE_EXISTS : STORE_CONFLICT;
     freeReplyObject(r);
+    if (res == STORE_OK) {
+        lock->connection = s->serial;
+        lock->epoch = s->epoch;
+        lock->expires_us = t0 + ttl_ms * 1000;
+    }
     return res;
 }
 
-enum store_result store_lock_release(struct store *s, const char *record_name, const char *owner,
-                                     long cooldown_ms)
+/* The release script on this store's current connection, or (elsewhere) on the current
+ * primary.  True when Redis ran it. */
+static bool release_once(struct store *s, const char *record_name, const struct store_lock *lock,
+                         long cooldown_ms, bool here)
 {
-    char lock[256], cool[256], ms[24];
-    lock_keys(s, record_name, lock, cool, sizeof lock);
+    char lkey[256], cool[256], ms[24];
+    lock_keys(s, record_name, lkey, cool, sizeof lkey);
     snprintf(ms, sizeof ms, "%ld", cooldown_ms > 0 ? cooldown_ms : 0);
-    const char *keys[] = {lock, cool};
-    const char *args[] = {owner, ms};
-    size_t lens[] = {strlen(owner), strlen(ms)};
-    redisReply *r = eval(s, SCRIPT_LOCK_RELEASE, 2, keys, 2, args, lens);
+    const char *keys[] = {lkey, cool};
+    const char *args[] = {lock->owner, ms};
+    size_t lens[] = {strlen(lock->owner), strlen(ms)};
+    redisReply *r = here ? eval_here(s, SCRIPT_LOCK_RELEASE, 2, keys, 2, args, lens)
+                         : eval(s, SCRIPT_LOCK_RELEASE, 2, keys, 2, args, lens);
     if (!r)
-        return STORE_UNAVAILABLE;
+        return false;
     freeReplyObject(r);
-    return STORE_OK;
+    return true;
+}
+
+enum store_result store_lock_release(struct store *s, const char *record_name,
+                                     const struct store_lock *lock, long cooldown_ms)
+{
+    /* On the node that holds it, while this store is still connected there. */
+    bool on_holder = s->rc && s->serial == lock->connection;
+    bool released = on_holder && release_once(s, record_name, lock, cooldown_ms, true);
+    /* When the primary may have moved since the lock was taken, the lock may have reached
+     * the new primary too (promoted with a replica that had it): release it there as well.
+     * Deleting only this owner's token, the script is safe to run anywhere. */
+    if (released && lock->epoch == atomic_load(&primary_epoch))
+        return STORE_OK;
+    return release_once(s, record_name, lock, cooldown_ms, false) ? STORE_OK : STORE_UNAVAILABLE;
+}
+
+bool store_may_heal(const struct store *s)
+{
+    return !s->permanent;
 }
 
 enum store_result store_watch(struct store *s, const char *record_name, int64_t *version,
@@ -684,13 +964,15 @@ enum store_result store_watch(struct store *s, const char *record_name, int64_t 
     return res;
 }
 
-int store_scan_records(struct store *s, void (*fn)(const char *record_name, void *arg), void *arg)
+/* SCAN for every key of the given kinds ("c:*", …), calling fn with each name without
+ * the prefix.  Returns how many, or -1 when Redis failed. */
+static int scan_kinds(struct store *s, const char *const *kinds, size_t n_kinds,
+                      void (*fn)(const char *name, void *arg), void *arg)
 {
     char cursor[32] = "0", pattern[128];
     size_t prefix_len = strlen(s->cfg->redis_prefix);
     int seen = 0;
-    static const char *const kinds[] = {"c:*", "p:*"};
-    for (size_t kind = 0; kind < 2; kind++) {
+    for (size_t kind = 0; kind < n_kinds; kind++) {
         snprintf(pattern, sizeof pattern, "%s%s", s->cfg->redis_prefix, kinds[kind]);
         strcpy(cursor, "0");
         do {
@@ -719,6 +1001,41 @@ int store_scan_records(struct store *s, void (*fn)(const char *record_name, void
         } while (strcmp(cursor, "0") != 0);
     }
     return seen;
+}
+
+int store_scan_records(struct store *s, void (*fn)(const char *record_name, void *arg), void *arg)
+{
+    static const char *const kinds[] = {"c:*", "p:*"};
+    return scan_kinds(s, kinds, 2, fn, arg);
+}
+
+int store_scan_owners(struct store *s, void (*fn)(const char *owner, void *arg), void *arg)
+{
+    static const char *const kinds[] = {"s:*", "u:*"};
+    return scan_kinds(s, kinds, 2, fn, arg);
+}
+
+enum store_result store_owner_get(struct store *s, const char *owner, struct arena *a,
+                                  char **pointer)
+{
+    return get_sliding(s, owner, 0, a, pointer, NULL);
+}
+
+enum store_result store_owner_rebind(struct store *s, const char *owner, const char *was,
+                                     const char *pointer)
+{
+    char key[256];
+    snprintf(key, sizeof key, "%s%s", s->cfg->redis_prefix, owner);
+    const char *keys[] = {key};
+    const char *args[] = {was, pointer};
+    size_t lens[] = {strlen(was), strlen(pointer)};
+    redisReply *r = eval(s, SCRIPT_OWNER_REBIND, 1, keys, 2, args, lens);
+    if (!r)
+        return STORE_UNAVAILABLE;
+    enum store_result res = r->type == REDIS_REPLY_INTEGER && r->integer == 1 ? STORE_OK
+                                                                               : STORE_CONFLICT;
+    freeReplyObject(r);
+    return res;
 }
 
 enum store_result store_claim(struct store *s, const char *name, long ms)
@@ -820,24 +1137,25 @@ enum store_result store_wait_durable(struct store *s)
         return STORE_UNAVAILABLE;
     /* Replicas come and go: look again now and then on a long-lived connection. */
     if (s->cfg->wait_replicas < 0 && clock_mono_us() - s->replication_checked > 5000000 &&
-        !check_replicas(s)) {
+        !read_replication(s)) {
         drop(s);
         return STORE_UNAVAILABLE;
     }
     if (s->wait_n <= 0)
         return STORE_OK;
+    /* WAIT blocks up to its timeout on the server: the socket gets that long beyond the
+     * usual timeout; both end by the request's deadline. */
+    long wait_ms = step_ms(s, s->cfg->wait_timeout_ms);
+    if (wait_ms <= 0)
+        return STORE_UNAVAILABLE; /* the request's time is up: not durable, not a failover */
     char n[16], ms[24];
     snprintf(n, sizeof n, "%d", s->wait_n);
-    snprintf(ms, sizeof ms, "%ld", s->cfg->wait_timeout_ms);
+    snprintf(ms, sizeof ms, "%ld", wait_ms);
     const char *argv[] = {"WAIT", n, ms};
     size_t lens[] = {4, strlen(n), strlen(ms)};
-    /* WAIT blocks up to wait_timeout_ms: give the socket that long beyond the usual timeout. */
-    struct timeval tv = {.tv_sec = (s->cfg->redis_timeout_ms + s->cfg->wait_timeout_ms) / 1000,
-                         .tv_usec = ((s->cfg->redis_timeout_ms + s->cfg->wait_timeout_ms) % 1000) * 1000};
-    redisSetTimeout(s->rc, tv);
-    redisReply *r = command_here(s, 3, argv, lens);
-    if (s->rc)
-        redisSetTimeout(s->rc, timeout_of(s->cfg));
+    int64_t t0 = clock_mono_us();
+    redisReply *r = command_send(s, 3, argv, lens, false, wait_ms);
+    metrics_redis(r != NULL, clock_mono_us() - t0);
     long long acks = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
     if (r)
         freeReplyObject(r);
@@ -845,6 +1163,8 @@ enum store_result store_wait_durable(struct store *s)
         return STORE_OK;
     log_msg(LOG_WARN, "redis: %lld of %d replicas acknowledged a write in %ld ms; treating it as not durable",
             acks < 0 ? 0 : acks, s->wait_n, s->cfg->wait_timeout_ms);
-    drop(s); /* a failover may be under way: find the primary again */
+    /* A failover may be under way.  This connection stays open until its next command, so
+     * a lock just taken on it can still be released on the node that holds it. */
+    primary_moved(s->cfg, "a write was not acknowledged by a replica in time");
     return STORE_UNAVAILABLE;
 }

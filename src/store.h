@@ -4,8 +4,8 @@
  * returns.  With FBCONNECT_REDIS_SENTINELS, the primary is found through the sentinels
  * (SENTINEL get-master-addr-by-name, then ROLE) and found again after any failure.  Every key is FBCONNECT_REDIS_PREFIX + a name made of a kind letter and a hash:
  *
- *   s:<hash(session id)>   → "<record name>/<generation>"  (TTL: session TTL, sliding)
- *   u:<hash(site user)>    → "<record name>/<generation>"  (no TTL: the back end relies on it)
+ *   s:<hash(session id)>   → owner pointer (pointer.h)  (TTL: session TTL, sliding)
+ *   u:<hash(site user)>    → owner pointer  (no TTL: the back end relies on it)
  *   c:<hash(client, FreshBooks user)>  connection record of an identity
  *   p:<random>             connection record whose identity is not known yet
  *   st:<hash(state nonce)> used-state marker (expires 10 minutes after its state)
@@ -33,9 +33,21 @@ enum store_result {
 
 struct store;
 
+/* With FBCONNECT_REDIS_SENTINELS: starts the process's thread that asks the sentinels for
+ * the primary every 250 ms and, when they name another one, makes every store connect
+ * there before its next command.  No-op without sentinels.  Returns 0 or -1. */
+int store_follow_start(const struct config *cfg);
+void store_follow_stop(void);
+
 /* A store for one thread; connects lazily.  Free with store_free. */
 struct store *store_new(const struct config *cfg);
 void store_free(struct store *s);
+
+/* Every socket wait of this store ends by deadline_us (monotonic; 0: none) — connect,
+ * sentinel queries, commands, WAIT — and once it has passed commands fail at once
+ * (STORE_UNAVAILABLE): a request's time is bounded however many retries it makes.  Set
+ * per request. */
+void store_set_deadline(struct store *s, int64_t deadline_us);
 
 /* PING. */
 enum store_result store_ping(struct store *s);
@@ -61,7 +73,7 @@ enum store_result store_record_create(struct store *s, const char *record_name, 
                                       size_t len, long ttl, const char *owner, const char *pointer,
                                       const char *old_owner);
 
-/* Points `owner` at a record (pointer "<record name>/<generation>"; TTL ttl seconds, none
+/* Points `owner` at a record (pointer as pointer.h makes it; TTL ttl seconds, none
  * when 0) and, atomically with it, deletes `old_owner` when it is not NULL. */
 enum store_result store_owner_set(struct store *s, const char *owner, const char *pointer,
                                   long ttl, const char *old_owner);
@@ -83,14 +95,27 @@ enum store_result store_record_put(struct store *s, const char *record_name,
 enum store_result store_record_delete(struct store *s, const char *record_name,
                                       uint64_t expected_version);
 
-/* Takes the refresh lock of a record (SET NX PX) unless the record is cooling down:
- * STORE_OK taken, STORE_EXISTS held by another owner, STORE_CONFLICT cooling down. */
-enum store_result store_lock_try(struct store *s, const char *record_name, const char *owner,
-                                 long ttl_ms);
-/* Releases the lock if `owner` still holds it, first starting a cooldown of cooldown_ms
- * (none when 0). */
-enum store_result store_lock_release(struct store *s, const char *record_name, const char *owner,
-                                     long cooldown_ms);
+/* A refresh lock: the caller's random owner token, and where and until when store_lock_try
+ * took it. */
+struct store_lock {
+    char owner[33];
+    uint64_t connection; /* the connection that took it */
+    unsigned epoch;      /* the current-primary marker then */
+    int64_t expires_us;  /* monotonic time its TTL ends (at the latest) */
+};
+
+/* Takes the refresh lock of a record (SET NX PX, lock->owner as the value) unless the
+ * record is cooling down: STORE_OK taken (lock filled in), STORE_EXISTS held by another
+ * owner, STORE_CONFLICT cooling down. */
+enum store_result store_lock_try(struct store *s, const char *record_name,
+                                 struct store_lock *lock, long ttl_ms);
+/* Releases the lock if its owner still holds it, first starting a cooldown of cooldown_ms
+ * (none when 0): on the node that holds it (the connection that took it, when still
+ * open) and, when the primary may have moved since, on the current primary as well.
+ * STORE_UNAVAILABLE when it may still be held somewhere: release again later (until
+ * lock->expires_us; the TTL ends it then anyway). */
+enum store_result store_lock_release(struct store *s, const char *record_name,
+                                     const struct store_lock *lock, long cooldown_ms);
 /* A waiter's poll: the record's version (-1 when gone) and whether its lock is held. */
 enum store_result store_watch(struct store *s, const char *record_name, int64_t *version,
                               bool *locked);
@@ -99,8 +124,14 @@ enum store_result store_watch(struct store *s, const char *record_name, int64_t 
  * the replicas this primary requires (FBCONNECT_REDIS_WAIT_REPLICAS; by default 1 when
  * the primary has, or had, replicas, else none).  STORE_OK, or STORE_UNAVAILABLE when too
  * few acknowledged in FBCONNECT_REDIS_WAIT_TIMEOUT_MS: the write may vanish in a failover,
- * and the connection is dropped so the next command finds the primary again. */
+ * and every connection of the process finds the primary again before its next command
+ * (this one stays open for a release on the node that holds a lock). */
 enum store_result store_wait_durable(struct store *s);
+
+/* After STORE_UNAVAILABLE: false when Redis refused the last command in a way no retry
+ * mends (a key of the wrong type, out of memory, …: logged), so the caller fails at once
+ * instead of retrying. */
+bool store_may_heal(const struct store *s);
 
 /* SET <prefix><name> 1 NX PX ms: STORE_OK when this caller claimed it, STORE_EXISTS when
  * someone did within the last ms. */
@@ -113,5 +144,16 @@ enum store_result store_config_get(struct store *s, const char *name, char *out,
 /* Calls fn with the name (without prefix) of every connection record (c:… and p:…), as
  * SCAN finds them.  Returns how many, or -1 when Redis failed. */
 int store_scan_records(struct store *s, void (*fn)(const char *record_name, void *arg), void *arg);
+/* The same for every owner pointer (s:… and u:…). */
+int store_scan_owners(struct store *s, void (*fn)(const char *owner, void *arg), void *arg);
+
+/* An owner's pointer as stored (arena), without sliding its TTL: STORE_OK or
+ * STORE_NOT_FOUND. */
+enum store_result store_owner_get(struct store *s, const char *owner, struct arena *a,
+                                  char **pointer);
+/* Replaces owner's pointer `was` with `pointer`, keeping its TTL, only if it is still `was`:
+ * STORE_OK, or STORE_CONFLICT when it changed meanwhile. */
+enum store_result store_owner_rebind(struct store *s, const char *owner, const char *was,
+                                     const char *pointer);
 
 #endif

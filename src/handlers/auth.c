@@ -3,7 +3,9 @@
  * 200: X-FreshBooks-Authorization: Bearer <token> and X-FreshBooks-Account-Id (the first
  *      business's account_id), refreshing the pair first when it is close to expiry.
  * 401: not connected, reconnect required, or (FBCONNECT_USER_PARAM) no signed-in site user.
- * 503: Redis or FreshBooks unavailable, or FreshBooks refuses the app's credentials. */
+ * 503 (Retry-After: 1): no usable token at hand and none to be had within
+ *      FBCONNECT_REFRESH_WAIT_MS — Redis or FreshBooks unavailable, someone else's refresh
+ *      still under way, or FreshBooks refusing the app's credentials. */
 #include "connection.h"
 #include "handlers/handlers.h"
 #include "refresh.h"
@@ -22,6 +24,7 @@ void handle_auth(struct ctx *ctx)
         return;
     case TOKEN_UNAVAILABLE:
         response_set(ctx->resp, 503, "text/plain; charset=utf-8", "unavailable\n");
+        response_header(ctx->resp, "Retry-After", "1");
         return;
     }
     response_header(ctx->resp, "X-FreshBooks-Authorization",

@@ -4,7 +4,7 @@
  * 400: no (or an unusable) `user`.
  * 404: that site user is not connected (or FBCONNECT_USER_PARAM is off: no such route).
  * 409: reconnect required.
- * 503: Redis or FreshBooks unavailable, or FreshBooks refuses the app's credentials. */
+ * 503 (Retry-After: 1): no usable token within FBCONNECT_REFRESH_WAIT_MS (as /auth). */
 #include <jansson.h>
 
 #include "connection.h"
@@ -41,6 +41,7 @@ void handle_internal_token(struct ctx *ctx)
         return;
     case TOKEN_UNAVAILABLE:
         error(ctx, 503, ctx->outcome, "unavailable");
+        response_header(ctx->resp, "Retry-After", "1");
         return;
     }
     json_t *accounts = json_array();

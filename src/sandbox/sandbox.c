@@ -43,6 +43,10 @@ static struct {
     char **redirect_uris;
     size_t n_redirect_uris;
     long expires_in;
+    /* FreshBooks' clock as its token answers report it (created_at): pinned to one second
+     * (0: not pinned), or off by an offset.  Only what is reported changes: tokens still
+     * die expires_in after they were really issued. */
+    long long created_at_pinned, created_at_offset;
 } conf;
 
 enum endpoint { EP_AUTHORIZE, EP_TOKEN, EP_REVOKE, EP_ME, EP__MAX };
@@ -299,13 +303,23 @@ static json_t *parse_body(struct sbx *s, bool *bad)
     return NULL;
 }
 
+static long long reported_created_at(long long real);
+
 static void reply_pair(struct sbx *s, const struct issued_pair *p)
 {
     reply_json(&s->resp, 200,
                json_pack("{s:s,s:s,s:I,s:s,s:s,s:I,s:{}}", "access_token", p->access_token,
                          "token_type", "Bearer", "expires_in", (json_int_t)p->expires_in,
                          "refresh_token", p->refresh_token, "scope", p->scope, "created_at",
-                         (json_int_t)p->created_at, "direct_buy_tokens"));
+                         (json_int_t)reported_created_at(p->created_at), "direct_buy_tokens"));
+}
+
+static long long reported_created_at(long long real)
+{
+    pthread_mutex_lock(&fault_mu);
+    long long t = conf.created_at_pinned ? conf.created_at_pinned : real + conf.created_at_offset;
+    pthread_mutex_unlock(&fault_mu);
+    return t;
 }
 
 static long current_expires_in(void)
@@ -493,13 +507,21 @@ static void handle_control(struct sbx *s, const char *what)
     }
     if (strcmp(what, "config") == 0) {
         json_t *e = json_object_get(json, "expires_in");
-        if (json_is_integer(e) && json_integer_value(e) > 0) {
-            pthread_mutex_lock(&fault_mu);
+        json_t *pin = json_object_get(json, "created_at");
+        json_t *off = json_object_get(json, "created_at_offset");
+        pthread_mutex_lock(&fault_mu);
+        if (json_is_integer(e) && json_integer_value(e) > 0)
             conf.expires_in = (long)json_integer_value(e);
-            pthread_mutex_unlock(&fault_mu);
-        }
+        if (json_is_integer(pin) && json_integer_value(pin) >= 0)
+            conf.created_at_pinned = json_integer_value(pin);
+        if (json_is_integer(off))
+            conf.created_at_offset = json_integer_value(off);
+        json_t *now = json_pack("{s:I,s:I,s:I}", "expires_in", (json_int_t)conf.expires_in,
+                                "created_at", (json_int_t)conf.created_at_pinned,
+                                "created_at_offset", (json_int_t)conf.created_at_offset);
+        pthread_mutex_unlock(&fault_mu);
         json_decref(json);
-        reply_json(&s->resp, 200, json_pack("{s:I}", "expires_in", (json_int_t)current_expires_in()));
+        reply_json(&s->resp, 200, now);
         return;
     }
     if (strcmp(what, "fault") == 0) {

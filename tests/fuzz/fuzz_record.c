@@ -29,7 +29,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             d.version != 8 || strcmp(d.pair.access_token, c.pair.access_token) != 0 ||
             strcmp(d.pair.refresh_token, c.pair.refresh_token) != 0 ||
             d.pair.expires_at != c.pair.expires_at || d.has_identity != c.has_identity ||
-            d.ident.n_businesses != c.ident.n_businesses || d.reconnect_required != c.reconnect_required)
+            d.ident.n_businesses != c.ident.n_businesses || d.reconnect_required != c.reconnect_required ||
+            d.pair.n_alternates != c.pair.n_alternates)
             abort();
         buf_free(&again);
     }

@@ -11,7 +11,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
-from harness import make_state  # noqa: E402
+from harness import kdf, make_state  # noqa: E402
 
 SESSION = "A" * 43
 KEY = b"\x11" * 32
@@ -32,6 +32,15 @@ me = {"response": {"id": 123, "identity_id": 123, "first_name": "Ada", "last_nam
                    "email": "ada@example.com", "business_memberships": [
                        {"id": 9, "role": "owner", "business": {"id": 77, "name": "Ada & Co", "account_id": "xZ12k"}}]}}
 
+def pointer(master, owner, record, gen):
+    """An owner pointer as src/pointer.c makes it."""
+    h = hashlib.blake2b(digest_size=16, key=kdf(master, 5))
+    for part in (b"fbconnect-pointer-1", owner.encode(), record.encode(), gen.encode()):
+        h.update(part + b"\0")
+    return f"{record}/{gen}/" + base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode()
+
+
+GEN = "G" * 21 + "A"
 seeds = {
     "fuzz_query": ["state=abc&code=def", "code=x&state=" + "A" * 150, "error=access_denied&state=s",
                    "return_to=%2Finvoices%3Fpage%3D2", "st%61te=1&state=2", "a=%zz&state=%00",
@@ -54,7 +63,12 @@ seeds = {
                                 "ct": 1, "u": {"id": 5, "em": "e", "fn": "f", "ln": "l"},
                                 "b": [{"id": 1, "n": "n", "a": "a"}]}),
                     json.dumps({"at": "a", "rt": "r", "sc": "s", "u": None, "b": []}),
-                    "r1:5:" + "x" * 60, "r1:99999999999999999999:abc", "r2:1:zz", "{}"],
+                    "r1:5:" + "x" * 60, "r1:99999999999999999999:abc", "r2:1:zz", "{}",
+                    json.dumps({"at": "a", "rt": "r", "sc": "s", "alt": ["r2", "r3", 7, None]})],
+    "fuzz_pointer": [pointer(KEY, "s:fuzz-owner", "c:" + "R" * 22, GEN),
+                     pointer(OLD, "s:fuzz-owner", "p:" + "P" * 22, GEN),
+                     pointer(KEY, "s:other-owner", "c:" + "R" * 22, GEN),
+                     "c:" + "R" * 22 + "/" + GEN, "c:r/" + GEN + "/", "x:r/" + GEN + "/" + "A" * 22, "/"],
     "fuzz_state": [make_state(KEY, SESSION, 1764400000 + 300),
                    make_state(OLD, SESSION, 1764400000 + 300, return_to=b"/back"),
                    make_state(KEY, "B" * 43, 1764400000 + 300),

@@ -60,7 +60,7 @@ static void test_token_ok(void **state)
     assert_string_equal(p.refresh_token, "r3fr3sh-T0ken");
     assert_string_equal(p.scope, "user:profile:read user:clients:read");
     assert_int_equal(p.created_at, 1764400000);
-    assert_int_equal(p.expires_at, 1764400000 + 43200);
+    assert_int_equal(p.expires_at, NOW + 43200);
 }
 
 static void test_token_defaults(void **state)
@@ -77,12 +77,34 @@ static void test_token_defaults(void **state)
     static const char lower[] = "{\"access_token\":\"a\",\"refresh_token\":\"r\",\"expires_in\":60,"
                                 "\"token_type\":\"bearer\",\"created_at\":1764400000}";
     assert_int_equal(parse_token(200, lower, &p), OAUTH_OK);
-    assert_int_equal(p.expires_at, 1764400060);
+    assert_int_equal(p.expires_at, NOW + 60);
     /* a null created_at falls back to now as well */
     static const char nul[] = "{\"access_token\":\"a\",\"refresh_token\":\"r\",\"expires_in\":60,"
                               "\"created_at\":null}";
     assert_int_equal(parse_token(200, nul, &p), OAUTH_OK);
     assert_int_equal(p.created_at, NOW);
+}
+
+/* Expiry is counted on fbconnect's clock from when the call was sent: a created_at 30 days
+ * ahead or behind changes nothing, and no claimed lifetime is trusted beyond a day. */
+static void test_token_expiry_on_our_clock(void **state)
+{
+    (void)state;
+    struct token_pair p;
+    char body[256];
+    static const long long skews[] = {30LL * 86400, -30LL * 86400, 0};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(body, sizeof body,
+                 "{\"access_token\":\"a\",\"refresh_token\":\"r\",\"expires_in\":43200,"
+                 "\"created_at\":%lld}", (long long)NOW + skews[i]);
+        assert_int_equal(parse_token(200, body, &p), OAUTH_OK);
+        assert_int_equal(p.created_at, NOW + skews[i]);
+        assert_int_equal(p.expires_at, NOW + 43200);
+    }
+    static const char long_life[] =
+        "{\"access_token\":\"a\",\"refresh_token\":\"r\",\"expires_in\":2592000}";
+    assert_int_equal(parse_token(200, long_life, &p), OAUTH_OK);
+    assert_int_equal(p.expires_at, NOW + OAUTH_LIFETIME_MAX);
 }
 
 struct token_case {
@@ -364,6 +386,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_token_ok, reset_arena),
         cmocka_unit_test_setup(test_token_defaults, reset_arena),
+        cmocka_unit_test_setup(test_token_expiry_on_our_clock, reset_arena),
         cmocka_unit_test_setup(test_token_table, reset_arena),
         cmocka_unit_test_setup(test_token_length, reset_arena),
         cmocka_unit_test_setup(test_token_max_len, reset_arena),

@@ -85,6 +85,9 @@ static void assert_same_pair(const struct token_pair *a, const struct token_pair
     assert_string_equal(a->scope, b->scope);
     assert_int_equal(a->created_at, b->created_at);
     assert_int_equal(a->expires_at, b->expires_at);
+    assert_int_equal(a->n_alternates, b->n_alternates);
+    for (size_t i = 0; i < a->n_alternates; i++)
+        assert_string_equal(a->alternates[i], b->alternates[i]);
 }
 
 static void test_record_roundtrip_full(void **state)
@@ -166,13 +169,105 @@ static void test_record_large_version(void **state)
     struct connection c = full_connection(), d;
     struct buf out = {0};
     static const uint64_t versions[] = {
-        1, 9, 10, 123456789, UINT64_C(4294967296), UINT64_C(999999999999999999)};
+        1, 9, 10, 123456789, UINT64_C(4294967296), UINT64_C(281474976710655), RECORD_VERSION_MAX};
     for (size_t i = 0; i < sizeof versions / sizeof versions[0]; i++) {
         record_encode(&ring_a, "c:v", &c, versions[i], &out);
         assert_int_equal(record_version(out.data, out.len), versions[i]);
         assert_int_equal(record_decode(&arena, &ring_a, "c:v", out.data, out.len, &d), RECORD_OK);
         assert_int_equal(d.version, versions[i]);
     }
+    buf_free(&out);
+}
+
+static void test_record_versions_new_and_next(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 1000; i++) {
+        uint64_t v = record_first_version();
+        assert_true(v >= 1 && v < (UINT64_C(1) << 48));
+    }
+    assert_int_equal(record_next_version(41), 42);
+    assert_int_equal(record_next_version(RECORD_VERSION_MAX - 1), RECORD_VERSION_MAX);
+    assert_int_equal(record_next_version(RECORD_VERSION_MAX), 1); /* never unreadable */
+}
+
+static struct token_pair pair_at(const char *rt, int64_t created_at)
+{
+    struct token_pair p;
+    memset(&p, 0, sizeof p);
+    p.access_token = "at";
+    p.refresh_token = rt;
+    p.scope = "";
+    p.created_at = created_at;
+    p.expires_at = created_at + 43200;
+    return p;
+}
+
+/* The one ordering rule: later wins, a refused pair never wins, the same second keeps the
+ * other candidates. */
+static void test_record_merge_pair(void **state)
+{
+    (void)state;
+    struct connection cur;
+    memset(&cur, 0, sizeof cur);
+    struct token_pair fresh = pair_at("rt-fresh", 1000), out;
+
+    cur.pair = pair_at("rt-cur", 1001); /* stored one issued later: fresh is dead */
+    assert_false(record_merge_pair(&cur, &fresh, &out));
+    cur.reconnect_required = true; /* ... unless it was refused */
+    assert_true(record_merge_pair(&cur, &fresh, &out));
+    assert_string_equal(out.refresh_token, "rt-fresh");
+    assert_int_equal(out.n_alternates, 0);
+    cur.reconnect_required = false;
+
+    cur.pair = pair_at("rt-cur", 999); /* fresh is later: no alternates */
+    assert_true(record_merge_pair(&cur, &fresh, &out));
+    assert_int_equal(out.n_alternates, 0);
+    assert_true(record_merge_pair(NULL, &fresh, &out));
+    assert_int_equal(out.n_alternates, 0);
+
+    cur.pair = pair_at("rt-cur", 1000); /* the same second: keep the other one */
+    cur.pair.alternates[0] = "rt-older";
+    cur.pair.alternates[1] = "rt-fresh"; /* fresh's own token is not its alternate */
+    cur.pair.n_alternates = 2;
+    assert_true(record_merge_pair(&cur, &fresh, &out));
+    assert_string_equal(out.refresh_token, "rt-fresh");
+    assert_int_equal(out.n_alternates, 2);
+    assert_string_equal(out.alternates[0], "rt-cur");
+    assert_string_equal(out.alternates[1], "rt-older");
+
+    /* six browsers in one second: every other candidate kept, up to the cap */
+    char names[PAIR_ALTERNATES + 4][16];
+    struct token_pair acc = pair_at("rt-0", 2000);
+    for (int i = 1; i < PAIR_ALTERNATES + 4; i++) {
+        snprintf(names[i], sizeof names[i], "rt-%d", i);
+        struct connection held;
+        memset(&held, 0, sizeof held);
+        held.pair = acc;
+        struct token_pair next = pair_at(names[i], 2000);
+        assert_true(record_merge_pair(&held, &next, &acc));
+    }
+    assert_int_equal(acc.n_alternates, PAIR_ALTERNATES);
+    for (size_t i = 0; i < acc.n_alternates; i++)
+        assert_string_not_equal(acc.alternates[i], acc.refresh_token);
+}
+
+/* Alternates are sealed with the record and read back. */
+static void test_record_alternates_roundtrip(void **state)
+{
+    (void)state;
+    struct connection c = full_connection(), d;
+    c.pair.alternates[0] = "alt-one";
+    c.pair.alternates[1] = "alt-two";
+    c.pair.n_alternates = 2;
+    struct buf out = {0};
+    record_encode(&ring_a, "c:alt", &c, 5, &out);
+    assert_null(memmem(out.data, out.len, "alt-one", 7));
+    assert_int_equal(record_decode(&arena, &ring_a, "c:alt", out.data, out.len, &d), RECORD_OK);
+    assert_same_pair(&d.pair, &c.pair);
+    struct connection e;
+    record_copy(&arena, &d, &e);
+    assert_same_pair(&e.pair, &c.pair);
     buf_free(&out);
 }
 
@@ -185,8 +280,13 @@ static const struct version_case version_cases[] = {
     {"r1:17:xxxx", 17},
     {"r1:17:", 17},
     {"r1:1:", 1},
-    {"r1:00042:z", 42},
-    {"r1:999999999999999999:", UINT64_C(999999999999999999)},
+    {"r1:999999999999999:", UINT64_C(999999999999999)}, /* 15 digits: exact in Lua's doubles */
+    /* one format: what the compare-and-set scripts would not read the same way */
+    {"r1:00042:z", 0},
+    {"r1:0:", 0},
+    {"r1:1000000000000000:", 0}, /* 16 digits */
+    {"r1:999999999999999999:", 0},
+    {"r1:1234567890123456789:", 0}, /* 19 digits (seen stuck in review) */
     /* garbage */
     {"", 0},
     {"r1", 0},
@@ -354,6 +454,9 @@ int main(void)
         cmocka_unit_test_setup(test_record_null_scope, reset_arena),
         cmocka_unit_test_setup(test_record_large_version, reset_arena),
         cmocka_unit_test_setup(test_record_version_table, reset_arena),
+        cmocka_unit_test_setup(test_record_versions_new_and_next, reset_arena),
+        cmocka_unit_test_setup(test_record_merge_pair, reset_arena),
+        cmocka_unit_test_setup(test_record_alternates_roundtrip, reset_arena),
         cmocka_unit_test_setup(test_record_other_name, reset_arena),
         cmocka_unit_test_setup(test_record_corrupt, reset_arena),
         cmocka_unit_test_setup(test_record_sealed_non_record, reset_arena),

@@ -1,0 +1,94 @@
+"""What a writer to Redis (or bad data in it) can and cannot do: owner pointers are bound to
+their owner; a record version outside the one format is overwritable, not stuck; an error
+no retry mends fails fast."""
+import os
+import re
+import time
+
+from harness import Browser, check
+from test_connect import redis_name
+from test_lifecycle import auth, bearer, email, works_at_freshbooks
+
+
+def session_key(b):
+    return "fbc:s:" + redis_name("session", b.session)
+
+
+def test_copied_pointer_is_not_connected(stack):
+    victim = Browser(stack)
+    check(victim.connect(email()).status == 303, "victim connects")
+    attacker = Browser(stack)
+    attacker.get(stack.site("connect"))  # a session cookie of its own
+    check(attacker.session, "no session for the attacker")
+    stolen = stack.redis("GET", session_key(victim))
+    check(stolen.count("/") == 2, f"pointer not bound: {stolen!r}")
+    stack.redis("SET", session_key(attacker), stolen, "EX", "600")
+    j = attacker.status().json()
+    check(j["connected"] is False and j["user"] is None, f"a copied pointer connects: {j}")
+    check(auth(stack, attacker).status == 401, "a copied pointer gets a token")
+    check("not bound to its owner" in stack.log("fbconnect.log"), "refusal not logged")
+    # An edited one neither; the victim is untouched.
+    stack.redis("SET", session_key(attacker), stolen[:-1] + ("A" if stolen[-1] != "A" else "B"))
+    check(attacker.status().json()["connected"] is False, "an edited pointer connects")
+    check(victim.status().json()["connected"] is True, "the victim lost the connection")
+    check(works_at_freshbooks(stack, bearer(auth(stack, victim))), "the victim's token")
+
+
+def test_unbound_pointer_refused_until_rekey(stack):
+    """A pointer from before pointers were bound ("<record>/<generation>") is refused and left
+    in place; `fbconnect rekey` binds it."""
+    b = Browser(stack)
+    check(b.connect(email()).status == 303, "connect")
+    bound = stack.redis("GET", session_key(b))
+    ttl = int(stack.redis("TTL", session_key(b)))
+    unbound = bound.rsplit("/", 1)[0]
+    stack.redis("SET", session_key(b), unbound, "EX", str(ttl))
+    check(b.status().json()["connected"] is False, "an unbound pointer is accepted")
+    check(stack.redis("GET", session_key(b)) == unbound, "the unbound pointer was deleted")
+    r = stack.fbconnect_cmd("rekey")
+    check(r.returncode == 0, f"rekey: {r.returncode} {r.stdout} {r.stderr}")
+    check(re.search(r"owner pointers: [1-9]\d* bound with the current key", r.stdout), r.stdout)
+    check(stack.redis("GET", session_key(b)) == bound, "rekey did not bind the pointer")
+    check(int(stack.redis("TTL", session_key(b))) > ttl - 60, "rekey changed the pointer's TTL")
+    check(b.status().json()["connected"] is True, "not connected after rekey")
+
+
+def test_record_version_beyond_the_format(stack):
+    """A 19-digit version (more than the compare-and-set scripts read exactly) used to make
+    the record impossible to overwrite: every reconnect spent the code and lost the pair."""
+    who = email()
+    b = Browser(stack)
+    check(b.connect(who).status == 303, "connect")
+    record = "fbc:" + stack.redis("GET", session_key(b)).split("/")[0]
+    for bad in ("r1:1234567890123456789:junk", "r1:0042:junk", "r1:9999999999999999:junk"):
+        stack.redis("SET", record, bad)
+        again = Browser(stack)
+        t0 = time.monotonic()
+        r = again.connect(who)
+        check(r.status == 303, f"reconnect over version {bad[:24]!r}: {r.status}")
+        check(time.monotonic() - t0 < 3, "reconnect took long: retried a stuck record")
+        check(stack.redis("GET", record).startswith("r1:") and
+              stack.redis("GET", record) != bad, "the record was not overwritten")
+        check(works_at_freshbooks(stack, bearer(auth(stack, again))), "reconnected, no token")
+
+
+def test_wrong_type_fails_fast(stack):
+    """A key of the wrong type is an error no retry mends: 503 at once, a clear log line —
+    not 20 s of retries."""
+    who = email()
+    b = Browser(stack)
+    check(b.connect(who).status == 303, "connect")
+    record = "fbc:" + stack.redis("GET", session_key(b)).split("/")[0]
+    stack.redis("DEL", record)
+    stack.redis("LPUSH", record, "not-a-record")
+    try:
+        again = Browser(stack)
+        t0 = time.monotonic()
+        r = again.connect(who)
+        took = time.monotonic() - t0
+        check(r.status == 503, f"callback over a wrong-type key: {r.status}")
+        check(took < 2.5, f"callback retried a permanent error for {took:.1f}s")
+        check("no retry will mend" in stack.log("fbconnect.log"), "no clear log line")
+    finally:
+        stack.redis("DEL", record)
+    check(Browser(stack).connect(who).status == 303, "connect once the key is fixed")
