@@ -1,5 +1,5 @@
 # fbconnect — see README.md.  `make` builds, `make test` tests, `make run` runs it locally.
-VERSION := 0.1.0
+VERSION := 0.2.0
 PREFIX ?= /usr/local
 B ?= build
 CC ?= cc

@@ -13,6 +13,11 @@ import uuid
 from harness import Browser, check, free_ports, request, wait_until
 
 MASTER = "fbc"
+# The stated bound of any request (README "Time bounds") with this test's settings: 2 x
+# FBCONNECT_HTTP_TIMEOUT_MS (2000) + FBCONNECT_REFRESH_WAIT_MS (1500) + 4 x
+# FBCONNECT_REDIS_TIMEOUT_MS (500) + 2 x FBCONNECT_REDIS_WAIT_TIMEOUT_MS (500), plus nginx.
+BOUND_S = 8.5 + 0.5
+USABLE_BOUND_S = 2.0
 
 
 class Cluster:
@@ -117,12 +122,15 @@ class Load:
         while not self.stop.is_set():
             b = Browser(self.stack)
             try:
-                r = b.connect(f"fo-{uuid.uuid4().hex[:8]}@example.com")
+                _, link = b.start()
+                callback = b.approve(link, f"fo-{uuid.uuid4().hex[:8]}@example.com")
+                t0 = time.monotonic()
+                r = b.get(self.stack.local(callback))  # the callback: fbconnect's part
                 status = r.status
             except Exception as e:  # noqa: BLE001
-                status = repr(e)
+                status, t0 = repr(e), time.monotonic()
             with self.lock:
-                self.connects.append((time.monotonic(), status))
+                self.connects.append((time.monotonic(), status, time.monotonic() - t0))
                 if status == 303:
                     self.users.append(b)
                 elif status != 503:
@@ -134,12 +142,13 @@ class Load:
             with self.lock:
                 b = self.users[i % len(self.users)]
             i += 4
+            t0 = time.monotonic()
             try:
                 status = self.stack.internal_get("auth", cookies=b.cookies).status
             except Exception as e:  # noqa: BLE001
                 status = repr(e)
             with self.lock:
-                self.auths.append((time.monotonic(), status))
+                self.auths.append((time.monotonic(), status, time.monotonic() - t0))
                 if status not in (200, 503):
                     self.bad.append(("auth", status, b.session))
 
@@ -155,9 +164,12 @@ class Load:
             for t in threads:
                 t.join(60)
 
+    def slowest(self, which):
+        return max((d for _, _, d in getattr(self, which)), default=0.0)
+
     def interruption(self):
         """The longest stretch without a successful /auth, in seconds."""
-        ok = sorted(t for t, s in self.auths if s == 200)
+        ok = sorted(t for t, s, _ in self.auths if s == 200)
         return max((b - a for a, b in zip(ok, ok[1:])), default=0.0)
 
 
@@ -202,11 +214,21 @@ def scenario(stack, cluster, name, trigger):
     lost = still_connected(stack, load.users)
     spent = stack.stats()["spent_refresh_presented"] - before["spent_refresh_presented"]
     refreshes = stack.stats()["refreshes"] - before["refreshes"]
-    ok_auth = sum(1 for _, s in load.auths if s == 200)
+    ok_auth = sum(1 for _, s, _ in load.auths if s == 200)
     print(f"     # {name}: {len(load.users)} users, {refreshes} refreshes, {ok_auth}/{len(load.auths)} "
-          f"/auth ok, {sum(1 for _, s in load.connects if s == 303)}/{len(load.connects)} connects ok, "
-          f"interruption {load.interruption():.2f}s, lost {len(lost)}, spent refresh tokens {spent}, "
-          f"{time.monotonic() - t0:.1f}s", flush=True)
+          f"/auth ok, {sum(1 for _, s, _ in load.connects if s == 303)}/{len(load.connects)} connects ok, "
+          f"interruption {load.interruption():.2f}s, slowest /auth {load.slowest('auths'):.2f}s, "
+          f"slowest callback {load.slowest('connects'):.2f}s, lost {len(lost)}, spent refresh tokens "
+          f"{spent}, {time.monotonic() - t0:.1f}s", flush=True)
+    # Every /auth here has a usable token (pairs live 302 s; refreshed after 2 s): none may
+    # wait on a lock, a failover or anyone's refresh.
+    check(load.slowest("auths") < USABLE_BOUND_S,
+          f"{name}: an /auth with a usable token took {load.slowest('auths'):.2f}s")
+    check(load.slowest("connects") < BOUND_S,
+          f"{name}: a callback took {load.slowest('connects'):.2f}s (bound {BOUND_S}s)")
+    early = {b.session for b in users}  # connected before the failover
+    refused = [x for x in load.bad if x[0] == "auth" and x[1] == 401 and x[2] in early]
+    check(not refused, f"{name}: 401 for a user connected before the failover: {refused[:3]}")
     return load, lost, spent, refreshes
 
 
