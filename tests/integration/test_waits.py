@@ -160,3 +160,31 @@ def test_invalid_client_internal_token(stack):
 
 
 test_invalid_client_internal_token.restarts_fbconnect = True
+
+
+def test_a_release_redis_did_not_take_is_retried(stack):
+    """Redis goes away while a refresh holds the lock: the release fails, the refreshed pair
+    is kept in memory, and once Redis is back (with the lock in its saved data) the release
+    is retried in the background — the lock does not live out its TTL."""
+    import threading
+    from harness import wait_until
+    b = connect_expiring(stack)
+    record = record_of(stack, b)
+    stack.fault("token", "slow", delay_ms=1200, count=1)
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=auth(stack, b)))
+    t.start()
+    wait_until(lambda: stack.keys(f"fbc:lock:{record}"), what="the refresh to take its lock")
+    ttl_ms = int(stack.redis("PTTL", f"fbc:lock:{record}"))
+    stack.run("stop-redis")  # saves its data, lock included
+    t.join(20)
+    check(result["r"].status == 200, f"the refreshing request: {result['r'].status}")
+    stack.run("start-redis")
+    back = time.monotonic()
+    wait_until(lambda: not stack.keys(f"fbc:lock:{record}"), timeout=ttl_ms / 1000,
+               what="the background release of the lock")
+    gone = time.monotonic() - back
+    check(gone < 2.0, f"the lock lived {gone:.1f}s after Redis came back (TTL {ttl_ms} ms)")
+    check(bearer(auth(stack, b)) == bearer(result["r"]), "the kept pair was not stored")
+    print(f"     # lock released {gone:.2f}s after Redis came back (its TTL had {ttl_ms} ms)",
+          flush=True)
