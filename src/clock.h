@@ -9,4 +9,9 @@ int64_t clock_wall(void);
 /* Monotonic time in microseconds (durations, timeouts). */
 int64_t clock_mono_us(void);
 
+#include <time.h>
+/* The CLOCK_REALTIME instant ms milliseconds from now (negative counts as 0): the absolute
+ * deadline pthread_cond_timedwait takes. */
+struct timespec clock_realtime_in(int64_t ms);
+
 #endif

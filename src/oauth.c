@@ -202,13 +202,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 /* Takes a handle from the pool into o->curl, waiting up to OAUTH_SLOT_WAIT_MS. */
 static bool slot_take(struct oauth *o)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_nsec += step_ms(o, OAUTH_SLOT_WAIT_MS) * 1000000L;
-    while (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    struct timespec deadline = clock_realtime_in(step_ms(o, OAUTH_SLOT_WAIT_MS));
     pthread_mutex_lock(&pool.mu);
     while (pool.n_free == 0)
         if (pthread_cond_timedwait(&pool.cv, &pool.mu, &deadline) == ETIMEDOUT)

@@ -436,17 +436,7 @@ static void flight_land(struct flight *f, enum fresh_result result)
  * FRESH_UNAVAILABLE when it took too long (the leader goes on without us). */
 static enum fresh_result flight_wait(struct flight *f, int64_t until_ms)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    int64_t left = until_ms - mono_ms();
-    if (left < 0)
-        left = 0;
-    deadline.tv_sec += left / 1000;
-    deadline.tv_nsec += (left % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    struct timespec deadline = clock_realtime_in(until_ms - mono_ms());
     pthread_mutex_lock(&flights_mu);
     while (!f->done)
         if (pthread_cond_timedwait(&f->cv, &flights_mu, &deadline) == ETIMEDOUT)

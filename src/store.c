@@ -396,13 +396,7 @@ static void *follow_main(void *unused)
     (void)unused;
     pthread_mutex_lock(&follow.mu);
     while (!follow.stopping) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += FOLLOW_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = clock_realtime_in(FOLLOW_MS);
         pthread_cond_timedwait(&follow.cv, &follow.mu, &until);
         if (follow.stopping)
             break;
