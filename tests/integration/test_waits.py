@@ -126,6 +126,9 @@ def test_invalid_client_answered_one_way(stack):
         r = auth(stack, b2)
         check(r.status == 503 and r.header("Retry-After") == "1",
               f"invalid_client, no usable token: {r.status} {r.header('Retry-After')!r}")
+    me = b2.get(stack.site("api/auth/api/v1/users/me"))
+    check(me.status == 503 and me.header("Retry-After") == "1",
+          f"API proxy, invalid_client, no usable token: {me.status} {me.header('Retry-After')!r}")
     j = b2.status().json()
     check(j["connected"] and not j["reconnect_required"], f"marked for the app's problem: {j}")
     check("invalid_client" in stack.log("fbconnect.log"), "invalid_client not logged")
