@@ -16,6 +16,14 @@ int64_t clock_mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+long clock_cap_ms(int64_t deadline_us, long want_ms)
+{
+    if (!deadline_us)
+        return want_ms;
+    int64_t left = (deadline_us - clock_mono_us()) / 1000;
+    return left <= 0 ? 0 : left < want_ms ? (long)left : want_ms;
+}
+
 struct timespec clock_realtime_in(int64_t ms)
 {
     struct timespec ts;

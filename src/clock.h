@@ -9,6 +9,10 @@ int64_t clock_wall(void);
 /* Monotonic time in microseconds (durations, timeouts). */
 int64_t clock_mono_us(void);
 
+/* want_ms, or the milliseconds left until deadline_us (monotonic) when fewer; 0 once it
+ * has passed.  A deadline of 0 is none. */
+long clock_cap_ms(int64_t deadline_us, long want_ms);
+
 #include <time.h>
 /* The CLOCK_REALTIME instant ms milliseconds from now (negative counts as 0): the absolute
  * deadline pthread_cond_timedwait takes. */

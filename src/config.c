@@ -654,6 +654,11 @@ void config_free(struct config *c)
     sodium_memzero(c, sizeof *c);
 }
 
+long config_lock_ttl_ms(const struct config *c)
+{
+    return c->http_timeout_ms + 5000;
+}
+
 long config_request_bound_ms(const struct config *c)
 {
     return 2 * c->http_timeout_ms + c->refresh_wait_ms + 4 * c->redis_timeout_ms +

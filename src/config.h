@@ -70,6 +70,10 @@ void config_free(struct config *c);
  * this deadline; no wait of Redis, FreshBooks or a refresh goes beyond it. */
 long config_request_bound_ms(const struct config *c);
 
+/* A record's refresh lock lives this long: longer than the token call made under it
+ * (FBCONNECT_HTTP_TIMEOUT_MS + 5 s). */
+long config_lock_ttl_ms(const struct config *c);
+
 /* Prints the effective settings, one per line, secrets masked. */
 void config_print(const struct config *c, FILE *out);
 

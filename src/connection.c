@@ -25,9 +25,7 @@ long connection_ttl(const struct ctx *ctx)
 /* Sleeps ms, but not beyond until_us (monotonic). */
 static void pause_ms(long ms, int64_t until_us)
 {
-    int64_t left = (until_us - clock_mono_us()) / 1000;
-    if (left < ms)
-        ms = (long)left;
+    ms = clock_cap_ms(until_us, ms);
     if (ms <= 0)
         return;
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
@@ -193,7 +191,7 @@ enum lookup_result connection_load(struct ctx *ctx, struct loaded *out)
         /* Copied from another owner, edited, or from before pointers were bound (`fbconnect
          * rekey` binds those): not this owner's connection.  Left in place for rekey. */
         log_msg(LOG_WARN, "an owner pointer that is not bound to its owner was refused (%s)",
-                pr == POINTER_UNBOUND ? "unbound: run fbconnect rekey" : "does not verify");
+                pr == POINTER_UNBOUND ? "unbound: from before 0.2, see fbconnect rekey --bind-unbound" : "does not verify");
         return LOOKUP_NONE;
     }
     out->record_name = name;
@@ -223,8 +221,12 @@ enum store_result connection_read(struct ctx *ctx, const char *name, struct conn
     enum store_result r = store_record_get(ctx->w->store, name, 0, ctx->arena, &data, &len);
     if (r != STORE_OK)
         return r;
-    if (record_decode(ctx->arena, &ctx->app->keys, name, data, len, out) != RECORD_OK)
-        return STORE_NOT_FOUND;
+    if (record_decode(ctx->arena, &ctx->app->keys, name, data, len, out) != RECORD_OK) {
+        log_msg(LOG_ERROR, "connection record %.12s… does not open with any configured key "
+                           "(every host needs every key of a rotation: FBCONNECT_OLD_SECRET_KEYS)",
+                name);
+        return STORE_UNREADABLE;
+    }
     return STORE_OK;
 }
 
@@ -369,31 +371,57 @@ static bool identity_retry_due(struct ctx *ctx, const char *name)
     return store_claim(ctx->w->store, key, IDENTITY_RETRY_MS) == STORE_OK;
 }
 
-void connection_resolve_identity(struct ctx *ctx, struct loaded *l)
+bool connection_move_to_identity(struct ctx *ctx, struct loaded *l, bool lock_held)
 {
-    /* An expired access token cannot ask; the next /auth refreshes it first. */
+    /* An expired access token cannot ask; the next refresh's leader asks first. */
     if (l->c.has_identity || l->c.reconnect_required || l->c.pair.expires_at <= clock_wall() ||
         !identity_retry_due(ctx, l->record_name))
-        return;
+        return false;
     struct identity ident;
     enum oauth_result r = oauth_fetch_identity(ctx->w->oauth, ctx->arena, l->c.pair.access_token, &ident);
     if (r != OAUTH_OK) {
         log_msg(LOG_WARN, "identity still unknown: %s", oauth_last_error(ctx->w->oauth));
-        return;
+        return false;
     }
-    struct connection moved = l->c;
-    moved.has_identity = true;
-    moved.ident = ident;
-    const char *name = connection_identity_record(ctx, ident.user_id);
-    if (put_newest(ctx, name, &moved, clock_mono_us() + STORE_BUDGET_MS * 1000) != STORE_OK)
-        return;
-    char *pointer = pointer_make(ctx->arena, &ctx->app->keys, l->owner, name, moved.generation);
-    if (store_owner_set(ctx->w->store, l->owner, pointer, connection_ttl(ctx), NULL) != STORE_OK)
-        return;
-    store_record_delete(ctx->w->store, l->record_name, l->c.version);
+    /* The move holds the record's refresh lock: a refresh of this record in flight (or a
+     * refreshed pair still waiting in memory for Redis) holds it, and moving the pair it
+     * spent would lose the user.  Held: the move waits for a later request. */
+    struct store_lock lock = {0};
+    if (!lock_held) {
+        uint8_t raw[16];
+        random_bytes(raw, sizeof raw);
+        sodium_bin2hex(lock.owner, sizeof lock.owner, raw, sizeof raw);
+        if (store_lock_try(ctx->w->store, l->record_name, &lock, config_lock_ttl_ms(ctx->cfg)) !=
+            STORE_OK)
+            return false;
+    }
+    bool moved_it = false;
+    struct connection cur; /* under the lock: the pair as stored now */
+    if (connection_read(ctx, l->record_name, &cur) == STORE_OK &&
+        strcmp(cur.generation, l->c.generation) == 0 && !cur.reconnect_required) {
+        struct connection moved = cur;
+        moved.has_identity = true;
+        moved.ident = ident;
+        const char *name = connection_identity_record(ctx, ident.user_id);
+        char *pointer = NULL;
+        if (put_newest(ctx, name, &moved, clock_mono_us() + STORE_BUDGET_MS * 1000) == STORE_OK)
+            pointer = pointer_make(ctx->arena, &ctx->app->keys, l->owner, name, moved.generation);
+        if (pointer &&
+            store_owner_set(ctx->w->store, l->owner, pointer, connection_ttl(ctx), NULL) == STORE_OK) {
+            store_record_delete(ctx->w->store, l->record_name, cur.version);
+            moved_it = true;
+        }
+    }
+    if (!lock_held)
+        store_lock_release(ctx->w->store, l->record_name, &lock, 0); /* else its TTL ends it */
+    return moved_it;
+}
+
+void connection_resolve_identity(struct ctx *ctx, struct loaded *l)
+{
     /* Report what is now stored (the identity record may hold a newer pair). */
     struct loaded again;
-    if (connection_load(ctx, &again) == LOOKUP_FOUND)
+    if (connection_move_to_identity(ctx, l, false) && connection_load(ctx, &again) == LOOKUP_FOUND)
         *l = again;
 }
 
@@ -419,8 +447,8 @@ enum store_result connection_delete(struct ctx *ctx, struct loaded *l, bool revo
         if (d != STORE_CONFLICT)
             break;
         enum store_result again = connection_read(ctx, l->record_name, &l->c);
-        if (again == STORE_UNAVAILABLE)
-            return again;
+        if (again == STORE_UNAVAILABLE || again == STORE_UNREADABLE)
+            return STORE_UNAVAILABLE; /* nothing we cannot read is deleted */
         if (again == STORE_NOT_FOUND)
             break;
     }

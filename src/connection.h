@@ -35,12 +35,17 @@ enum store_result connection_connect(struct ctx *ctx, const struct token_pair *p
 
 /* For a record whose identity is unknown (users/me failed at connect): asks FreshBooks
  * again (at most once every 5 seconds per record, across every host) and, on success,
- * moves the pair into the identity's record and repoints the owner.  Leaves l unchanged
- * when FreshBooks or Redis fails; never drops the pair. */
+ * moves the pair into the identity's record (the newest pair wins there) and points
+ * l->owner at it — holding the record's refresh lock (taking it unless lock_held; when
+ * someone else holds it, nothing moves).  True when it moved; l is left as it was.
+ * Never drops the pair: FreshBooks or Redis failing leaves everything in place. */
+bool connection_move_to_identity(struct ctx *ctx, struct loaded *l, bool lock_held);
+
+/* connection_move_to_identity for this request's owner, then l = what is stored now. */
 void connection_resolve_identity(struct ctx *ctx, struct loaded *l);
 
-/* Reads and opens a record by name: STORE_OK, STORE_NOT_FOUND (also for a record no
- * configured key opens) or STORE_UNAVAILABLE. */
+/* Reads and opens a record by name: STORE_OK, STORE_NOT_FOUND, STORE_UNREADABLE (there,
+ * but no configured key opens it: logged) or STORE_UNAVAILABLE. */
 enum store_result connection_read(struct ctx *ctx, const char *name, struct connection *out);
 
 /* The record name of a FreshBooks identity: "c:" + hash(client id, FreshBooks user id). */

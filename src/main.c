@@ -28,8 +28,12 @@ static const char usage[] =
     "  --check-config   validate the environment, print the effective settings\n"
     "                   (secrets masked); exit 0 when valid, 1 otherwise\n"
     "  keygen           print a new random secret key for FBCONNECT_SECRET_KEY\n"
-    "  rekey            re-seal every stored connection with the current key (after a\n"
-    "                   rotation, before dropping a key from FBCONNECT_OLD_SECRET_KEYS)\n"
+    "  rekey            re-seal every stored connection and bind every owner pointer with\n"
+    "                   the current key (after a rotation, before dropping a key from\n"
+    "                   FBCONNECT_OLD_SECRET_KEYS)\n"
+    "  rekey --bind-unbound\n"
+    "                   the same, and bind the owner pointers written before 0.2 (once,\n"
+    "                   when upgrading from 0.1)\n"
     "  connections      list stored connections (who, state, expiry; never a token)\n"
     "  disconnect --user SITE_USER | --identity FRESHBOOKS_USER_ID\n"
     "                   revoke that connection at FreshBooks and delete it\n"
@@ -200,7 +204,13 @@ int main(int argc, char **argv)
     }
     int rc;
     if (cmd && strcmp(cmd, "rekey") == 0) {
-        rc = rekey_all(&app, stdout);
+        bool bind_unbound = argc > 2 && strcmp(argv[2], "--bind-unbound") == 0;
+        if (argc > (bind_unbound ? 3 : 2)) {
+            fprintf(stderr, "fbconnect rekey: usage: fbconnect rekey [--bind-unbound]\n");
+            rc = 2;
+        } else {
+            rc = rekey_all(&app, bind_unbound, stdout);
+        }
     } else if (cmd && strcmp(cmd, "connections") == 0) {
         rc = admin_list(&app, stdout);
     } else if (cmd && (strcmp(cmd, "disconnect") == 0 || strcmp(cmd, "purge") == 0)) {

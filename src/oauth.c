@@ -35,10 +35,7 @@ struct oauth {
  * nearer; 0 when it has passed. */
 static long step_ms(const struct oauth *o, long want_ms)
 {
-    if (!o->deadline_us)
-        return want_ms;
-    int64_t left = (o->deadline_us - clock_mono_us()) / 1000;
-    return left <= 0 ? 0 : left < want_ms ? (long)left : want_ms;
+    return clock_cap_ms(o->deadline_us, want_ms);
 }
 
 void oauth_set_deadline(struct oauth *o, int64_t deadline_us)

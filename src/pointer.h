@@ -6,7 +6,7 @@
  * generation.  A pointer value copied under another owner's key, or edited, does not
  * verify, so whoever can write to Redis can delete or roll back a connection but not hand
  * one owner's connection to another.  (An unbound "<record>/<generation>" pointer from
- * before 0.2 is refused; `fbconnect rekey` binds those.) */
+ * before 0.2 is refused; `fbconnect rekey --bind-unbound`, once, binds those.) */
 #ifndef FBC_POINTER_H
 #define FBC_POINTER_H
 

@@ -13,7 +13,6 @@
 #include "log.h"
 #include "metrics.h"
 
-#define LOCK_EXTRA_MS 5000   /* lock TTL = token call timeout + this */
 #define COOLDOWN_MS 5000     /* after a timeout, 5xx or refusal: one attempt per record per 5 s */
 #define SLACK_S 5            /* a token with less than this left is not handed out */
 #define CAS_ATTEMPTS 6
@@ -24,6 +23,7 @@ const char *fresh_result_name(enum fresh_result r)
     case FRESH_OK: return "ok";
     case FRESH_RECONNECT: return "reconnect_required";
     case FRESH_UNAVAILABLE: return "unavailable";
+    case FRESH_MOVED: return "moved";
     case FRESH_MISCONFIGURED: break;
     }
     return "misconfigured";
@@ -38,11 +38,6 @@ static void sleep_ms(long ms)
 static int64_t mono_ms(void)
 {
     return clock_mono_us() / 1000;
-}
-
-static long lock_ttl_ms(const struct config *cfg)
-{
-    return cfg->http_timeout_ms + LOCK_EXTRA_MS;
 }
 
 static bool needs_refresh(const struct connection *c, const struct config *cfg, int64_t now)
@@ -69,6 +64,10 @@ struct vault_entry {
     char generation[GENERATION_LEN + 1]; /* of the connection the pair belongs to */
     int64_t created_at;
     struct buf value; /* the encoded record; its version is rewritten when stored */
+    /* The refresh lock, held until the pair is stored: until then the record in Redis holds
+     * a spent refresh token, which no other host may try (or mark, or move). */
+    struct store_lock lock;
+    bool settled; /* stored, or no longer wanted (vault_flush) */
     struct vault_entry *next;
 };
 
@@ -81,18 +80,31 @@ struct pending_release {
     struct pending_release *next;
 };
 
+/* A connection whose identity is still unknown, to be asked in the background (a request
+ * with a usable token never waits for users/me). */
+struct pending_identity {
+    char name[80];
+    char owner[64];
+    struct pending_identity *next;
+};
+#define PENDING_IDENTITIES_MAX 64
+
 static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct vault_entry *entries;
+    struct pending_identity *identities;
+    unsigned n_identities;
+    struct vault_entry *flushing; /* being stored by the background thread: still readable */
     struct pending_release *releases;
     bool stopping, started;
     pthread_t thread;
     const struct app *app;
-    atomic_uint count; /* entries: read without the lock on every request's fast path */
+    atomic_uint count; /* entries and flushing: read without the lock on every request */
 } vault = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 static void vault_entry_free(struct vault_entry *e);
+static void release_later_locked(const char *name, const struct store_lock *lock);
 
 unsigned refresh_kept_count(void)
 {
@@ -105,11 +117,15 @@ static void vault_recount_locked(void)
     unsigned n = 0;
     for (struct vault_entry *e = vault.entries; e; e = e->next)
         n++;
+    for (struct vault_entry *e = vault.flushing; e; e = e->next)
+        n++;
     atomic_store(&vault.count, n);
 }
 
+/* Keeps a pair Redis could not take, and takes over *lock (its owner is cleared: the
+ * caller no longer releases it; the vault does once the pair is stored). */
 static void vault_put(const char *name, const char *generation, int64_t created_at,
-                      const struct buf *value)
+                      const struct buf *value, struct store_lock *lock)
 {
     struct vault_entry *e = xmalloc(sizeof *e);
     memset(e, 0, sizeof *e);
@@ -117,12 +133,15 @@ static void vault_put(const char *name, const char *generation, int64_t created_
     snprintf(e->generation, sizeof e->generation, "%s", generation);
     e->created_at = created_at;
     buf_append(&e->value, value->data, value->len);
+    e->lock = *lock;
+    lock->owner[0] = '\0';
     pthread_mutex_lock(&vault.mu);
     /* A newer entry for the same record replaces an older one. */
     for (struct vault_entry **p = &vault.entries; *p; p = &(*p)->next) {
         if (strcmp((*p)->name, name) == 0) {
             struct vault_entry *old = *p;
             *p = old->next;
+            release_later_locked(old->name, &old->lock);
             vault_entry_free(old);
             break;
         }
@@ -146,12 +165,13 @@ static bool vault_get(struct ctx *ctx, const char *name, const struct connection
     bool found = false;
     struct buf copy = {0};
     pthread_mutex_lock(&vault.mu);
-    for (struct vault_entry *e = vault.entries; e; e = e->next)
-        if (strcmp(e->name, name) == 0 && e->created_at > than->pair.created_at &&
-            strcmp(e->generation, than->generation) == 0) {
-            buf_append(&copy, e->value.data, e->value.len);
-            found = true;
-        }
+    for (int list = 0; list < 2 && !found; list++)
+        for (struct vault_entry *e = list ? vault.flushing : vault.entries; e && !found; e = e->next)
+            if (strcmp(e->name, name) == 0 && e->created_at > than->pair.created_at &&
+                strcmp(e->generation, than->generation) == 0) {
+                buf_append(&copy, e->value.data, e->value.len);
+                found = true;
+            }
     pthread_mutex_unlock(&vault.mu);
     if (found)
         found = record_decode(ctx->arena, &ctx->app->keys, name, copy.data, copy.len, out) == RECORD_OK;
@@ -185,6 +205,13 @@ static bool vault_store(struct store *s, struct oauth *o, struct arena *a, struc
         struct connection cur;
         bool decoded = r == STORE_OK &&
                        record_decode(a, &vault.app->keys, e->name, data, len, &cur) == RECORD_OK;
+        if (r == STORE_OK && !decoded) {
+            /* Sealed with a key this process lacks (a rotation half done): ours may be the
+             * older pair, so it is neither written over that record nor dropped. */
+            log_msg(LOG_ERROR, "a kept token pair's record does not open with any configured key; "
+                               "keeping the pair until it does");
+            return false;
+        }
         if (r == STORE_NOT_FOUND || (decoded && strcmp(cur.generation, e->generation) != 0)) {
             log_msg(LOG_WARN, "a kept token pair's connection was disconnected meanwhile; "
                               "revoking and dropping it");
@@ -229,45 +256,19 @@ static void vault_entry_free(struct vault_entry *e)
     free(e);
 }
 
-/* Stores every entry it can; returns how many are left.  The entries are taken out while
- * Redis is tried, so request threads never wait on the vault's lock for Redis. */
-static unsigned vault_flush(struct store *s, struct oauth *o, struct arena *a)
+/* Called with vault.mu held: queues the release of lock (when it holds one) for the
+ * background thread. */
+static void release_later_locked(const char *name, const struct store_lock *lock)
 {
-    pthread_mutex_lock(&vault.mu);
-    struct vault_entry *todo = vault.entries, *left = NULL;
-    vault.entries = NULL;
-    pthread_mutex_unlock(&vault.mu);
-    unsigned n_left = 0;
-    while (todo) {
-        struct vault_entry *e = todo;
-        todo = e->next;
-        arena_reset(a);
-        if (vault_store(s, o, a, e)) {
-            vault_entry_free(e);
-        } else {
-            e->next = left;
-            left = e;
-            n_left++;
-        }
-    }
-    pthread_mutex_lock(&vault.mu);
-    while (left) {
-        struct vault_entry *e = left;
-        left = e->next;
-        bool superseded = false;
-        for (struct vault_entry *n = vault.entries; n && !superseded; n = n->next)
-            superseded = strcmp(n->name, e->name) == 0;
-        if (superseded) { /* a newer pair for the record arrived meanwhile */
-            vault_entry_free(e);
-            n_left--;
-        } else {
-            e->next = vault.entries;
-            vault.entries = e;
-        }
-    }
-    vault_recount_locked();
-    pthread_mutex_unlock(&vault.mu);
-    return n_left;
+    if (!lock->owner[0])
+        return;
+    struct pending_release *p = xmalloc(sizeof *p);
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->lock = *lock;
+    p->next = vault.releases;
+    vault.releases = p;
+    pthread_cond_signal(&vault.cv);
 }
 
 /* Releases a lock (store_lock_release), leaving it to the background thread when Redis
@@ -275,20 +276,96 @@ static unsigned vault_flush(struct store *s, struct oauth *o, struct arena *a)
 static void release_lock(struct store *s, const char *name, const struct store_lock *lock,
                          long cooldown_ms)
 {
-    if (store_lock_release(s, name, lock, cooldown_ms) == STORE_OK)
+    if (!lock->owner[0] || store_lock_release(s, name, lock, cooldown_ms) == STORE_OK)
         return;
-    struct pending_release *p = xmalloc(sizeof *p);
-    memset(p, 0, sizeof *p);
-    snprintf(p->name, sizeof p->name, "%s", name);
-    p->lock = *lock;
-    p->cooldown_ms = cooldown_ms;
     pthread_mutex_lock(&vault.mu);
-    p->next = vault.releases;
-    vault.releases = p;
-    pthread_cond_signal(&vault.cv);
+    release_later_locked(name, lock);
+    vault.releases->cooldown_ms = cooldown_ms;
     pthread_mutex_unlock(&vault.mu);
     log_msg(LOG_WARN, "a refresh lock could not be released (Redis unavailable); releasing it in the "
                       "background");
+}
+
+/* Stores every entry it can (releasing its lock once stored); returns how many are left.
+ * The entries being stored stay visible to vault_get (vault.flushing), but out of
+ * vault_put's way, so request threads never wait on the vault's lock for Redis. */
+static unsigned vault_flush(struct store *s, struct oauth *o, struct arena *a)
+{
+    pthread_mutex_lock(&vault.mu);
+    struct vault_entry *todo = vault.entries;
+    vault.flushing = todo;
+    vault.entries = NULL;
+    pthread_mutex_unlock(&vault.mu);
+    for (struct vault_entry *e = todo; e; e = e->next) {
+        arena_reset(a);
+        e->settled = vault_store(s, o, a, e);
+        if (e->settled)
+            release_lock(s, e->name, &e->lock, 0);
+    }
+    unsigned n_left = 0;
+    pthread_mutex_lock(&vault.mu);
+    vault.flushing = NULL;
+    while (todo) {
+        struct vault_entry *e = todo;
+        todo = e->next;
+        bool superseded = false; /* a newer pair for the record arrived meanwhile */
+        for (struct vault_entry *n = vault.entries; n && !superseded && !e->settled; n = n->next)
+            superseded = strcmp(n->name, e->name) == 0;
+        if (e->settled || superseded) {
+            if (superseded)
+                release_later_locked(e->name, &e->lock);
+            vault_entry_free(e);
+        } else {
+            e->next = vault.entries;
+            vault.entries = e;
+            n_left++;
+        }
+    }
+    vault_recount_locked();
+    pthread_mutex_unlock(&vault.mu);
+    return n_left;
+}
+
+/* Queues an identity call for the background thread (once per record; a full queue drops
+ * it: the next request asks again). */
+static void resolve_later(const char *name, const char *owner)
+{
+    pthread_mutex_lock(&vault.mu);
+    bool queued = vault.n_identities >= PENDING_IDENTITIES_MAX;
+    for (struct pending_identity *p = vault.identities; p && !queued; p = p->next)
+        queued = strcmp(p->name, name) == 0;
+    if (!queued && strlen(name) < sizeof vault.identities->name &&
+        strlen(owner) < sizeof vault.identities->owner) {
+        struct pending_identity *p = xmalloc(sizeof *p);
+        snprintf(p->name, sizeof p->name, "%s", name);
+        snprintf(p->owner, sizeof p->owner, "%s", owner);
+        p->next = vault.identities;
+        vault.identities = p;
+        vault.n_identities++;
+        pthread_cond_signal(&vault.cv);
+    }
+    pthread_mutex_unlock(&vault.mu);
+}
+
+/* Asks FreshBooks for every queued identity once (connection_move_to_identity). */
+static void identities_flush(struct store *s, struct oauth *o, struct arena *a)
+{
+    pthread_mutex_lock(&vault.mu);
+    struct pending_identity *todo = vault.identities;
+    vault.identities = NULL;
+    vault.n_identities = 0;
+    pthread_mutex_unlock(&vault.mu);
+    struct worker w = {.app = vault.app, .store = s, .oauth = o};
+    struct ctx ctx = {.app = vault.app, .cfg = &vault.app->cfg, .w = &w, .arena = a};
+    while (todo) {
+        struct pending_identity *p = todo;
+        todo = p->next;
+        arena_reset(a);
+        struct loaded l = {.owner = p->owner, .record_name = p->name};
+        if (connection_read(&ctx, p->name, &l.c) == STORE_OK)
+            connection_move_to_identity(&ctx, &l, false);
+        free(p);
+    }
 }
 
 /* Tries every pending release once; returns how many are left. */
@@ -325,11 +402,12 @@ static void *vault_main(void *unused)
     arena_init(&a, 16384);
     pthread_mutex_lock(&vault.mu);
     while (!vault.stopping) {
-        if (!vault.entries && !vault.releases) {
+        if (!vault.entries && !vault.releases && !vault.identities) {
             pthread_cond_wait(&vault.cv, &vault.mu);
             continue;
         }
         pthread_mutex_unlock(&vault.mu);
+        identities_flush(s, o, &a);
         unsigned left = vault_flush(s, o, &a) + releases_flush(s);
         if (left)
             sleep_ms(200);
@@ -340,6 +418,11 @@ static void *vault_main(void *unused)
     while (vault.releases) { /* left to their TTLs */
         struct pending_release *p = vault.releases;
         vault.releases = p->next;
+        free(p);
+    }
+    while (vault.identities) { /* asked again after the restart */
+        struct pending_identity *p = vault.identities;
+        vault.identities = p->next;
         free(p);
     }
     unsigned lost = vault_flush(s, o, &a);
@@ -457,8 +540,8 @@ static void flight_leave(struct flight *f)
 
 /* ---- the refresh itself ---- */
 
-/* Marks the record reconnect-required by compare-and-set.  When a newer usable pair was
- * stored meanwhile, takes it instead (FRESH_OK). */
+/* Marks the record reconnect-required by compare-and-set.  When another pair was stored
+ * meanwhile, marks nothing and takes it instead (FRESH_OK when usable). */
 static enum fresh_result mark_reconnect(struct ctx *ctx, struct loaded *l)
 {
     struct buf value = {0};
@@ -481,12 +564,14 @@ static enum fresh_result mark_reconnect(struct ctx *ctx, struct loaded *l)
             break;
         if (!same_generation(&l->c, &cur))
             break; /* disconnected and connected again: that connection is not ours to mark */
-        if (cur.pair.created_at > l->c.pair.created_at && usable(&cur, clock_wall())) {
+        if (strcmp(cur.pair.refresh_token, l->c.pair.refresh_token) != 0) {
+            /* Another pair was stored meanwhile (a connect, a refresh elsewhere): not the one
+             * FreshBooks refused, so nobody is marked; it is served, or refreshed next. */
             l->c = cur;
-            res = FRESH_OK;
+            res = usable(&cur, clock_wall()) ? FRESH_OK : FRESH_UNAVAILABLE;
             break;
         }
-        l->c = cur;
+        l->c = cur; /* the same pair written again (a re-seal): mark that */
     }
     if (value.data)
         sodium_memzero(value.data, value.cap);
@@ -498,7 +583,8 @@ static enum fresh_result mark_reconnect(struct ctx *ctx, struct loaded *l)
  * l->c.version (the record may move meanwhile only by a connect, which keeps the newer
  * pair — record_merge_pair —, a re-seal, or a disconnect).  Updates l. */
 static enum fresh_result store_refreshed(struct ctx *ctx, struct loaded *l,
-                                         const struct token_pair *pair, const char *spent)
+                                         const struct token_pair *pair, const char *spent,
+                                         struct store_lock *lock)
 {
     struct connection fresh = l->c;
     fresh.pair = *pair; /* newer than the pair refreshed: no alternates */
@@ -519,9 +605,9 @@ static enum fresh_result store_refreshed(struct ctx *ctx, struct loaded *l,
         }
         struct connection cur;
         enum store_result got = r == STORE_CONFLICT ? connection_read(ctx, l->record_name, &cur) : r;
-        if (got == STORE_UNAVAILABLE) {
+        if (got == STORE_UNAVAILABLE || got == STORE_UNREADABLE) {
             /* The only valid refresh token now exists in this process alone. */
-            vault_put(l->record_name, fresh.generation, fresh.pair.created_at, &value);
+            vault_put(l->record_name, fresh.generation, fresh.pair.created_at, &value, lock);
             metrics_refresh(RM_KEPT_IN_MEMORY);
             l->c = fresh;
             res = FRESH_OK;
@@ -557,25 +643,33 @@ static enum fresh_result store_refreshed(struct ctx *ctx, struct loaded *l,
  * refuses it and pairs issued in the same second are kept as alternates, each of their
  * refresh tokens is tried once (one of them may be the live one) before the connection
  * is marked reconnect-required. */
-static enum fresh_result refresh_locked(struct ctx *ctx, struct loaded *l, long *cooldown_ms)
+static enum fresh_result refresh_locked(struct ctx *ctx, struct loaded *l, struct store_lock *lock,
+                                        long *cooldown_ms)
 {
     struct token_pair pair;
     struct oauth *o = ctx->w->oauth;
     const char *spent = l->c.pair.refresh_token;
     enum oauth_result r = oauth_refresh(o, ctx->arena, spent, &pair);
-    for (size_t i = 0; r == OAUTH_INVALID_GRANT && i < l->c.pair.n_alternates; i++) {
-        spent = l->c.pair.alternates[i];
+    size_t tried = 0;
+    /* Another call only while the lock surely outlives it: no second refresh may start. */
+    int64_t last_start = lock->expires_us - (ctx->cfg->http_timeout_ms + 1000) * 1000;
+    for (; r == OAUTH_INVALID_GRANT && tried < l->c.pair.n_alternates &&
+           clock_mono_us() < last_start;
+         tried++) {
+        spent = l->c.pair.alternates[tried];
         r = oauth_refresh(o, ctx->arena, spent, &pair);
         if (r == OAUTH_OK)
             log_msg(LOG_INFO, "connection %.10s…: a pair issued in the same second was the live one",
                     l->record_name);
     }
+    if (r == OAUTH_INVALID_GRANT && tried < l->c.pair.n_alternates)
+        r = OAUTH_UNAVAILABLE; /* alternates left untried: again after the cooldown */
     int64_t now = clock_wall();
     switch (r) {
     case OAUTH_OK:
         ctx->outcome = "refreshed";
         metrics_refresh(RM_REFRESHED);
-        return store_refreshed(ctx, l, &pair, spent);
+        return store_refreshed(ctx, l, &pair, spent, lock);
     case OAUTH_INVALID_GRANT:
         log_msg(LOG_WARN, "refresh token refused (invalid_grant): connection %.10s… needs reconnecting",
                 l->record_name);
@@ -615,7 +709,7 @@ static int look_again(struct ctx *ctx, struct loaded *l, uint64_t seen_version)
 {
     struct connection cur;
     enum store_result got = connection_read(ctx, l->record_name, &cur);
-    if (got == STORE_UNAVAILABLE)
+    if (got == STORE_UNAVAILABLE || got == STORE_UNREADABLE)
         return FRESH_UNAVAILABLE;
     if (got == STORE_NOT_FOUND || !same_generation(&l->c, &cur))
         return FRESH_RECONNECT;
@@ -635,7 +729,7 @@ static int look_again(struct ctx *ctx, struct loaded *l, uint64_t seen_version)
  * (then given up again). */
 static enum store_result take_lock(struct ctx *ctx, struct loaded *l, struct store_lock *lock)
 {
-    long ttl = lock_ttl_ms(ctx->cfg);
+    long ttl = config_lock_ttl_ms(ctx->cfg);
     enum store_result r = store_lock_try(ctx->w->store, l->record_name, lock, ttl);
     if (r == STORE_OK && store_wait_durable(ctx->w->store) != STORE_OK) {
         /* A lock the replicas have not seen could vanish in a failover and let another
@@ -645,6 +739,19 @@ static enum store_result take_lock(struct ctx *ctx, struct loaded *l, struct sto
         return STORE_UNAVAILABLE;
     }
     return r;
+}
+
+/* While a request waits for someone else's refresh, its Redis commands end by the wait's
+ * end too (and a last look 100 ms after it), so the wait is not stretched by a slow Redis. */
+static void waiting_until(struct ctx *ctx, int64_t until_ms)
+{
+    int64_t d = (until_ms + 100) * 1000;
+    store_set_deadline(ctx->w->store, ctx->deadline_us && ctx->deadline_us < d ? ctx->deadline_us : d);
+}
+
+static void waiting_done(struct ctx *ctx)
+{
+    store_set_deadline(ctx->w->store, ctx->deadline_us);
 }
 
 /* Someone else holds the lock: polls until the record moves, the lock goes away or
@@ -706,7 +813,9 @@ static enum fresh_result lead(struct ctx *ctx, struct loaded *l, int64_t until_m
             ctx->outcome = "refresh_elsewhere";
             return FRESH_OK;
         }
+        waiting_until(ctx, until_ms);
         int waited = wait_for_holder(ctx, l, seen, until_ms);
+        waiting_done(ctx);
         if (waited >= 0)
             return (enum fresh_result)waited;
         /* The lock went away and nobody refreshed: try to take it ourselves. */
@@ -722,8 +831,13 @@ static enum fresh_result lead(struct ctx *ctx, struct loaded *l, int64_t until_m
             ctx->outcome = "already_fresh";
             metrics_refresh(RM_ALREADY_FRESH);
         }
+    } else if (!l->c.has_identity && connection_move_to_identity(ctx, l, true)) {
+        /* Its identity first, under this lock: another browser of the same FreshBooks user
+         * may have connected since, killing this pair's refresh token, and only the
+         * identity's record knows the live one.  The caller refreshes that record. */
+        res = FRESH_MOVED;
     } else {
-        res = refresh_locked(ctx, l, &cooldown_ms);
+        res = refresh_locked(ctx, l, &lock, &cooldown_ms);
     }
     release_lock(ctx->w->store, l->record_name, &lock, cooldown_ms);
     return res;
@@ -731,11 +845,11 @@ static enum fresh_result lead(struct ctx *ctx, struct loaded *l, int64_t until_m
 
 enum fresh_result refresh_ensure_fresh(struct ctx *ctx, struct loaded *l)
 {
-    if (l->c.reconnect_required)
-        return FRESH_RECONNECT;
-    struct connection kept;
+    struct connection kept; /* a pair kept in memory is newer than any mark */
     if (vault_get(ctx, l->record_name, &l->c, &kept))
         l->c = kept;
+    if (l->c.reconnect_required)
+        return FRESH_RECONNECT;
     int64_t now = clock_wall();
     if (!needs_refresh(&l->c, ctx->cfg, now))
         return FRESH_OK;
@@ -760,7 +874,9 @@ enum fresh_result refresh_ensure_fresh(struct ctx *ctx, struct loaded *l)
     enum fresh_result led = flight_wait(f, until_ms);
     ctx->outcome = "refresh_waited";
     metrics_refresh(RM_WAITED);
+    waiting_until(ctx, until_ms);
     int again = look_again(ctx, l, seen);
+    waiting_done(ctx);
     if (again == FRESH_UNAVAILABLE && vault_get(ctx, l->record_name, &l->c, &kept)) {
         l->c = kept;
         return FRESH_OK;
@@ -775,25 +891,29 @@ enum fresh_result refresh_ensure_fresh(struct ctx *ctx, struct loaded *l)
 
 enum token_result refresh_valid_token(struct ctx *ctx, struct loaded *l)
 {
-    switch (connection_load(ctx, l)) {
-    case LOOKUP_UNAVAILABLE:
-        ctx->outcome = "redis_unavailable";
-        return TOKEN_UNAVAILABLE;
-    case LOOKUP_NONE:
-        ctx->outcome = "not_connected";
-        return TOKEN_NONE;
-    case LOOKUP_FOUND:
-        break;
+    enum fresh_result fr = FRESH_UNAVAILABLE;
+    /* Twice at most: once more when the pair moved to its identity's record meanwhile. */
+    for (int round = 0; round < 2; round++) {
+        switch (connection_load(ctx, l)) {
+        case LOOKUP_UNAVAILABLE:
+            ctx->outcome = "redis_unavailable";
+            return TOKEN_UNAVAILABLE;
+        case LOOKUP_NONE:
+            ctx->outcome = "not_connected";
+            return TOKEN_NONE;
+        case LOOKUP_FOUND:
+            break;
+        }
+        fr = refresh_ensure_fresh(ctx, l);
+        bool gone = fr == FRESH_RECONNECT && !l->c.reconnect_required; /* not marked: gone */
+        if (fr != FRESH_MOVED && !gone)
+            break;
     }
-    /* A pair whose identity is still unknown (users/me failed at connect) moves into its
-     * identity's record first, while its access token can still ask: another browser of
-     * the same FreshBooks user may have connected since, killing this pair's refresh token,
-     * and only that record knows the live one. */
-    connection_resolve_identity(ctx, l);
-    switch (refresh_ensure_fresh(ctx, l)) {
+    switch (fr) {
     case FRESH_OK:
         break;
     case FRESH_RECONNECT:
+    case FRESH_MOVED:
         ctx->outcome = "reconnect_required";
         return TOKEN_RECONNECT;
     case FRESH_UNAVAILABLE:
@@ -802,6 +922,7 @@ enum token_result refresh_valid_token(struct ctx *ctx, struct loaded *l)
             ctx->outcome = "unavailable";
         return TOKEN_UNAVAILABLE;
     }
-    connection_resolve_identity(ctx, l); /* when it could not ask before the refresh */
+    if (!l->c.has_identity) /* asked in the background: this request does not wait for it */
+        resolve_later(l->record_name, l->owner);
     return TOKEN_OK;
 }

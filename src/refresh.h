@@ -28,6 +28,7 @@ enum fresh_result {
     FRESH_RECONNECT,     /* the user must connect again (invalid_grant, or disconnected) */
     FRESH_UNAVAILABLE,   /* Redis or FreshBooks unavailable and no valid token (503) */
     FRESH_MISCONFIGURED, /* FreshBooks refuses the app's credentials (503) */
+    FRESH_MOVED,         /* the pair moved to its identity's record: load the owner again */
 };
 
 /* Starts the thread that stores pairs Redis could not take.  Returns 0 or -1. */

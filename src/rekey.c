@@ -23,13 +23,27 @@ static void collect(const char *name, void *arg)
     names->v[names->n++] = xstrdup(name);
 }
 
-/* Binds every owner pointer with the current key: those bound with an old key, and
- * unbound ones from before 0.2 (trusted here, once, by the operator who runs rekey).
- * Pointers that do not verify are counted and left alone.  Returns 0, or 1 when Redis
- * failed. */
-static int rebind_pointers(const struct app *app, FILE *out)
+#define BOUND_FLAG "pointers-bound"
+
+/* Binds every owner pointer bound with an old key with the current one, and — only with
+ * bind_unbound, once per Redis, when upgrading from 0.1 — the unbound ones (trusted here
+ * by the operator who runs it; once done, an unbound pointer can only be a forgery, and
+ * no later run binds one).  Pointers that do not verify are counted and left alone.
+ * Returns 0, or 1 when Redis failed or binding unbound pointers was refused. */
+static int rebind_pointers(const struct app *app, bool bind_unbound, FILE *out)
 {
     struct store *s = store_new(&app->cfg);
+    if (bind_unbound) {
+        enum store_result f = store_flag_get(s, BOUND_FLAG);
+        if (f != STORE_NOT_FOUND) {
+            fprintf(out, "rekey: %s\n",
+                    f == STORE_OK ? "--bind-unbound was done already for this Redis; an unbound "
+                                    "pointer now can only be a forgery: not binding any"
+                                  : "Redis unavailable");
+            store_free(s);
+            return 1;
+        }
+    }
     struct names owners = {0};
     if (store_scan_owners(s, collect, &owners) < 0) {
         fprintf(out, "rekey: Redis unavailable while listing owner pointers\n");
@@ -38,7 +52,7 @@ static int rebind_pointers(const struct app *app, FILE *out)
     }
     struct arena a;
     arena_init(&a, 4096);
-    size_t rebound = 0, current = 0, refused = 0, failed = 0;
+    size_t rebound = 0, current = 0, refused = 0, unbound = 0, failed = 0;
     for (size_t i = 0; i < owners.n; i++) {
         arena_reset(&a);
         const char *owner = owners.v[i];
@@ -53,8 +67,13 @@ static int rebind_pointers(const struct app *app, FILE *out)
             case POINTER_BAD:
                 refused++;
                 break;
-            case POINTER_OLD_KEY:
             case POINTER_UNBOUND:
+                if (!bind_unbound) {
+                    unbound++;
+                    break;
+                }
+                /* fall through */
+            case POINTER_OLD_KEY:
                 r = store_owner_rebind(s, owner, pointer,
                                        pointer_make(&a, &app->keys, owner, name, generation));
                 if (r == STORE_OK)
@@ -70,14 +89,18 @@ static int rebind_pointers(const struct app *app, FILE *out)
     }
     free(owners.v);
     arena_destroy(&a);
+    if (bind_unbound && !failed && store_flag_set(s, BOUND_FLAG) != STORE_OK)
+        failed++;
     store_free(s);
     fprintf(out, "rekey: %zu owner pointers: %zu bound with the current key, %zu already current, "
-                 "%zu refused (not bound to their owner), %zu failed\n",
-            owners.n, rebound, current, refused, failed);
+                 "%zu refused (not bound to their owner), %zu unbound (refused%s), %zu failed\n",
+            owners.n, rebound, current, refused, unbound,
+            unbound ? "; when upgrading from 0.1, run `fbconnect rekey --bind-unbound` once" : "",
+            failed);
     return failed ? 1 : 0;
 }
 
-int rekey_all(const struct app *app, FILE *out)
+int rekey_all(const struct app *app, bool bind_unbound, FILE *out)
 {
     struct store *s = store_new(&app->cfg);
     struct names names = {0};
@@ -139,6 +162,6 @@ int rekey_all(const struct app *app, FILE *out)
     fprintf(out, "rekey: %zu records: %zu re-sealed, %zu already current, %zu gone meanwhile, "
                  "%zu unreadable with the configured keys, %zu failed\n",
             names.n, resealed, current, gone, unreadable, failed);
-    int pointers_rc = rebind_pointers(app, out);
+    int pointers_rc = rebind_pointers(app, bind_unbound, out);
     return unreadable || failed || pointers_rc ? 1 : 0;
 }

@@ -1,6 +1,7 @@
 #include "store.h"
 
 #include <hiredis.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -34,6 +35,8 @@ struct store {
     uint64_t serial;  /* names the current connection (process-wide, never reused) */
     unsigned epoch;   /* the primary marker when the current connection was made */
     bool permanent;   /* the last command failed in a way that retrying cannot mend */
+    bool stale;       /* made again before the next command (a WAIT fell short on it) */
+    bool moved_here;  /* connect_redis: this connection's own checks moved the marker */
     int64_t deadline_us; /* the request's: no socket wait goes beyond it (0: none) */
     long socket_ms;      /* the timeout set on the current connection's socket */
     char key[256];                   /* scratch for prefixed key names */
@@ -224,6 +227,7 @@ static struct {
     unsigned n_replids;
     char replid[41]; /* of the primary connected to last */
     long long config_epoch; /* the sentinels' failover count of the primary named last */
+    int64_t failing_since_us; /* the named primary has failed every connect since (0: no) */
 } topo = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* The current-primary marker: moves whenever any thread learns that the primary may have
@@ -267,10 +271,7 @@ static struct timeval timeout_of(const struct config *cfg)
  * nearer; 0 when it has passed. */
 static long step_ms(const struct store *s, long want_ms)
 {
-    if (!s->deadline_us)
-        return want_ms;
-    int64_t left = (s->deadline_us - clock_mono_us()) / 1000;
-    return left <= 0 ? 0 : left < want_ms ? (long)left : want_ms;
+    return clock_cap_ms(s->deadline_us, want_ms);
 }
 
 /* Sets the current connection's socket timeout to ms unless it is set so already. */
@@ -356,14 +357,14 @@ static bool ask_sentinels(const struct config *cfg, struct timeval tv, char *hos
  * replication id differs from the one connected to before is a new primary (a failover
  * behind the same address): every other connection is made again. */
 /* Records the primary a sentinel names, unless an answer of a later failover (a higher
- * config epoch) was seen already; another primary than before moves the marker. */
-static void primary_named(const char *host, int port, long long config_epoch)
+ * config epoch) was seen already; another primary than before moves the marker (true). */
+static bool primary_named(const char *host, int port, long long config_epoch)
 {
     pthread_mutex_lock(&topo.mu);
     if (config_epoch < topo.config_epoch) {
         topo.known = topo.host[0] != '\0';
         pthread_mutex_unlock(&topo.mu);
-        return;
+        return false;
     }
     topo.config_epoch = config_epoch;
     bool moved = topo.host[0] && (strcmp(topo.host, host) != 0 || topo.port != port);
@@ -376,6 +377,7 @@ static void primary_named(const char *host, int port, long long config_epoch)
         log_msg(LOG_WARN, "redis: the sentinels name a new primary, %s:%d; every connection moves there",
                 host, port);
     }
+    return moved;
 }
 
 /* ---- following the sentinels: one thread per process asks them every FOLLOW_MS, so a
@@ -437,6 +439,27 @@ void store_follow_stop(void)
     follow.started = false;
 }
 
+/* After a connect to the primary the sentinels named: a primary that failed every connect
+ * for 5 s makes any sentinel's answer acceptable again, whatever its config epoch (a
+ * sentinel fleet rebuilt from scratch counts from 0 again). */
+static void primary_reached(const struct config *cfg, bool ok)
+{
+    if (cfg->n_sentinels == 0)
+        return;
+    int64_t now = clock_mono_us();
+    pthread_mutex_lock(&topo.mu);
+    if (ok) {
+        topo.failing_since_us = 0;
+    } else if (!topo.failing_since_us) {
+        topo.failing_since_us = now;
+    } else if (now - topo.failing_since_us > 5000000 && topo.config_epoch > LLONG_MIN) {
+        topo.config_epoch = LLONG_MIN;
+        log_msg(LOG_WARN, "redis: the primary the sentinels named last has failed for 5 s; "
+                          "taking any sentinel's answer again");
+    }
+    pthread_mutex_unlock(&topo.mu);
+}
+
 static bool read_replication(struct store *s);
 
 static bool check_primary(struct store *s)
@@ -491,6 +514,7 @@ static bool read_replication(struct store *s)
     pthread_mutex_unlock(&topo.mu);
     if (moved) {
         atomic_fetch_add(&primary_epoch, 1);
+        s->moved_here = true;
         log_msg(LOG_WARN, "redis: a new primary (replication id changed); every connection finds it again");
     }
     s->wait_n = cfg->wait_replicas >= 0 ? cfg->wait_replicas : known ? 1 : 0;
@@ -504,6 +528,11 @@ static bool connect_redis(struct store *s)
     if (ms <= 0)
         return false; /* the request's time is up */
     struct timeval tv = tv_of_ms(ms);
+    /* The marker is read before the primary's address: a move announced meanwhile makes
+     * this connection stale at once rather than trusted.  A move this connection's own
+     * checks make (a sentinel's answer, a new replication id) is the one it follows. */
+    unsigned epoch = atomic_load(&primary_epoch);
+    s->moved_here = false;
     if (cfg->n_sentinels > 0) {
         char host[256];
         int port = 0;
@@ -519,7 +548,7 @@ static bool connect_redis(struct store *s)
                 return false;
             }
             /* A sentinel behind the others names an older primary: use the newest known. */
-            primary_named(host, port, config_epoch);
+            s->moved_here = primary_named(host, port, config_epoch);
             pthread_mutex_lock(&topo.mu);
             snprintf(host, sizeof host, "%s", topo.host);
             port = topo.port;
@@ -533,6 +562,7 @@ static bool connect_redis(struct store *s)
     }
     if (!s->rc || s->rc->err) {
         log_msg(LOG_WARN, "redis connect failed: %s", s->rc ? s->rc->errstr : "out of memory");
+        primary_reached(cfg, false);
         drop(s);
         return false;
     }
@@ -551,16 +581,15 @@ static bool connect_redis(struct store *s)
     }
     if (ok && cfg->redis_db != 0)
         ok = setup_command(s, "SELECT", redisCommand(s->rc, "SELECT %d", cfg->redis_db));
-    /* The marker is read before ROLE: a move announced meanwhile makes this connection
-     * stale at once rather than trusted. */
-    unsigned epoch = atomic_load(&primary_epoch);
     if (ok)
         ok = check_primary(s);
+    primary_reached(cfg, ok);
     if (!ok) {
         drop(s);
         return false;
     }
-    s->epoch = epoch;
+    s->epoch = s->moved_here ? atomic_load(&primary_epoch) : epoch;
+    s->stale = false;
     s->serial = atomic_fetch_add(&connection_serials, 1) + 1;
     return true;
 }
@@ -608,7 +637,7 @@ static redisReply *command_send(struct store *s, int argc, const char **argv,
 {
     s->permanent = false;
     /* A connection made before the primary moved is made again first. */
-    if (may_reconnect && s->rc && s->epoch != atomic_load(&primary_epoch))
+    if (may_reconnect && s->rc && (s->stale || s->epoch != atomic_load(&primary_epoch)))
         close_connection(s);
     for (int attempt = 0; attempt < (may_reconnect ? 2 : 1); attempt++) {
         if (!s->rc && (!may_reconnect || !connect_redis(s)))
@@ -923,11 +952,13 @@ enum store_result store_lock_release(struct store *s, const char *record_name,
 {
     /* On the node that holds it, while this store is still connected there. */
     bool on_holder = s->rc && s->serial == lock->connection;
+    bool moved_on = s->stale; /* read first: a release here does not make it fresh */
     bool released = on_holder && release_once(s, record_name, lock, cooldown_ms, true);
-    /* When the primary may have moved since the lock was taken, the lock may have reached
-     * the new primary too (promoted with a replica that had it): release it there as well.
-     * Deleting only this owner's token, the script is safe to run anywhere. */
-    if (released && lock->epoch == atomic_load(&primary_epoch))
+    /* When the primary may have moved since the lock was taken (the marker moved, or a WAIT
+     * fell short on this connection), the lock may have reached the new primary too,
+     * promoted with a replica that had it: release it there as well.  Deleting only this
+     * owner's token, the script is safe to run anywhere. */
+    if (released && !moved_on && lock->epoch == atomic_load(&primary_epoch))
         return STORE_OK;
     return release_once(s, record_name, lock, cooldown_ms, false) ? STORE_OK : STORE_UNAVAILABLE;
 }
@@ -1007,6 +1038,28 @@ int store_scan_owners(struct store *s, void (*fn)(const char *owner, void *arg),
 {
     static const char *const kinds[] = {"s:*", "u:*"};
     return scan_kinds(s, kinds, 2, fn, arg);
+}
+
+enum store_result store_flag_get(struct store *s, const char *name)
+{
+    redisReply *r = command1(s, "EXISTS", k(s, name));
+    if (!r)
+        return STORE_UNAVAILABLE;
+    enum store_result res = r->type == REDIS_REPLY_INTEGER && r->integer == 1 ? STORE_OK
+                                                                               : STORE_NOT_FOUND;
+    freeReplyObject(r);
+    return res;
+}
+
+enum store_result store_flag_set(struct store *s, const char *name)
+{
+    const char *argv[] = {"SET", k(s, name), "1"};
+    size_t lens[] = {3, strlen(argv[1]), 1};
+    redisReply *r = command(s, 3, argv, lens);
+    if (!r)
+        return STORE_UNAVAILABLE;
+    freeReplyObject(r);
+    return STORE_OK;
 }
 
 enum store_result store_owner_get(struct store *s, const char *owner, struct arena *a,
@@ -1157,8 +1210,12 @@ enum store_result store_wait_durable(struct store *s)
         return STORE_OK;
     log_msg(LOG_WARN, "redis: %lld of %d replicas acknowledged a write in %ld ms; treating it as not durable",
             acks < 0 ? 0 : acks, s->wait_n, s->cfg->wait_timeout_ms);
-    /* A failover may be under way.  This connection stays open until its next command, so
-     * a lock just taken on it can still be released on the node that holds it. */
-    primary_moved(s->cfg, "a write was not acknowledged by a replica in time");
+    /* A failover may be under way: this connection is made again before its next command
+     * (it stays open until then, so a lock just taken on it can still be released on the
+     * node that holds it), and with sentinels they are asked again — the marker moves, and
+     * every thread follows, only if the primary did move.  Replicas merely slow or gone
+     * cost this one connection, not the process. */
+    s->stale = true;
+    primary_forget(s->cfg);
     return STORE_UNAVAILABLE;
 }

@@ -29,6 +29,9 @@ enum store_result {
     STORE_EXISTS,      /* SET NX found the key already there */
     STORE_CONFLICT,    /* compare-and-set lost: the version moved */
     STORE_UNAVAILABLE, /* Redis unreachable, timed out or answered an error (503) */
+    STORE_UNREADABLE,  /* connection_read only: a record is there but opens with no
+                          configured key (a host behind in a key rotation): never
+                          deleted, revoked or written over on that account */
 };
 
 struct store;
@@ -146,6 +149,11 @@ enum store_result store_config_get(struct store *s, const char *name, char *out,
 int store_scan_records(struct store *s, void (*fn)(const char *record_name, void *arg), void *arg);
 /* The same for every owner pointer (s:… and u:…). */
 int store_scan_owners(struct store *s, void (*fn)(const char *owner, void *arg), void *arg);
+
+/* A flag key (<prefix><name>, no TTL): get is STORE_OK when set, STORE_NOT_FOUND when
+ * not; set makes it so. */
+enum store_result store_flag_get(struct store *s, const char *name);
+enum store_result store_flag_set(struct store *s, const char *name);
 
 /* An owner's pointer as stored (arena), without sliding its TTL: STORE_OK or
  * STORE_NOT_FOUND. */

@@ -34,9 +34,10 @@ def test_copied_pointer_is_not_connected(stack):
     check(works_at_freshbooks(stack, bearer(auth(stack, victim))), "the victim's token")
 
 
-def test_unbound_pointer_refused_until_rekey(stack):
+def test_unbound_pointer_refused_until_bound_once(stack):
     """A pointer from before pointers were bound ("<record>/<generation>") is refused and left
-    in place; `fbconnect rekey` binds it."""
+    in place; `rekey` leaves it so; `rekey --bind-unbound` binds it, once per Redis: after
+    that an unbound pointer can only be a forgery, which no rekey binds."""
     b = Browser(stack)
     check(b.connect(email()).status == 303, "connect")
     bound = stack.redis("GET", session_key(b))
@@ -46,11 +47,24 @@ def test_unbound_pointer_refused_until_rekey(stack):
     check(b.status().json()["connected"] is False, "an unbound pointer is accepted")
     check(stack.redis("GET", session_key(b)) == unbound, "the unbound pointer was deleted")
     r = stack.fbconnect_cmd("rekey")
-    check(r.returncode == 0, f"rekey: {r.returncode} {r.stdout} {r.stderr}")
+    check(re.search(r"[1-9]\d* unbound \(refused", r.stdout), f"rekey: {r.stdout}")
+    check(stack.redis("GET", session_key(b)) == unbound, "plain rekey bound an unbound pointer")
+    r = stack.fbconnect_cmd("rekey", "--bind-unbound")
+    check(r.returncode == 0, f"rekey --bind-unbound: {r.returncode} {r.stdout} {r.stderr}")
     check(re.search(r"owner pointers: [1-9]\d* bound with the current key", r.stdout), r.stdout)
     check(stack.redis("GET", session_key(b)) == bound, "rekey did not bind the pointer")
     check(int(stack.redis("TTL", session_key(b))) > ttl - 60, "rekey changed the pointer's TTL")
     check(b.status().json()["connected"] is True, "not connected after rekey")
+    # The forgery the review found: a victim's pointer, tag stripped, under the attacker's key.
+    attacker = Browser(stack)
+    attacker.get(stack.site("connect"))
+    stack.redis("SET", session_key(attacker), unbound, "EX", "600")
+    for args in (("rekey",), ("rekey", "--bind-unbound")):
+        r = stack.fbconnect_cmd(*args)
+        check(stack.redis("GET", session_key(attacker)) == unbound, f"{' '.join(args)} bound a forgery")
+    check(r.returncode == 1 and "done already" in r.stdout, f"a second --bind-unbound: {r.stdout}")
+    check(attacker.status().json()["connected"] is False, "the forged pointer connects")
+    check(auth(stack, attacker).status == 401, "the forged pointer gets a token")
 
 
 def test_record_version_beyond_the_format(stack):

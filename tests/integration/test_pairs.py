@@ -4,7 +4,7 @@ whatever created_at says."""
 import concurrent.futures
 import time
 
-from harness import Browser, check
+from harness import Browser, check, wait_until
 from test_connect import redis_name
 from test_lifecycle import auth, bearer, email, works_at_freshbooks
 
@@ -115,3 +115,37 @@ def test_created_at_skewed_by_a_month(stack):
         check(r.status == 200 and works_at_freshbooks(stack, bearer(r)), f"/auth {r.status}")
         check(stack.stats()["refreshes"] == before["refreshes"],
               f"created_at {offset:+d}s: refreshed a fresh pair")
+
+
+def test_identity_move_never_races_a_refresh(stack):
+    """A connection whose identity is unknown is refreshed (its refresh token spent, the
+    answer late) while another request could move its pair to the identity's record: the
+    move waits for the refresh's lock, so the spent pair is never moved and nobody is
+    marked.  (Found in review: the move ran outside the lock.)"""
+    import threading
+    from test_lifecycle import connect_expiring
+    stack.fault("me", "status", status=500, count=1)
+    b = connect_expiring(stack)  # 200 s left: in the margin, usable; identity unknown
+    pointer = stack.redis("GET", "fbc:s:" + redis_name("session", b.session))
+    check(pointer.startswith("p:"), f"identity known after all: {pointer!r}")
+    for k in stack.keys("fbc:idr:*"):  # the identity may be asked again at once
+        stack.redis("DEL", k)
+    stack.fault("me", "status", status=500, count=1)  # the refreshing request's own ask fails
+    stack.fault("token", "late", delay_ms=1500, count=1)  # the refresh token is spent now
+    out = {}
+    t = threading.Thread(target=lambda: out.update(a=auth(stack, b)))
+    t.start()
+    time.sleep(0.4)
+    for k in stack.keys("fbc:idr:*"):
+        stack.redis("DEL", k)
+    during = auth(stack, b)  # may ask users/me (now answering) and try to move the pair
+    t.join(10)
+    check(out["a"].status == 200 and during.status == 200, f"/auth: {out['a'].status} {during.status}")
+    all_served(stack, [b], "identity move during a refresh")
+
+    def learnt():
+        for k in stack.keys("fbc:idr:*"):  # no 5 s wait between asks
+            stack.redis("DEL", k)
+        return b.status().json()["user"] is not None
+    wait_until(learnt, timeout=5, what="the identity to be learnt")
+    all_served(stack, [b], "after the move")
