@@ -18,7 +18,7 @@ CFLAGS_ALL = -std=c17 -D_GNU_SOURCE -g $(OPT) $(WARN) -pthread -fstack-protector
              $(SAN) $(PKG_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL = -pthread $(SAN) $(LDFLAGS)
 
-COMMON_SRC := src/arena.c src/buf.c src/log.c src/url.c src/request.c src/response.c \
+COMMON_SRC := src/arena.c src/buf.c src/log.c src/url.c src/fcgi.c src/request.c src/response.c \
               src/server.c src/template.c src/clock.c
 CORE_SRC := src/config.c src/keys.c src/ids.c src/state.c src/seal.c src/record.c \
             src/store.c src/oauth.c src/session.c src/pages.c src/app.c src/router.c \
