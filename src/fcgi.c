@@ -510,7 +510,7 @@ enum fcgi_result fcgi_feed(struct fcgi_parser *p, const void *data, size_t len, 
         return FCGI_ERROR;
     if (p->ready)
         return FCGI_REQUEST;
-    if (p->pending == FCGI_CLOSE)
+    if (p->closed)
         return FCGI_CLOSE;
     if (len)
         p->got_bytes = true;
@@ -563,6 +563,7 @@ enum fcgi_result fcgi_feed(struct fcgi_parser *p, const void *data, size_t len, 
             return FCGI_REQUEST;
         }
         if (p->pending == FCGI_CLOSE) {
+            p->closed = true;
             *used = off;
             return FCGI_CLOSE;
         }

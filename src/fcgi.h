@@ -102,7 +102,7 @@ struct fcgi_parser {
     uint8_t begin_n;
     unsigned values_wanted;
     struct fcgi_nv values;
-    bool active, params_done, stdin_done, ready, got_bytes;
+    bool active, params_done, stdin_done, ready, closed, got_bytes;
     struct fcgi_nv params;
     char *stdin_buf;
     size_t stdin_cap;

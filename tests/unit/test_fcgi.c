@@ -473,6 +473,15 @@ static void b_unknown_role_close(struct buf *b)
     simple_request(b, 6, "/healthz", FCGI_KEEP_CONN); /* never read */
 }
 
+/* The refusal is answered at once; the close waits for the record's padding (found by
+ * fuzz_fcgi: a split there used to close early). */
+static void b_unknown_role_close_padding_short(struct buf *b)
+{
+    uint8_t body[8] = {0, 42, 0};
+    rec_pad(b, FCGI_BEGIN_REQUEST, 5, body, 8, 255);
+    b->len -= 251; /* 4 of the 255 padding bytes arrived */
+}
+
 static void b_abort_keep(struct buf *b)
 {
     begin(b, 1, FCGI_RESPONDER, FCGI_KEEP_CONN);
@@ -665,6 +674,8 @@ static const struct parse_case cases[] = {
     {"unknown role, keep-conn", b_unknown_role_keep, "REQ 6 keep=1 [" SIMPLE_PARAMS "] stdin=;REST",
      "END 5 app=0 st=3;"},
     {"unknown role, no keep-conn", b_unknown_role_close, "CLOSE;", "END 5 app=0 st=3;"},
+    {"unknown role, no keep-conn, padding short", b_unknown_role_close_padding_short, "PARTIAL",
+     "END 5 app=0 st=3;"},
     {"abort, keep-conn", b_abort_keep,
      "REQ 1 keep=1 [REQUEST_METHOD=GET;DOCUMENT_URI=/after;QUERY_STRING=;] stdin=;REST", "END 1 app=0 st=0;"},
     {"abort, no keep-conn", b_abort_close, "CLOSE;", "END 1 app=0 st=0;"},
