@@ -213,6 +213,46 @@ def test_descriptors_past_1024_are_served(stack):
             c.close()
 
 
+def test_at_the_limit_the_longest_idle_connection_makes_room(stack):
+    """With RLIMIT_NOFILE at 512, fbconnect keeps descriptors for Redis and FreshBooks and
+    takes connections up to the rest; past that, each new connection from nginx closes the
+    longest-idle one instead of being refused, logged once for the burst."""
+    sock = os.path.join(stack.dir, "limit.sock")
+    log = open(os.path.join(stack.dir, "logs", "limit.log"), "w")
+    p = subprocess.Popen([os.path.join(stack.build, "fbconnect")],
+                         env=own_env(stack, sock, FBCONNECT_THREADS="4"), stdout=log,
+                         stderr=subprocess.STDOUT,
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (512, 512)))
+    conns = []
+    try:
+        wait_until(lambda: os.path.exists(sock) or p.poll() is not None, what="fbconnect socket")
+        m = re.search(r"up to (\d+) connections from nginx", open(log.name).read())
+        check(m and int(m.group(1)) == 512 - 4 * 2 - 64, f"connection limit: {m and m.group(0)}")
+        limit = int(m.group(1))
+        conns = kept_alive(sock, limit)
+        for c in conns[10:]:  # the first 10 are now the longest idle
+            check(c.request(HEALTHZ)[0] == 200, "a kept-alive connection")
+        fresh = []
+        for _ in range(10):
+            c = fcgi.Connection(sock)
+            check(c.request(HEALTHZ)[0] == 200, "a new connection at the limit")
+            fresh.append(c)
+        conns += fresh
+        check(all(closed_by_peer(c.sock, timeout=3) for c in conns[:10]), "the longest-idle were not closed")
+        for c in (conns[10], conns[limit // 2], conns[limit - 1], *fresh):
+            check(c.request(HEALTHZ)[0] == 200, "a connection that should have stayed")
+        stop(p)
+        text = sanitizer_clean(log.name)
+        check(text.count("closing the longest-idle ones to make room") == 1, f"burst not logged once: {text[-800:]}")
+        check(logged(text, r"(\d+) to make room") == 10, f"closes not counted: {text[-800:]}")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        for c in conns:
+            c.close()
+
+
 # (c) -----------------------------------------------------------------------------------
 
 def test_deadlines_close_silent_and_unfinished_connections(stack):
