@@ -413,6 +413,9 @@ static void close_request(struct fcgi_parser *p)
     p->req.open_rec = NO_RECORD;
 }
 
+/* Once both streams have ended, points the request at the parser's params and body (which
+ * stay the parser's: valid until fcgi_request_done) and marks it for FCGI_REQUEST at the
+ * end of the current record. */
 static void check_complete(struct fcgi_parser *p)
 {
     if (!(p->active && p->params_done && p->stdin_done))

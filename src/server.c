@@ -331,6 +331,8 @@ static void conn_close(struct conn *c)
 
 /* ---- notes: rate-limited log lines ---- */
 
+/* Counts one close for the next notes_flush(); malformed, a static string, is kept as
+ * the last reason. */
 static void note(unsigned *counter, const char *malformed)
 {
     pthread_mutex_lock(&notes.mu);
@@ -716,6 +718,8 @@ struct worker_arg {
     unsigned index;
 };
 
+/* A worker: its thread context and buffers, then epoll_wait until the final stop; it
+ * accepts, sweeps or serves, whichever event it is given. */
 static void *worker_main(void *argp)
 {
     struct worker_arg *arg = argp;
