@@ -3,14 +3,14 @@
 # Usage: scripts/install-deps.sh [build|test|run|bench]...   (default: test)
 set -eu
 
-want="pkg-config make gcc libc6-dev libfcgi-dev libcurl4-openssl-dev libjansson-dev libhiredis-dev libsodium-dev"
+want="pkg-config make gcc libc6-dev libcurl4-openssl-dev libjansson-dev libhiredis-dev libsodium-dev"
 for kind in "${@:-test}"; do
     case "$kind" in
     build) ;;
     test) want="$want libcmocka-dev redis-server redis-tools nginx openssl python3 ca-certificates chromium systemd valgrind clang libclang-rt-14-dev redis-sentinel"
           command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || want="$want nodejs npm" ;;
     run) want="$want redis-server redis-tools nginx openssl ca-certificates" ;;
-    bench) want="$want redis-server redis-tools nginx openssl python3 wrk ca-certificates" ;;
+    bench) want="$want libfcgi-dev redis-server redis-tools nginx openssl python3 wrk ca-certificates" ;;  # libfcgi: bench/baseline only
     *) echo "install-deps: unknown kind '$kind'" >&2; exit 2 ;;
     esac
 done

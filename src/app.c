@@ -60,14 +60,14 @@ static void log_request(struct ctx *ctx)
     log_write(b);
 }
 
-static void handle(void *wp, FCGX_Request *fcgx)
+static void handle(void *wp, struct fcgi_request *fcgi)
 {
     struct worker *w = wp;
     arena_reset(&w->arena);
     response_reset(&w->resp);
     oauth_reset_spent(w->oauth);
     struct request req;
-    int early = request_init(&req, fcgx, &w->arena);
+    int early = request_init(&req, fcgi, &w->arena);
     struct ctx ctx = {
         .app = w->app,
         .cfg = &w->app->cfg,
@@ -93,7 +93,7 @@ static void handle(void *wp, FCGX_Request *fcgx)
     if (!ctx.resp->status)
         ctx.resp->status = 500;
     response_security_headers(ctx.resp);
-    response_send(ctx.resp, fcgx, strcmp(req.method, "HEAD") == 0);
+    response_send(ctx.resp, fcgi, strcmp(req.method, "HEAD") == 0);
     metrics_request(ctx.route, ctx.resp->status, clock_mono_us() - req.start_us);
     if (strcmp(ctx.route, "callback") == 0)
         metrics_callback_outcome(ctx.outcome);

@@ -8,7 +8,7 @@
 
 const char *request_param(const struct request *r, const char *name)
 {
-    return FCGX_GetParam(name, r->fcgx->envp);
+    return fcgi_param(r->fcgi, name);
 }
 
 /* nginx's $request_id is 32 hex digits; accept any short token of safe characters. */
@@ -20,10 +20,10 @@ static const char *sane_request_id(const char *id)
     return (n > 0 && n <= 64 && id[n] == '\0') ? id : NULL;
 }
 
-int request_init(struct request *r, FCGX_Request *fcgx, struct arena *a)
+int request_init(struct request *r, struct fcgi_request *fcgi, struct arena *a)
 {
     memset(r, 0, sizeof *r);
-    r->fcgx = fcgx;
+    r->fcgi = fcgi;
     r->arena = a;
     r->start_us = clock_mono_us();
     const char *v;
@@ -57,10 +57,10 @@ int request_read_body(struct request *r, size_t max)
         return 400;
     if (n > max)
         return 413;
+    if (n > r->fcgi->stdin_len) /* short; or cut at FCGI_STDIN_MAX: too large */
+        return r->fcgi->stdin_total > r->fcgi->stdin_len ? 413 : 400;
     char *body = arena_alloc(r->arena, (size_t)n + 1);
-    int got = n ? FCGX_GetStr(body, (int)n, r->fcgx->in) : 0;
-    if (got < 0 || (unsigned long long)got != n)
-        return 400;
+    memcpy(body, r->fcgi->stdin_data, (size_t)n);
     body[n] = '\0';
     r->body = body;
     r->body_len = (size_t)n;

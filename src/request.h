@@ -1,21 +1,21 @@
 /* request.h — one FastCGI request, parsed just enough for routing, with every value
- * length-capped.  Values point into libfcgi's parameter block or the request's arena and
- * live until the request is finished. */
+ * length-capped.  Values point into the connection's FastCGI parser (fcgi.h) or the
+ * request's arena and live until the request is finished. */
 #ifndef FBC_REQUEST_H
 #define FBC_REQUEST_H
 
-#include <fcgiapp.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "arena.h"
+#include "fcgi.h"
 #include "url.h"
 
 #define REQUEST_QUERY_MAX 16384  /* longer query strings: 414 */
 #define REQUEST_COOKIE_MAX 16384 /* longer Cookie headers: 431 */
 
 struct request {
-    FCGX_Request *fcgx;
+    struct fcgi_request *fcgi;
     struct arena *arena;
     const char *method;       /* REQUEST_METHOD, "" when absent */
     const char *path;         /* DOCUMENT_URI, "" when absent */
@@ -29,15 +29,16 @@ struct request {
     int64_t start_us; /* monotonic time the request was taken */
 };
 
-/* Fills r from fcgx's params.  Returns 0, or the HTTP status to answer at once (414 for an
+/* Fills r from fcgi's params.  Returns 0, or the HTTP status to answer at once (414 for an
  * overlong query string, 431 for an overlong Cookie header). */
-int request_init(struct request *r, FCGX_Request *fcgx, struct arena *a);
+int request_init(struct request *r, struct fcgi_request *fcgi, struct arena *a);
 
 /* The FastCGI param `name`, or NULL. */
 const char *request_param(const struct request *r, const char *name);
 
-/* Reads the body, at most max bytes, into the arena.  Returns 0, 413 when
- * CONTENT_LENGTH is larger than max, or 400 when it is malformed or the body is short. */
+/* Copies the body, at most max bytes, into the arena.  Returns 0, 413 when
+ * CONTENT_LENGTH is larger than max (or than the FCGI_STDIN_MAX the server keeps, when
+ * more arrived), or 400 when it is malformed or the body is short. */
 int request_read_body(struct request *r, size_t max);
 
 /* form_get() on the query string or on the body (read first with request_read_body). */

@@ -65,7 +65,7 @@ const char *http_reason(int status)
     }
 }
 
-int response_send(struct response *r, FCGX_Request *fcgx, bool head_only)
+int response_send(struct response *r, struct fcgi_request *fcgi, bool head_only)
 {
     char line[256];
     int status = r->status ? r->status : 500;
@@ -74,12 +74,11 @@ int response_send(struct response *r, FCGX_Request *fcgx, bool head_only)
                      r->content_type ? r->content_type : "text/plain; charset=utf-8", r->body.len);
     if (n < 0 || (size_t)n >= sizeof line)
         return -1;
-    int rc = 0;
-    rc |= FCGX_PutStr(line, n, fcgx->out) < 0;
+    fcgi_stdout(fcgi, line, (size_t)n);
     if (r->head.len)
-        rc |= FCGX_PutStr(r->head.data, (int)r->head.len, fcgx->out) < 0;
-    rc |= FCGX_PutStr("\r\n", 2, fcgx->out) < 0;
+        fcgi_stdout(fcgi, r->head.data, r->head.len);
+    fcgi_stdout(fcgi, "\r\n", 2);
     if (!head_only && r->body.len)
-        rc |= FCGX_PutStr(r->body.data, (int)r->body.len, fcgx->out) < 0;
-    return rc ? -1 : 0;
+        fcgi_stdout(fcgi, r->body.data, r->body.len);
+    return 0;
 }

@@ -1,11 +1,11 @@
-/* response.h — an HTTP response built by a handler and written to FastCGI once. */
+/* response.h — an HTTP response built by a handler and framed for FastCGI once. */
 #ifndef FBC_RESPONSE_H
 #define FBC_RESPONSE_H
 
-#include <fcgiapp.h>
 #include <stdbool.h>
 
 #include "buf.h"
+#include "fcgi.h"
 
 struct response {
     int status;               /* 0 until a handler sets it */
@@ -26,9 +26,10 @@ bool response_header(struct response *r, const char *name, const char *value);
 /* Sets status, type and a body in one go. */
 void response_set(struct response *r, int status, const char *content_type, const char *body);
 
-/* Writes the status line, headers, Content-Length and (unless head_only) the body.
- * Returns 0, or -1 when the connection failed (client or nginx gone). */
-int response_send(struct response *r, FCGX_Request *fcgx, bool head_only);
+/* Frames the status line, headers, Content-Length and (unless head_only) the body as
+ * fcgi's STDOUT; the server writes it out once the handler returns.  Returns 0, or -1
+ * (nothing framed) when the content type is too long for the status block. */
+int response_send(struct response *r, struct fcgi_request *fcgi, bool head_only);
 
 /* "OK", "Not Found", … for the statuses fbconnect produces. */
 const char *http_reason(int status);

@@ -579,12 +579,12 @@ static void sbx_thread_stop(void *p)
     free(s);
 }
 
-static void sbx_handle(void *p, FCGX_Request *fcgx)
+static void sbx_handle(void *p, struct fcgi_request *fcgi)
 {
     struct sbx *s = p;
     arena_reset(&s->arena);
     response_reset(&s->resp);
-    int early = request_init(&s->req, fcgx, &s->arena);
+    int early = request_init(&s->req, fcgi, &s->arena);
     const char *path = s->req.path, *m = s->req.method;
     bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0, post = strcmp(m, "POST") == 0;
     if (early)
@@ -616,7 +616,7 @@ static void sbx_handle(void *p, FCGX_Request *fcgx)
     response_header(&s->resp, "Referrer-Policy", "no-referrer");
     response_header(&s->resp, "Content-Security-Policy",
                     s->resp.csp ? s->resp.csp : "default-src 'none'; frame-ancestors 'none'");
-    response_send(&s->resp, fcgx, strcmp(m, "HEAD") == 0);
+    response_send(&s->resp, fcgi, strcmp(m, "HEAD") == 0);
 }
 
 /* ---- the authorize page ---- */

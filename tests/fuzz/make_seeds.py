@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of each fuzz target into tests/fuzz/corpus/<target>/.  Run once
-when a target or the formats change; the seeds are committed."""
+when a target or the formats change; the seeds are committed.
+
+usage: make_seeds.py [TARGET...]   (default: every target; the state seeds differ per run)"""
 import base64
 import hashlib
 import hmac
@@ -12,6 +14,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 from harness import kdf, make_state  # noqa: E402
+import fcgi  # noqa: E402
 
 SESSION = "A" * 43
 KEY = b"\x11" * 32
@@ -32,6 +35,7 @@ me = {"response": {"id": 123, "identity_id": 123, "first_name": "Ada", "last_nam
                    "email": "ada@example.com", "business_memberships": [
                        {"id": 9, "role": "owner", "business": {"id": 77, "name": "Ada & Co", "account_id": "xZ12k"}}]}}
 
+
 def pointer(master, owner, record, gen):
     """An owner pointer as src/pointer.c makes it."""
     h = hashlib.blake2b(digest_size=16, key=kdf(master, 5))
@@ -41,6 +45,39 @@ def pointer(master, owner, record, gen):
 
 
 GEN = "G" * 21 + "A"
+
+
+def fcgi_seeds():
+    """FastCGI input as nginx sends it, and as nothing should."""
+    hz = fcgi.params("/healthz", HTTP_COOKIE="fbconnect_session=" + SESSION)
+    post = fcgi.params("/disconnect", method="POST", CONTENT_LENGTH="9",
+                       CONTENT_TYPE="application/x-www-form-urlencoded")
+    big = fcgi.params("/connect", query="x=" + "y" * 300, HTTP_USER_AGENT="u" * 200)
+    values = fcgi._record(fcgi.GET_VALUES, 0, b"".join(
+        fcgi._nv(n, "") for n in ("FCGI_MAX_CONNS", "FCGI_MAX_REQS", "FCGI_MPXS_CONNS")))
+    pairs = b"".join(fcgi._nv(k, v) for k, v in hz.items())
+    return [
+        fcgi.request_bytes(1, hz),
+        fcgi.request_bytes(1, post, body=b"csrf=abcd"),
+        fcgi.request_bytes(1, big, keep=False),
+        fcgi.request_bytes(1, hz) + fcgi.request_bytes(2, hz) + fcgi.request_bytes(1, post, body=b"csrf=x"),
+        values + fcgi.request_bytes(3, hz),
+        fcgi.begin(1) + fcgi.begin(2) + fcgi.request_bytes(1, hz)[16:],
+        fcgi.begin(5, role=fcgi.AUTHORIZER) + fcgi.request_bytes(6, hz),
+        fcgi.begin(5, role=fcgi.FILTER, keep=False),
+        fcgi.begin(3) + fcgi._record(fcgi.PARAMS, 3, pairs) + fcgi._record(fcgi.ABORT, 3, b"") + fcgi.request_bytes(4, hz),
+        fcgi._record(77, 0, b"?") + fcgi.request_bytes(1, hz),
+        fcgi.begin(1) + fcgi._record(fcgi.PARAMS, 1, b"\x80\x00\x00\x02\x80\x00\x00\x01ABc") +
+        fcgi._record(fcgi.PARAMS, 1, b"") + fcgi._record(fcgi.STDIN, 1, b"z" * 70000) + fcgi._record(fcgi.STDIN, 1, b""),
+        b"\x02" + fcgi.request_bytes(1, hz)[1:],
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        fcgi.begin(1) + fcgi._record(fcgi.PARAMS, 1, b"\x01\xff\xff\xff\xffA"),
+        fcgi.begin(1) + fcgi._record(fcgi.PARAMS, 1, b"\x05\x03ab") + fcgi._record(fcgi.PARAMS, 1, b""),
+        fcgi.begin(1) + fcgi._record(fcgi.STDOUT, 1, b"hi"),
+        fcgi.request_bytes(1, hz)[:37],
+    ]
+
+
 seeds = {
     "fuzz_query": ["state=abc&code=def", "code=x&state=" + "A" * 150, "error=access_denied&state=s",
                    "return_to=%2Finvoices%3Fpage%3D2", "st%61te=1&state=2", "a=%zz&state=%00",
@@ -73,12 +110,14 @@ seeds = {
                    make_state(OLD, SESSION, 1764400000 + 300, return_to=b"/back"),
                    make_state(KEY, "B" * 43, 1764400000 + 300),
                    make_state(KEY, SESSION, 1764400000 - 10), "A" * 148, "%%%"],
+    "fuzz_fcgi": fcgi_seeds(),
     "fuzz_template": ["<p>{{x}}</p>", "{{#flag}}<b>{{y}}</b>{{/flag}}{{^flag}}no{{/flag}}",
                       "{{#list}}<li>{{name}}</li>{{/list}}", "<style>p{}</style>{{{x}}}",
                       "{{#a}}{{#b}}{{/b}}{{/a}}", "{{", "{{#x}}", "{{/x}}", "<style media=x>{{x}}</style>"],
 }
 
-for target, items in seeds.items():
-    for i, data in enumerate(items):
+chosen = sys.argv[1:] or list(seeds)
+for target in chosen:
+    for i, data in enumerate(seeds[target]):
         write(target, f"seed-{i:02d}", data)
-print("seeds written for", len(seeds), "targets")
+print("seeds written for", len(chosen), "targets")

@@ -5,6 +5,9 @@ import socket
 import struct
 
 BEGIN, ABORT, END, PARAMS, STDIN, STDOUT, STDERR = 1, 2, 3, 4, 5, 6, 7
+GET_VALUES, GET_VALUES_RESULT, UNKNOWN_TYPE = 9, 10, 11
+RESPONDER, AUTHORIZER, FILTER = 1, 2, 3
+REQUEST_COMPLETE, CANT_MPX_CONN, OVERLOADED, UNKNOWN_ROLE = 0, 1, 2, 3
 
 
 def _record(rtype, req_id, content):
@@ -23,6 +26,64 @@ def _nv(name, value):
         return struct.pack(">B", n) if n < 128 else struct.pack(">I", n | 0x80000000)
     name, value = name.encode(), value.encode() if isinstance(value, str) else value
     return ln(len(name)) + ln(len(value)) + name + value
+
+
+def begin(req_id, role=RESPONDER, keep=True):
+    """A BEGIN_REQUEST record."""
+    return _record(BEGIN, req_id, struct.pack(">HB5x", role, 1 if keep else 0))
+
+
+def request_bytes(req_id, params, body=b"", keep=True):
+    """A whole request: BEGIN_REQUEST, PARAMS, the empty PARAMS, STDIN, the empty STDIN."""
+    data = begin(req_id, keep=keep)
+    data += _record(PARAMS, req_id, b"".join(_nv(k, v) for k, v in params.items())) + _record(PARAMS, req_id, b"")
+    if body:
+        data += _record(STDIN, req_id, body)
+    return data + _record(STDIN, req_id, b"")
+
+
+def read_record(sock):
+    """The next record from sock: (type, request id, content), or None at EOF."""
+    head = _read_exactly(sock, 8)
+    if head is None:
+        return None
+    version, rtype, req_id, clen, plen = struct.unpack(">BBHHBx", head)
+    if version != 1:
+        raise ValueError(f"record version {version}")
+    body = _read_exactly(sock, clen + plen)
+    if body is None:
+        raise ConnectionError("connection closed inside a record")
+    return rtype, req_id, body[:clen]
+
+
+def _read_exactly(sock, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            if buf:
+                raise ConnectionError("connection closed inside a record")
+            return None
+        buf += chunk
+    return buf
+
+
+def parse_pairs(content):
+    """Name-value pairs (GET_VALUES_RESULT, PARAMS) as a dict."""
+    out, i = {}, 0
+    while i < len(content):
+        lens = []
+        for _ in range(2):
+            if content[i] < 128:
+                lens.append(content[i])
+                i += 1
+            else:
+                lens.append(struct.unpack(">I", content[i:i + 4])[0] & 0x7fffffff)
+                i += 4
+        name, value = content[i:i + lens[0]], content[i + lens[0]:i + lens[0] + lens[1]]
+        i += lens[0] + lens[1]
+        out[name.decode("latin-1")] = value.decode("latin-1")
+    return out
 
 
 class Connection:
