@@ -9,36 +9,6 @@
 #include "connection.h"
 #include "store.h"
 
-/* A request-less context for running connection functions from the command line. */
-struct cli {
-    struct worker w;
-    struct ctx ctx;
-};
-
-static void cli_open(struct cli *c, const struct app *app)
-{
-    memset(c, 0, sizeof *c);
-    c->w.app = app;
-    arena_init(&c->w.arena, 32768);
-    c->w.store = store_new(&app->cfg);
-    c->w.oauth = oauth_new(&app->cfg);
-    c->w.cache = connection_cache_new();
-    c->ctx.app = app;
-    c->ctx.cfg = &app->cfg;
-    c->ctx.w = &c->w;
-    c->ctx.resp = &c->w.resp;
-    c->ctx.arena = &c->w.arena;
-    c->ctx.route = "cli";
-}
-
-static void cli_close(struct cli *c)
-{
-    store_free(c->w.store);
-    oauth_free(c->w.oauth);
-    connection_cache_free(c->w.cache);
-    arena_destroy(&c->w.arena);
-}
-
 static void iso_time(int64_t t, char out[32])
 {
     time_t tt = (time_t)t;
@@ -48,7 +18,7 @@ static void iso_time(int64_t t, char out[32])
 }
 
 struct listing {
-    struct cli *cli;
+    struct svc *svc;
     FILE *out;
     size_t shown, unreadable;
 };
@@ -56,10 +26,9 @@ struct listing {
 static void list_one(const char *name, void *arg)
 {
     struct listing *ls = arg;
-    struct ctx *ctx = &ls->cli->ctx;
-    arena_reset(ctx->arena);
+    svc_begin(ls->svc, 0);
     struct connection c;
-    if (connection_read(ctx, name, &c) != STORE_OK) {
+    if (connection_read(ls->svc, name, &c) != STORE_OK) {
         ls->unreadable++;
         return;
     }
@@ -77,13 +46,13 @@ static void list_one(const char *name, void *arg)
 
 int admin_list(const struct app *app, FILE *out)
 {
-    struct cli cli;
-    cli_open(&cli, app);
-    struct listing ls = {.cli = &cli, .out = out};
+    struct svc svc;
+    svc_open(&svc, &app->cfg, &app->keys);
+    struct listing ls = {.svc = &svc, .out = out};
     fprintf(out, "%-14s %-18s %-10s %-32s %3s  %-20s  %s\n", "record", "state", "fb_user",
             "email", "biz", "expires_at", "sealed_with");
-    int n = store_scan_records(cli.w.store, list_one, &ls);
-    cli_close(&cli);
+    int n = store_scan_records(svc.store, list_one, &ls);
+    svc_close(&svc);
     if (n < 0) {
         fprintf(stderr, "fbconnect: Redis unavailable\n");
         return ADMIN_FAILED;
@@ -103,9 +72,8 @@ int admin_remove(const struct app *app, int argc, char **argv, bool revoke, FILE
         fprintf(stderr, "usage: fbconnect %s --user SITE_USER | --identity FRESHBOOKS_USER_ID\n", cmd);
         return ADMIN_USAGE;
     }
-    struct cli cli;
-    cli_open(&cli, app);
-    struct ctx *ctx = &cli.ctx;
+    struct svc svc;
+    svc_open(&svc, &app->cfg, &app->keys);
     struct loaded l;
     memset(&l, 0, sizeof l);
     int rc = ADMIN_OK;
@@ -114,11 +82,10 @@ int admin_remove(const struct app *app, int argc, char **argv, bool revoke, FILE
         if (!app->cfg.user_param) {
             fprintf(stderr, "fbconnect %s: --user needs FBCONNECT_USER_PARAM (connections "
                             "belong to browser sessions here)\n", cmd);
-            cli_close(&cli);
+            svc_close(&svc);
             return ADMIN_USAGE;
         }
-        ctx->site_user = argv[1];
-        enum lookup_result lr = connection_load(ctx, &l);
+        enum lookup_result lr = connection_load(&svc, store_owner_of_user(svc.arena, argv[1]), &l);
         found = lr == LOOKUP_FOUND ? STORE_OK : lr == LOOKUP_NONE ? STORE_NOT_FOUND : STORE_UNAVAILABLE;
     } else {
         char *end;
@@ -126,11 +93,11 @@ int admin_remove(const struct app *app, int argc, char **argv, bool revoke, FILE
         long long id = strtoll(argv[1], &end, 10);
         if (errno || *end || id <= 0) {
             fprintf(stderr, "fbconnect %s: --identity takes a FreshBooks user id (a number)\n", cmd);
-            cli_close(&cli);
+            svc_close(&svc);
             return ADMIN_USAGE;
         }
-        l.record_name = connection_identity_record(ctx, id);
-        found = connection_read(ctx, l.record_name, &l.c);
+        l.record_name = connection_identity_record(&svc, id);
+        found = connection_read(&svc, l.record_name, &l.c);
     }
     if (found == STORE_UNAVAILABLE) {
         fprintf(stderr, "fbconnect %s: Redis unavailable; nothing changed\n", cmd);
@@ -140,7 +107,7 @@ int admin_remove(const struct app *app, int argc, char **argv, bool revoke, FILE
         rc = ADMIN_NOT_FOUND;
     } else {
         bool confirmed = false;
-        if (connection_delete(ctx, &l, revoke, &confirmed) != STORE_OK) {
+        if (connection_delete(&svc, &l, revoke, &confirmed) != STORE_OK) {
             fprintf(stderr, "fbconnect %s: Redis unavailable while deleting\n", cmd);
             rc = ADMIN_FAILED;
         } else if (!revoke) {
@@ -152,7 +119,7 @@ int admin_remove(const struct app *app, int argc, char **argv, bool revoke, FILE
             rc = ADMIN_UNCONFIRMED;
         }
     }
-    cli_close(&cli);
+    svc_close(&svc);
     return rc;
 }
 

@@ -19,20 +19,14 @@ static void *thread_start(unsigned index, void *appp)
     memset(w, 0, sizeof *w);
     w->app = app;
     w->index = index;
-    arena_init(&w->arena, 32768);
-    w->store = store_new(&app->cfg);
-    w->oauth = oauth_new(&app->cfg);
-    w->cache = connection_cache_new();
+    svc_open(&w->svc, &app->cfg, &app->keys);
     return w;
 }
 
 static void thread_stop(void *wp)
 {
     struct worker *w = wp;
-    store_free(w->store);
-    oauth_free(w->oauth);
-    connection_cache_free(w->cache);
-    arena_destroy(&w->arena);
+    svc_close(&w->svc);
     response_free(&w->resp);
     buf_free(&w->log);
     free(w);
@@ -51,7 +45,7 @@ static void log_request(struct ctx *ctx)
     log_field(b, "route", ctx->route);
     log_fieldf(b, "status", "%d", ctx->resp->status);
     log_fieldf(b, "dur_ms", "%.2f", (double)us / 1000.0);
-    int64_t fb_us = oauth_spent_us(ctx->w->oauth);
+    int64_t fb_us = oauth_spent_us(ctx->svc->oauth);
     if (fb_us > 0)
         log_fieldf(b, "fb_ms", "%.2f", (double)fb_us / 1000.0);
     log_field(b, "session", tag);
@@ -63,25 +57,24 @@ static void log_request(struct ctx *ctx)
 static void handle(void *wp, struct fcgi_request *fcgi)
 {
     struct worker *w = wp;
-    arena_reset(&w->arena);
     response_reset(&w->resp);
-    oauth_reset_spent(w->oauth);
     struct request req;
-    int early = request_init(&req, fcgi, &w->arena);
+    /* No wait of this request — Redis, FreshBooks, someone else's refresh — goes beyond
+     * its deadline. */
+    int64_t start_us = clock_mono_us();
+    svc_begin(&w->svc, start_us + config_request_bound_ms(&w->app->cfg) * 1000);
+    int early = request_init(&req, fcgi, w->svc.arena);
+    req.start_us = start_us;
     struct ctx ctx = {
         .app = w->app,
         .cfg = &w->app->cfg,
         .w = w,
+        .svc = &w->svc,
         .req = &req,
         .resp = &w->resp,
-        .arena = &w->arena,
+        .arena = w->svc.arena,
         .route = "unknown",
     };
-    /* No wait of this request — Redis, FreshBooks, someone else's refresh — goes beyond
-     * its deadline. */
-    ctx.deadline_us = req.start_us + config_request_bound_ms(ctx.cfg) * 1000;
-    store_set_deadline(w->store, ctx.deadline_us);
-    oauth_set_deadline(w->oauth, ctx.deadline_us);
     if (early) {
         ctx.outcome = "request_too_large";
         page_error(ctx.app->pages, ctx.resp, early, "Request too large",

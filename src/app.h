@@ -16,6 +16,7 @@
 #include "response.h"
 #include "server.h"
 #include "store.h"
+#include "svc.h"
 
 struct app {
     struct config cfg;
@@ -27,11 +28,8 @@ struct app {
 struct worker {
     const struct app *app;
     unsigned index;
-    struct arena arena;
+    struct svc svc; /* the domain's context: store, FreshBooks, cache, arena */
     struct response resp;
-    struct store *store;
-    struct oauth *oauth;
-    struct conn_cache *cache;
     struct buf log;
 };
 
@@ -39,6 +37,7 @@ struct ctx {
     const struct app *app;
     const struct config *cfg;
     struct worker *w;
+    struct svc *svc; /* &w->svc */
     struct request *req;
     struct response *resp;
     struct arena *arena;
@@ -47,7 +46,6 @@ struct ctx {
     id_text session_id;    /* valid when has_session */
     const char *site_user; /* FBCONNECT_USER_PARAM's value, or NULL */
     const char *outcome;   /* short reason for the log line, or NULL */
-    int64_t deadline_us;   /* monotonic: the request answers by then (0: none, the CLI) */
 };
 
 /* The callbacks server_start() runs fbconnect with. */

@@ -654,6 +654,11 @@ void config_free(struct config *c)
     sodium_memzero(c, sizeof *c);
 }
 
+long config_record_ttl(const struct config *c)
+{
+    return c->user_param ? 0 : c->session_ttl;
+}
+
 long config_lock_ttl_ms(const struct config *c)
 {
     return c->http_timeout_ms + 5000;

@@ -70,6 +70,11 @@ void config_free(struct config *c);
  * this deadline; no wait of Redis, FreshBooks or a refresh goes beyond it. */
 long config_request_bound_ms(const struct config *c);
 
+/* The TTL (seconds) of connection records and session pointers: the session TTL, sliding;
+ * 0 (none) when connections belong to site users (FBCONNECT_USER_PARAM), whose back end
+ * relies on them. */
+long config_record_ttl(const struct config *c);
+
 /* A record's refresh lock lives this long: longer than the token call made under it
  * (FBCONNECT_HTTP_TIMEOUT_MS + 5 s). */
 long config_lock_ttl_ms(const struct config *c);

@@ -8,19 +8,14 @@
 #include <time.h>
 
 #include "clock.h"
+#include "ids.h"
 #include "log.h"
 #include "metrics.h"
 #include "pointer.h"
-#include "session.h"
 
 #define STORE_ATTEMPTS 4
 #define STORE_BUDGET_MS 4000 /* the longest a connect retries Redis (README: time bounds) */
 #define IDENTITY_RETRY_MS 5000
-
-long connection_ttl(const struct ctx *ctx)
-{
-    return ctx->cfg->user_param ? 0 : ctx->cfg->session_ttl;
-}
 
 /* Sleeps ms, but not beyond until_us (monotonic). */
 static void pause_ms(long ms, int64_t until_us)
@@ -34,12 +29,12 @@ static void pause_ms(long ms, int64_t until_us)
 
 /* Seals a record opened with an old key again with the current one (compare-and-set; a
  * record that moved meanwhile was written with the current key anyway). */
-static void reseal(struct ctx *ctx, struct loaded *l)
+static void reseal(struct svc *svc, struct loaded *l)
 {
     struct buf value = {0};
-    record_encode(&ctx->app->keys, l->record_name, &l->c, record_next_version(l->c.version), &value);
-    if (store_record_put(ctx->w->store, l->record_name, l->c.version, value.data, value.len,
-                         connection_ttl(ctx)) == STORE_OK) {
+    record_encode(svc->keys, l->record_name, &l->c, record_next_version(l->c.version), &value);
+    if (store_record_put(svc->store, l->record_name, l->c.version, value.data, value.len,
+                         config_record_ttl(svc->cfg)) == STORE_OK) {
         l->c.version = record_next_version(l->c.version);
         l->c.opened_with_old_key = false;
         log_msg(LOG_INFO, "re-sealed connection %.10s… with the current key", l->record_name);
@@ -111,18 +106,18 @@ static const uint8_t *seal_nonce(const char *data, size_t len)
 /* Opens a stored record, from the cache when these very sealed bytes were opened before
  * (same name, version and seal nonce: a record deleted and made again may repeat a
  * version, never a nonce). */
-static enum record_result open_record(struct ctx *ctx, const char *name, const char *data,
+static enum record_result open_record(struct svc *svc, const char *name, const char *data,
                                       size_t len, struct connection *out)
 {
-    struct cached_record *slot = &ctx->w->cache->records[slot_of(name)];
+    struct cached_record *slot = &svc->cache->records[slot_of(name)];
     uint64_t version = record_version(data, len);
     const uint8_t *nonce = seal_nonce(data, len);
     if (version && nonce && slot->version == version && strcmp(slot->name, name) == 0 &&
         memcmp(slot->nonce, nonce, sizeof slot->nonce) == 0) {
-        record_copy(ctx->arena, &slot->c, out);
+        record_copy(svc->arena, &slot->c, out);
         return RECORD_OK;
     }
-    enum record_result r = record_decode(ctx->arena, &ctx->app->keys, name, data, len, out);
+    enum record_result r = record_decode(svc->arena, svc->keys, name, data, len, out);
     if (r == RECORD_OK && nonce && strlen(name) < sizeof slot->name) {
         arena_reset(&slot->arena);
         record_copy(&slot->arena, out, &slot->c);
@@ -135,10 +130,10 @@ static enum record_result open_record(struct ctx *ctx, const char *name, const c
 
 /* The owner's pointer and record: from a cached pointer checked with one MGET, else by the
  * sliding-TTL script (which refreshes the cache). */
-static enum store_result fetch_owner(struct ctx *ctx, const char *owner, char **pointer,
+static enum store_result fetch_owner(struct svc *svc, const char *owner, char **pointer,
                                      char **data, size_t *len)
 {
-    struct cached_owner *slot = &ctx->w->cache->owners[slot_of(owner)];
+    struct cached_owner *slot = &svc->cache->owners[slot_of(owner)];
     int64_t now = clock_wall();
     if (strcmp(slot->owner, owner) == 0 && now - slot->checked_at < POINTER_RECHECK_S) {
         char name[96];
@@ -147,7 +142,7 @@ static enum store_result fetch_owner(struct ctx *ctx, const char *owner, char **
         if (slash) {
             *slash = '\0';
             char *ptr = NULL;
-            enum store_result r = store_get2(ctx->w->store, owner, name, ctx->arena, &ptr, data, len);
+            enum store_result r = store_get2(svc->store, owner, name, svc->arena, &ptr, data, len);
             if (r == STORE_UNAVAILABLE)
                 return r;
             if (ptr && *data && strcmp(ptr, slot->pointer) == 0) {
@@ -157,8 +152,8 @@ static enum store_result fetch_owner(struct ctx *ctx, const char *owner, char **
         }
         slot->owner[0] = '\0'; /* moved or gone: ask the script */
     }
-    long ttl = connection_ttl(ctx);
-    enum store_result r = store_owner_load(ctx->w->store, owner, ttl, ctx->arena, pointer, data, len);
+    long ttl = config_record_ttl(svc->cfg);
+    enum store_result r = store_owner_load(svc->store, owner, ttl, svc->arena, pointer, data, len);
     if (r == STORE_OK && *data && strlen(owner) < sizeof slot->owner &&
         strlen(*pointer) < sizeof slot->pointer) {
         snprintf(slot->owner, sizeof slot->owner, "%s", owner);
@@ -168,15 +163,15 @@ static enum store_result fetch_owner(struct ctx *ctx, const char *owner, char **
     return r;
 }
 
-enum lookup_result connection_load(struct ctx *ctx, struct loaded *out)
+enum lookup_result connection_load(struct svc *svc, const char *owner, struct loaded *out)
 {
     memset(out, 0, sizeof *out);
-    out->owner = session_owner(ctx);
-    if (!out->owner)
+    out->owner = owner;
+    if (!owner)
         return LOOKUP_NONE;
     char *pointer = NULL, *data = NULL;
     size_t len = 0;
-    switch (fetch_owner(ctx, out->owner, &pointer, &data, &len)) {
+    switch (fetch_owner(svc, out->owner, &pointer, &data, &len)) {
     case STORE_OK:
         break;
     case STORE_UNAVAILABLE:
@@ -185,7 +180,7 @@ enum lookup_result connection_load(struct ctx *ctx, struct loaded *out)
         return LOOKUP_NONE;
     }
     const char *name = NULL, *generation = NULL;
-    enum pointer_result pr = pointer_open(ctx->arena, &ctx->app->keys, out->owner, pointer, &name,
+    enum pointer_result pr = pointer_open(svc->arena, svc->keys, out->owner, pointer, &name,
                                           &generation);
     if (pr == POINTER_UNBOUND || pr == POINTER_BAD) {
         /* Copied from another owner, edited, or from before pointers were bound (`fbconnect
@@ -196,32 +191,32 @@ enum lookup_result connection_load(struct ctx *ctx, struct loaded *out)
     }
     out->record_name = name;
     enum store_result got = data ? STORE_OK : STORE_NOT_FOUND;
-    if (got == STORE_OK && open_record(ctx, name, data, len, &out->c) != RECORD_OK) {
+    if (got == STORE_OK && open_record(svc, name, data, len, &out->c) != RECORD_OK) {
         log_msg(LOG_ERROR, "connection record %.12s… does not open with any configured key", name);
         return LOOKUP_NONE;
     }
     if (got != STORE_OK || sodium_memcmp(out->c.generation, generation, GENERATION_LEN) != 0) {
         /* Disconnected (and maybe connected again since by someone else): this owner's
          * pointer is stale and must never reach the record again. */
-        store_owner_delete(ctx->w->store, out->owner);
+        store_owner_delete(svc->store, out->owner);
         return LOOKUP_NONE;
     }
     if (out->c.opened_with_old_key)
-        reseal(ctx, out);
+        reseal(svc, out);
     if (pr == POINTER_OLD_KEY) /* bound before a key rotation: bind it with the current key */
-        store_owner_rebind(ctx->w->store, out->owner, pointer,
-                           pointer_make(ctx->arena, &ctx->app->keys, out->owner, name, generation));
+        store_owner_rebind(svc->store, out->owner, pointer,
+                           pointer_make(svc->arena, svc->keys, out->owner, name, generation));
     return LOOKUP_FOUND;
 }
 
-enum store_result connection_read(struct ctx *ctx, const char *name, struct connection *out)
+enum store_result connection_read(struct svc *svc, const char *name, struct connection *out)
 {
     char *data = NULL;
     size_t len = 0;
-    enum store_result r = store_record_get(ctx->w->store, name, 0, ctx->arena, &data, &len);
+    enum store_result r = store_record_get(svc->store, name, 0, svc->arena, &data, &len);
     if (r != STORE_OK)
         return r;
-    if (record_decode(ctx->arena, &ctx->app->keys, name, data, len, out) != RECORD_OK) {
+    if (record_decode(svc->arena, svc->keys, name, data, len, out) != RECORD_OK) {
         log_msg(LOG_ERROR, "connection record %.12s… does not open with any configured key "
                            "(every host needs every key of a rotation: FBCONNECT_OLD_SECRET_KEYS)",
                 name);
@@ -230,16 +225,16 @@ enum store_result connection_read(struct ctx *ctx, const char *name, struct conn
     return STORE_OK;
 }
 
-const char *connection_identity_record(struct ctx *ctx, int64_t user_id)
+const char *connection_identity_record(struct svc *svc, int64_t user_id)
 {
     /* client id, a NUL, the FreshBooks user id in decimal */
     struct buf material = {0};
-    buf_puts(&material, ctx->cfg->client_id);
+    buf_puts(&material, svc->cfg->client_id);
     buf_printf(&material, "%c%" PRId64, '\0', user_id);
     name_text h;
     name_hash("conn", material.data, material.len, h);
     buf_free(&material);
-    return arena_printf(ctx->arena, "c:%s", h);
+    return arena_printf(svc->arena, "c:%s", h);
 }
 
 static void new_generation(char out[GENERATION_LEN + 1])
@@ -255,16 +250,16 @@ static void new_generation(char out[GENERATION_LEN + 1])
  * generation (left in fresh->generation), so every owner pointing at it stays connected.
  * Retries a Redis blip until until_us (monotonic), not an error no retry mends.  STORE_OK
  * or STORE_UNAVAILABLE. */
-static enum store_result put_newest(struct ctx *ctx, const char *name, struct connection *fresh,
+static enum store_result put_newest(struct svc *svc, const char *name, struct connection *fresh,
                                     int64_t until_us)
 {
     struct buf value = {0};
     enum store_result res = STORE_UNAVAILABLE;
-    long ttl = connection_ttl(ctx);
+    long ttl = config_record_ttl(svc->cfg);
     const struct token_pair issued = fresh->pair;
     for (int attempt = 0, blips = 0; attempt < STORE_ATTEMPTS * 2; attempt++) {
         if (res == STORE_UNAVAILABLE && attempt) {
-            if (!store_may_heal(ctx->w->store) || clock_mono_us() >= until_us)
+            if (!store_may_heal(svc->store) || clock_mono_us() >= until_us)
                 break;
             pause_ms(100L << (blips < 3 ? blips : 3), until_us);
             blips++;
@@ -272,7 +267,7 @@ static enum store_result put_newest(struct ctx *ctx, const char *name, struct co
         char *data = NULL;
         size_t len = 0;
         uint64_t version = 0;
-        enum store_result got = store_record_get(ctx->w->store, name, 0, ctx->arena, &data, &len);
+        enum store_result got = store_record_get(svc->store, name, 0, svc->arena, &data, &len);
         if (got == STORE_UNAVAILABLE) {
             res = got;
             continue;
@@ -282,7 +277,7 @@ static enum store_result put_newest(struct ctx *ctx, const char *name, struct co
         if (got == STORE_OK) {
             struct connection cur;
             version = record_version(data, len);
-            if (record_decode(ctx->arena, &ctx->app->keys, name, data, len, &cur) == RECORD_OK &&
+            if (record_decode(svc->arena, svc->keys, name, data, len, &cur) == RECORD_OK &&
                 cur.generation[0]) {
                 memcpy(fresh->generation, cur.generation, sizeof cur.generation);
                 if (!record_merge_pair(&cur, &issued, &fresh->pair)) {
@@ -291,9 +286,9 @@ static enum store_result put_newest(struct ctx *ctx, const char *name, struct co
                 }
             }
         }
-        record_encode(&ctx->app->keys, name, fresh,
+        record_encode(svc->keys, name, fresh,
                       version ? record_next_version(version) : record_first_version(), &value);
-        res = store_record_put(ctx->w->store, name, version, value.data, value.len, ttl);
+        res = store_record_put(svc->store, name, version, value.data, value.len, ttl);
         if (res == STORE_OK)
             break;
     }
@@ -305,7 +300,7 @@ static enum store_result put_newest(struct ctx *ctx, const char *name, struct co
     return res;
 }
 
-enum store_result connection_connect(struct ctx *ctx, const struct token_pair *pair,
+enum store_result connection_connect(struct svc *svc, const struct token_pair *pair,
                                      const struct identity *ident, const char *owner,
                                      const char *old_owner)
 {
@@ -317,20 +312,20 @@ enum store_result connection_connect(struct ctx *ctx, const struct token_pair *p
     if (ident) {
         fresh.has_identity = true;
         fresh.ident = *ident;
-        name = connection_identity_record(ctx, ident->user_id);
+        name = connection_identity_record(svc, ident->user_id);
     } else {
         name_text id;
         name_new(id);
-        name = arena_printf(ctx->arena, "p:%s", id);
+        name = arena_printf(svc->arena, "p:%s", id);
     }
-    long ttl = connection_ttl(ctx);
+    long ttl = config_record_ttl(svc->cfg);
     int64_t until = clock_mono_us() + STORE_BUDGET_MS * 1000;
-    if (ctx->deadline_us && until > ctx->deadline_us)
-        until = ctx->deadline_us;
+    if (svc->deadline_us && until > svc->deadline_us)
+        until = svc->deadline_us;
     /* A write a replica has not acknowledged may vanish in a failover: store it again (on
      * the primary found anew) until one does. */
     for (int attempt = 0; attempt < STORE_ATTEMPTS && clock_mono_us() < until; attempt++) {
-        if (attempt && !store_may_heal(ctx->w->store))
+        if (attempt && !store_may_heal(svc->store))
             break;
         if (attempt)
             pause_ms(250L * attempt, until);
@@ -339,23 +334,23 @@ enum store_result connection_connect(struct ctx *ctx, const struct token_pair *p
          * pointer in one round trip. */
         new_generation(fresh.generation);
         struct buf value = {0};
-        record_encode(&ctx->app->keys, name, &fresh, record_first_version(), &value);
-        char *pointer = pointer_make(ctx->arena, &ctx->app->keys, owner, name, fresh.generation);
-        enum store_result r = store_record_create(ctx->w->store, name, value.data, value.len, ttl,
+        record_encode(svc->keys, name, &fresh, record_first_version(), &value);
+        char *pointer = pointer_make(svc->arena, svc->keys, owner, name, fresh.generation);
+        enum store_result r = store_record_create(svc->store, name, value.data, value.len, ttl,
                                                   owner, pointer, old_owner);
         sodium_memzero(value.data, value.cap);
         buf_free(&value);
         if (r != STORE_OK) {
             /* The identity is connected already (another browser), or Redis blipped: the
              * newest pair wins by compare-and-set, keeping the record's generation. */
-            if (put_newest(ctx, name, &fresh, until) != STORE_OK)
+            if (put_newest(svc, name, &fresh, until) != STORE_OK)
                 continue;
-            pointer = pointer_make(ctx->arena, &ctx->app->keys, owner, name, fresh.generation);
-            r = store_owner_set(ctx->w->store, owner, pointer, ttl, old_owner);
+            pointer = pointer_make(svc->arena, svc->keys, owner, name, fresh.generation);
+            r = store_owner_set(svc->store, owner, pointer, ttl, old_owner);
             if (r != STORE_OK)
                 continue;
         }
-        if (store_wait_durable(ctx->w->store) == STORE_OK)
+        if (store_wait_durable(svc->store) == STORE_OK)
             return STORE_OK;
     }
     return STORE_UNAVAILABLE;
@@ -364,23 +359,23 @@ enum store_result connection_connect(struct ctx *ctx, const struct token_pair *p
 /* At most one users/me attempt per pending record every IDENTITY_RETRY_MS, across every
  * thread, process and host: polling /status cannot pin threads on a slow FreshBooks or
  * spend its rate limit.  A Redis failure skips the attempt. */
-static bool identity_retry_due(struct ctx *ctx, const char *name)
+static bool identity_retry_due(struct svc *svc, const char *name)
 {
     char key[96];
     snprintf(key, sizeof key, "idr:%s", name);
-    return store_claim(ctx->w->store, key, IDENTITY_RETRY_MS) == STORE_OK;
+    return store_claim(svc->store, key, IDENTITY_RETRY_MS) == STORE_OK;
 }
 
-bool connection_move_to_identity(struct ctx *ctx, struct loaded *l, bool lock_held)
+bool connection_move_to_identity(struct svc *svc, struct loaded *l, bool lock_held)
 {
     /* An expired access token cannot ask; the next refresh's leader asks first. */
     if (l->c.has_identity || l->c.reconnect_required || l->c.pair.expires_at <= clock_wall() ||
-        !identity_retry_due(ctx, l->record_name))
+        !identity_retry_due(svc, l->record_name))
         return false;
     struct identity ident;
-    enum oauth_result r = oauth_fetch_identity(ctx->w->oauth, ctx->arena, l->c.pair.access_token, &ident);
+    enum oauth_result r = oauth_fetch_identity(svc->oauth, svc->arena, l->c.pair.access_token, &ident);
     if (r != OAUTH_OK) {
-        log_msg(LOG_WARN, "identity still unknown: %s", oauth_last_error(ctx->w->oauth));
+        log_msg(LOG_WARN, "identity still unknown: %s", oauth_last_error(svc->oauth));
         return false;
     }
     /* The move holds the record's refresh lock: a refresh of this record in flight (or a
@@ -391,68 +386,69 @@ bool connection_move_to_identity(struct ctx *ctx, struct loaded *l, bool lock_he
         uint8_t raw[16];
         random_bytes(raw, sizeof raw);
         sodium_bin2hex(lock.owner, sizeof lock.owner, raw, sizeof raw);
-        if (store_lock_try(ctx->w->store, l->record_name, &lock, config_lock_ttl_ms(ctx->cfg)) !=
+        if (store_lock_try(svc->store, l->record_name, &lock, config_lock_ttl_ms(svc->cfg)) !=
             STORE_OK)
             return false;
     }
     bool moved_it = false;
     struct connection cur; /* under the lock: the pair as stored now */
-    if (connection_read(ctx, l->record_name, &cur) == STORE_OK &&
+    if (connection_read(svc, l->record_name, &cur) == STORE_OK &&
         strcmp(cur.generation, l->c.generation) == 0 && !cur.reconnect_required) {
         struct connection moved = cur;
         moved.has_identity = true;
         moved.ident = ident;
-        const char *name = connection_identity_record(ctx, ident.user_id);
+        const char *name = connection_identity_record(svc, ident.user_id);
         char *pointer = NULL;
-        if (put_newest(ctx, name, &moved, clock_mono_us() + STORE_BUDGET_MS * 1000) == STORE_OK)
-            pointer = pointer_make(ctx->arena, &ctx->app->keys, l->owner, name, moved.generation);
+        if (put_newest(svc, name, &moved, clock_mono_us() + STORE_BUDGET_MS * 1000) == STORE_OK)
+            pointer = pointer_make(svc->arena, svc->keys, l->owner, name, moved.generation);
         if (pointer &&
-            store_owner_set(ctx->w->store, l->owner, pointer, connection_ttl(ctx), NULL) == STORE_OK) {
-            store_record_delete(ctx->w->store, l->record_name, cur.version);
+            store_owner_set(svc->store, l->owner, pointer, config_record_ttl(svc->cfg), NULL) == STORE_OK) {
+            store_record_delete(svc->store, l->record_name, cur.version);
             moved_it = true;
         }
     }
     if (!lock_held)
-        store_lock_release(ctx->w->store, l->record_name, &lock, 0); /* else its TTL ends it */
+        store_lock_release(svc->store, l->record_name, &lock, 0); /* else its TTL ends it */
     return moved_it;
 }
 
-void connection_resolve_identity(struct ctx *ctx, struct loaded *l)
+void connection_resolve_identity(struct svc *svc, struct loaded *l)
 {
     /* Report what is now stored (the identity record may hold a newer pair). */
     struct loaded again;
-    if (connection_move_to_identity(ctx, l, false) && connection_load(ctx, &again) == LOOKUP_FOUND)
+    if (connection_move_to_identity(svc, l, false) &&
+        connection_load(svc, l->owner, &again) == LOOKUP_FOUND)
         *l = again;
 }
 
-enum store_result connection_delete(struct ctx *ctx, struct loaded *l, bool revoke,
+enum store_result connection_delete(struct svc *svc, struct loaded *l, bool revoke,
                                     bool *confirmed)
 {
     *confirmed = true;
     for (int attempt = 0; attempt < 3; attempt++) {
         if (revoke) {
-            enum oauth_result r1 = oauth_revoke(ctx->w->oauth, l->c.pair.refresh_token);
-            enum oauth_result r2 = oauth_revoke(ctx->w->oauth, l->c.pair.access_token);
+            enum oauth_result r1 = oauth_revoke(svc->oauth, l->c.pair.refresh_token);
+            enum oauth_result r2 = oauth_revoke(svc->oauth, l->c.pair.access_token);
             bool ok = r1 == OAUTH_OK && r2 == OAUTH_OK;
             metrics_revoke(ok);
             if (!ok) {
                 *confirmed = false;
                 log_msg(LOG_WARN, "revoke not confirmed by FreshBooks (%s); deleting the connection anyway",
-                        oauth_last_error(ctx->w->oauth));
+                        oauth_last_error(svc->oauth));
             }
         }
-        enum store_result d = store_record_delete(ctx->w->store, l->record_name, l->c.version);
+        enum store_result d = store_record_delete(svc->store, l->record_name, l->c.version);
         if (d == STORE_UNAVAILABLE)
             return d;
         if (d != STORE_CONFLICT)
             break;
-        enum store_result again = connection_read(ctx, l->record_name, &l->c);
+        enum store_result again = connection_read(svc, l->record_name, &l->c);
         if (again == STORE_UNAVAILABLE || again == STORE_UNREADABLE)
             return STORE_UNAVAILABLE; /* nothing we cannot read is deleted */
         if (again == STORE_NOT_FOUND)
             break;
     }
-    if (l->owner && store_owner_delete(ctx->w->store, l->owner) != STORE_OK)
+    if (l->owner && store_owner_delete(svc->store, l->owner) != STORE_OK)
         return STORE_UNAVAILABLE;
     return STORE_OK;
 }

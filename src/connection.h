@@ -3,8 +3,8 @@
 #ifndef FBC_CONNECTION_H
 #define FBC_CONNECTION_H
 
-#include "app.h"
 #include "record.h"
+#include "svc.h"
 
 enum lookup_result {
     LOOKUP_NONE,        /* no owner, no pointer, or no (readable, current) record */
@@ -18,18 +18,18 @@ struct loaded {
     const char *record_name; /* "c:…" or "p:…" */
 };
 
-/* Loads the connection of this request's owner, sliding the session's and the record's
- * TTLs.  A pointer whose record is gone or belongs to a later generation (the connection
+/* Loads the connection of `owner` ("s:…" or "u:…"; NULL: LOOKUP_NONE), sliding the
+ * session's and the record's TTLs.  A pointer whose record is gone or belongs to a later generation (the connection
  * was deleted and made again) is deleted and reported as LOOKUP_NONE; so is a record that
  * no key opens (logged). */
-enum lookup_result connection_load(struct ctx *ctx, struct loaded *out);
+enum lookup_result connection_load(struct svc *svc, const char *owner, struct loaded *out);
 
 /* Stores a pair just obtained from FreshBooks and points `owner` at it (deleting
  * old_owner's pointer when not NULL).  With an identity, in that identity's record: a new
  * one in a single round trip, or an existing one by compare-and-set (the newest pair wins,
  * every owner pointing there shares it); without an identity, in a new record of its own.
  * Retries briefly when Redis blips.  STORE_OK or STORE_UNAVAILABLE. */
-enum store_result connection_connect(struct ctx *ctx, const struct token_pair *pair,
+enum store_result connection_connect(struct svc *svc, const struct token_pair *pair,
                                      const struct identity *ident, const char *owner,
                                      const char *old_owner);
 
@@ -39,24 +39,24 @@ enum store_result connection_connect(struct ctx *ctx, const struct token_pair *p
  * l->owner at it — holding the record's refresh lock (taking it unless lock_held; when
  * someone else holds it, nothing moves).  True when it moved; l is left as it was.
  * Never drops the pair: FreshBooks or Redis failing leaves everything in place. */
-bool connection_move_to_identity(struct ctx *ctx, struct loaded *l, bool lock_held);
+bool connection_move_to_identity(struct svc *svc, struct loaded *l, bool lock_held);
 
-/* connection_move_to_identity for this request's owner, then l = what is stored now. */
-void connection_resolve_identity(struct ctx *ctx, struct loaded *l);
+/* connection_move_to_identity, then l = what l->owner has stored now. */
+void connection_resolve_identity(struct svc *svc, struct loaded *l);
 
 /* Reads and opens a record by name: STORE_OK, STORE_NOT_FOUND, STORE_UNREADABLE (there,
  * but no configured key opens it: logged) or STORE_UNAVAILABLE. */
-enum store_result connection_read(struct ctx *ctx, const char *name, struct connection *out);
+enum store_result connection_read(struct svc *svc, const char *name, struct connection *out);
 
 /* The record name of a FreshBooks identity: "c:" + hash(client id, FreshBooks user id). */
-const char *connection_identity_record(struct ctx *ctx, int64_t freshbooks_user_id);
+const char *connection_identity_record(struct svc *svc, int64_t freshbooks_user_id);
 
 /* Disconnects l: revokes its pair at FreshBooks (refresh token first; unless !revoke),
  * deletes the record by compare-and-set — when a refresh replaced the pair meanwhile,
  * that newer pair is revoked and deleted too — and deletes l->owner's pointer when set.
  * *confirmed tells whether FreshBooks confirmed every revoke.  STORE_OK, or
  * STORE_UNAVAILABLE when Redis failed (the record may still be there). */
-enum store_result connection_delete(struct ctx *ctx, struct loaded *l, bool revoke,
+enum store_result connection_delete(struct svc *svc, struct loaded *l, bool revoke,
                                     bool *confirmed);
 
 /* A worker's cache of owner pointers and opened records, so repeated requests of one
@@ -66,9 +66,5 @@ enum store_result connection_delete(struct ctx *ctx, struct loaded *l, bool revo
 struct conn_cache;
 struct conn_cache *connection_cache_new(void);
 void connection_cache_free(struct conn_cache *cc);
-
-/* The TTL records and session pointers get: the session TTL, or 0 (none) when
- * connections belong to site users. */
-long connection_ttl(const struct ctx *ctx);
 
 #endif

@@ -124,7 +124,7 @@ static int serve(struct app *app)
         stat(app->cfg.listen + 5, &own_st);
 
     metrics_init(app->cfg.threads);
-    if (refresh_init(app) != 0 || store_follow_start(&app->cfg) != 0) {
+    if (refresh_init(&app->cfg, &app->keys) != 0 || store_follow_start(&app->cfg) != 0) {
         fprintf(stderr, "fbconnect: cannot start the token store threads\n");
         return 1;
     }

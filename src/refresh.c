@@ -10,24 +10,13 @@
 #include <time.h>
 
 #include "clock.h"
+#include "ids.h"
 #include "log.h"
 #include "metrics.h"
 
 #define COOLDOWN_MS 5000     /* after a timeout, 5xx or refusal: one attempt per record per 5 s */
 #define SLACK_S 5            /* a token with less than this left is not handed out */
 #define CAS_ATTEMPTS 6
-
-const char *fresh_result_name(enum fresh_result r)
-{
-    switch (r) {
-    case FRESH_OK: return "ok";
-    case FRESH_RECONNECT: return "reconnect_required";
-    case FRESH_UNAVAILABLE: return "unavailable";
-    case FRESH_MOVED: return "moved";
-    case FRESH_MISCONFIGURED: break;
-    }
-    return "misconfigured";
-}
 
 static void sleep_ms(long ms)
 {
@@ -99,7 +88,8 @@ static struct {
     struct pending_release *releases;
     bool stopping, started;
     pthread_t thread;
-    const struct app *app;
+    const struct config *cfg;
+    const struct keyring *keys;
     atomic_uint count; /* entries and flushing: read without the lock on every request */
 } vault = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
@@ -157,7 +147,7 @@ static void vault_put(const char *name, const char *generation, int64_t created_
 
 /* The vault's pair for this record, when it is newer than the pair of `than` and of the
  * same connection: decoded into *out. */
-static bool vault_get(struct ctx *ctx, const char *name, const struct connection *than,
+static bool vault_get(struct svc *svc, const char *name, const struct connection *than,
                       struct connection *out)
 {
     if (atomic_load(&vault.count) == 0)
@@ -174,7 +164,7 @@ static bool vault_get(struct ctx *ctx, const char *name, const struct connection
             }
     pthread_mutex_unlock(&vault.mu);
     if (found)
-        found = record_decode(ctx->arena, &ctx->app->keys, name, copy.data, copy.len, out) == RECORD_OK;
+        found = record_decode(svc->arena, svc->keys, name, copy.data, copy.len, out) == RECORD_OK;
     if (copy.data)
         sodium_memzero(copy.data, copy.cap);
     buf_free(&copy);
@@ -183,28 +173,28 @@ static bool vault_get(struct ctx *ctx, const char *name, const struct connection
 
 /* A kept pair whose connection was disconnected meanwhile: revoked at FreshBooks, so it
  * does not outlive the disconnect. */
-static void vault_revoke(struct oauth *o, struct arena *a, const struct vault_entry *e)
+static void vault_revoke(struct svc *bg, const struct vault_entry *e)
 {
     struct connection c;
-    if (record_decode(a, &vault.app->keys, e->name, e->value.data, e->value.len, &c) != RECORD_OK)
+    if (record_decode(bg->arena, bg->keys, e->name, e->value.data, e->value.len, &c) != RECORD_OK)
         return;
-    oauth_revoke(o, c.pair.refresh_token);
-    oauth_revoke(o, c.pair.access_token);
+    oauth_revoke(bg->oauth, c.pair.refresh_token);
+    oauth_revoke(bg->oauth, c.pair.access_token);
 }
 
 /* Tries to store one vault entry.  True when it is settled: stored, or no longer wanted
  * (a newer pair is stored, or the connection was deleted meanwhile: then revoked). */
-static bool vault_store(struct store *s, struct oauth *o, struct arena *a, struct vault_entry *e)
+static bool vault_store(struct svc *bg, struct vault_entry *e)
 {
     for (int attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
         char *data = NULL;
         size_t len = 0;
-        enum store_result r = store_record_get(s, e->name, 0, a, &data, &len);
+        enum store_result r = store_record_get(bg->store, e->name, 0, bg->arena, &data, &len);
         if (r == STORE_UNAVAILABLE)
             return false;
         struct connection cur;
         bool decoded = r == STORE_OK &&
-                       record_decode(a, &vault.app->keys, e->name, data, len, &cur) == RECORD_OK;
+                       record_decode(bg->arena, bg->keys, e->name, data, len, &cur) == RECORD_OK;
         if (r == STORE_OK && !decoded) {
             /* Sealed with a key this process lacks (a rotation half done): ours may be the
              * older pair, so it is neither written over that record nor dropped. */
@@ -215,11 +205,11 @@ static bool vault_store(struct store *s, struct oauth *o, struct arena *a, struc
         if (r == STORE_NOT_FOUND || (decoded && strcmp(cur.generation, e->generation) != 0)) {
             log_msg(LOG_WARN, "a kept token pair's connection was disconnected meanwhile; "
                               "revoking and dropping it");
-            vault_revoke(o, a, e);
+            vault_revoke(bg, e);
             return true;
         }
         struct connection mine;
-        if (record_decode(a, &vault.app->keys, e->name, e->value.data, e->value.len, &mine) !=
+        if (record_decode(bg->arena, bg->keys, e->name, e->value.data, e->value.len, &mine) !=
             RECORD_OK)
             return true; /* sealed with a key no longer configured: cannot happen in-process */
         struct token_pair issued = mine.pair;
@@ -231,12 +221,12 @@ static bool vault_store(struct store *s, struct oauth *o, struct arena *a, struc
         }
         uint64_t version = record_version(data, len);
         struct buf value = {0};
-        record_encode(&vault.app->keys, e->name, &mine, record_next_version(version), &value);
-        r = store_record_put(s, e->name, version, value.data, value.len,
-                             vault.app->cfg.user_param ? 0 : vault.app->cfg.session_ttl);
+        record_encode(bg->keys, e->name, &mine, record_next_version(version), &value);
+        r = store_record_put(bg->store, e->name, version, value.data, value.len,
+                             config_record_ttl(bg->cfg));
         sodium_memzero(value.data, value.cap);
         buf_free(&value);
-        if (r == STORE_OK && store_wait_durable(s) != STORE_OK)
+        if (r == STORE_OK && store_wait_durable(bg->store) != STORE_OK)
             return false; /* stored, but maybe not beyond a failover: again later */
         if (r == STORE_OK) {
             log_msg(LOG_INFO, "a kept token pair is stored now");
@@ -289,7 +279,7 @@ static void release_lock(struct store *s, const char *name, const struct store_l
 /* Stores every entry it can (releasing its lock once stored); returns how many are left.
  * The entries being stored stay visible to vault_get (vault.flushing), but out of
  * vault_put's way, so request threads never wait on the vault's lock for Redis. */
-static unsigned vault_flush(struct store *s, struct oauth *o, struct arena *a)
+static unsigned vault_flush(struct svc *bg)
 {
     pthread_mutex_lock(&vault.mu);
     struct vault_entry *todo = vault.entries;
@@ -297,10 +287,10 @@ static unsigned vault_flush(struct store *s, struct oauth *o, struct arena *a)
     vault.entries = NULL;
     pthread_mutex_unlock(&vault.mu);
     for (struct vault_entry *e = todo; e; e = e->next) {
-        arena_reset(a);
-        e->settled = vault_store(s, o, a, e);
+        arena_reset(bg->arena);
+        e->settled = vault_store(bg, e);
         if (e->settled)
-            release_lock(s, e->name, &e->lock, 0);
+            release_lock(bg->store, e->name, &e->lock, 0);
     }
     unsigned n_left = 0;
     pthread_mutex_lock(&vault.mu);
@@ -348,28 +338,26 @@ static void resolve_later(const char *name, const char *owner)
 }
 
 /* Asks FreshBooks for every queued identity once (connection_move_to_identity). */
-static void identities_flush(struct store *s, struct oauth *o, struct arena *a)
+static void identities_flush(struct svc *bg)
 {
     pthread_mutex_lock(&vault.mu);
     struct pending_identity *todo = vault.identities;
     vault.identities = NULL;
     vault.n_identities = 0;
     pthread_mutex_unlock(&vault.mu);
-    struct worker w = {.app = vault.app, .store = s, .oauth = o};
-    struct ctx ctx = {.app = vault.app, .cfg = &vault.app->cfg, .w = &w, .arena = a};
     while (todo) {
         struct pending_identity *p = todo;
         todo = p->next;
-        arena_reset(a);
+        svc_begin(bg, 0);
         struct loaded l = {.owner = p->owner, .record_name = p->name};
-        if (connection_read(&ctx, p->name, &l.c) == STORE_OK)
-            connection_move_to_identity(&ctx, &l, false);
+        if (connection_read(bg, p->name, &l.c) == STORE_OK)
+            connection_move_to_identity(bg, &l, false);
         free(p);
     }
 }
 
 /* Tries every pending release once; returns how many are left. */
-static unsigned releases_flush(struct store *s)
+static unsigned releases_flush(struct svc *bg)
 {
     pthread_mutex_lock(&vault.mu);
     struct pending_release *todo = vault.releases;
@@ -380,7 +368,7 @@ static unsigned releases_flush(struct store *s)
         struct pending_release *p = todo;
         todo = p->next;
         if (clock_mono_us() >= p->lock.expires_us ||
-            store_lock_release(s, p->name, &p->lock, p->cooldown_ms) == STORE_OK) {
+            store_lock_release(bg->store, p->name, &p->lock, p->cooldown_ms) == STORE_OK) {
             free(p);
             continue;
         }
@@ -396,10 +384,10 @@ static unsigned releases_flush(struct store *s)
 static void *vault_main(void *unused)
 {
     (void)unused;
-    struct store *s = store_new(&vault.app->cfg);
-    struct oauth *o = oauth_new(&vault.app->cfg);
-    struct arena a;
-    arena_init(&a, 16384);
+    struct svc bg;
+    svc_open(&bg, vault.cfg, vault.keys);
+    long pause_ms = 200;
+    unsigned was_left = 0;
     pthread_mutex_lock(&vault.mu);
     while (!vault.stopping) {
         if (!vault.entries && !vault.releases && !vault.identities) {
@@ -407,14 +395,17 @@ static void *vault_main(void *unused)
             continue;
         }
         pthread_mutex_unlock(&vault.mu);
-        identities_flush(s, o, &a);
-        unsigned left = vault_flush(s, o, &a) + releases_flush(s);
+        identities_flush(&bg);
+        unsigned left = vault_flush(&bg) + releases_flush(&bg);
+        /* Every 200 ms while Redis comes back; slower (up to 5 s) while nothing moves. */
+        pause_ms = left && left >= was_left ? (pause_ms < 2500 ? pause_ms * 2 : 5000) : 200;
+        was_left = left;
         if (left)
-            sleep_ms(200);
+            sleep_ms(pause_ms);
         pthread_mutex_lock(&vault.mu);
     }
     pthread_mutex_unlock(&vault.mu);
-    releases_flush(s);
+    releases_flush(&bg);
     while (vault.releases) { /* left to their TTLs */
         struct pending_release *p = vault.releases;
         vault.releases = p->next;
@@ -425,19 +416,18 @@ static void *vault_main(void *unused)
         vault.identities = p->next;
         free(p);
     }
-    unsigned lost = vault_flush(s, o, &a);
+    unsigned lost = vault_flush(&bg);
     if (lost)
         log_msg(LOG_ERROR, "stopping with %u refreshed token pairs that Redis never took: those users "
                            "must connect again", lost);
-    arena_destroy(&a);
-    oauth_free(o);
-    store_free(s);
+    svc_close(&bg);
     return NULL;
 }
 
-int refresh_init(const struct app *app)
+int refresh_init(const struct config *cfg, const struct keyring *keys)
 {
-    vault.app = app;
+    vault.cfg = cfg;
+    vault.keys = keys;
     if (pthread_create(&vault.thread, NULL, vault_main, NULL) != 0)
         return -1;
     vault.started = true;
@@ -542,16 +532,16 @@ static void flight_leave(struct flight *f)
 
 /* Marks the record reconnect-required by compare-and-set.  When another pair was stored
  * meanwhile, marks nothing and takes it instead (FRESH_OK when usable). */
-static enum fresh_result mark_reconnect(struct ctx *ctx, struct loaded *l)
+static enum fresh_result mark_reconnect(struct svc *svc, struct loaded *l)
 {
     struct buf value = {0};
     enum fresh_result res = FRESH_RECONNECT;
     for (int attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
         struct connection marked = l->c;
         marked.reconnect_required = true;
-        record_encode(&ctx->app->keys, l->record_name, &marked, record_next_version(l->c.version), &value);
-        enum store_result r = store_record_put(ctx->w->store, l->record_name, l->c.version,
-                                               value.data, value.len, connection_ttl(ctx));
+        record_encode(svc->keys, l->record_name, &marked, record_next_version(l->c.version), &value);
+        enum store_result r = store_record_put(svc->store, l->record_name, l->c.version,
+                                               value.data, value.len, config_record_ttl(svc->cfg));
         if (r == STORE_OK) {
             l->c = marked;
             l->c.version = record_next_version(l->c.version);
@@ -560,7 +550,7 @@ static enum fresh_result mark_reconnect(struct ctx *ctx, struct loaded *l)
         if (r == STORE_UNAVAILABLE)
             break; /* not marked: the next attempt meets invalid_grant again */
         struct connection cur;
-        if (connection_read(ctx, l->record_name, &cur) != STORE_OK)
+        if (connection_read(svc, l->record_name, &cur) != STORE_OK)
             break;
         if (!same_generation(&l->c, &cur))
             break; /* disconnected and connected again: that connection is not ours to mark */
@@ -582,7 +572,7 @@ static enum fresh_result mark_reconnect(struct ctx *ctx, struct loaded *l)
 /* Stores a pair just obtained for the refresh token `spent` by compare-and-set against
  * l->c.version (the record may move meanwhile only by a connect, which keeps the newer
  * pair — record_merge_pair —, a re-seal, or a disconnect).  Updates l. */
-static enum fresh_result store_refreshed(struct ctx *ctx, struct loaded *l,
+static enum fresh_result store_refreshed(struct svc *svc, struct loaded *l,
                                          const struct token_pair *pair, const char *spent,
                                          struct store_lock *lock)
 {
@@ -592,10 +582,10 @@ static enum fresh_result store_refreshed(struct ctx *ctx, struct loaded *l,
     struct buf value = {0};
     enum fresh_result res = FRESH_UNAVAILABLE;
     for (int attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-        record_encode(&ctx->app->keys, l->record_name, &fresh, record_next_version(l->c.version), &value);
-        enum store_result r = store_record_put(ctx->w->store, l->record_name, l->c.version,
-                                               value.data, value.len, connection_ttl(ctx));
-        if (r == STORE_OK && store_wait_durable(ctx->w->store) != STORE_OK)
+        record_encode(svc->keys, l->record_name, &fresh, record_next_version(l->c.version), &value);
+        enum store_result r = store_record_put(svc->store, l->record_name, l->c.version,
+                                               value.data, value.len, config_record_ttl(svc->cfg));
+        if (r == STORE_OK && store_wait_durable(svc->store) != STORE_OK)
             r = STORE_UNAVAILABLE; /* not on a replica: keep it in memory, store it again */
         if (r == STORE_OK) {
             l->c = fresh;
@@ -604,7 +594,7 @@ static enum fresh_result store_refreshed(struct ctx *ctx, struct loaded *l,
             break;
         }
         struct connection cur;
-        enum store_result got = r == STORE_CONFLICT ? connection_read(ctx, l->record_name, &cur) : r;
+        enum store_result got = r == STORE_CONFLICT ? connection_read(svc, l->record_name, &cur) : r;
         if (got == STORE_UNAVAILABLE || got == STORE_UNREADABLE) {
             /* The only valid refresh token now exists in this process alone. */
             vault_put(l->record_name, fresh.generation, fresh.pair.created_at, &value, lock);
@@ -616,8 +606,8 @@ static enum fresh_result store_refreshed(struct ctx *ctx, struct loaded *l,
         if (got == STORE_NOT_FOUND || !same_generation(&fresh, &cur)) {
             /* Disconnected (and maybe connected again) while we refreshed: the new pair must
              * not outlive that, nor land in a later connection. */
-            oauth_revoke(ctx->w->oauth, pair->refresh_token);
-            oauth_revoke(ctx->w->oauth, pair->access_token);
+            oauth_revoke(svc->oauth, pair->refresh_token);
+            oauth_revoke(svc->oauth, pair->access_token);
             res = FRESH_RECONNECT;
             break;
         }
@@ -643,21 +633,21 @@ static enum fresh_result store_refreshed(struct ctx *ctx, struct loaded *l,
  * refuses it and pairs issued in the same second are kept as alternates, each of their
  * refresh tokens is tried once (one of them may be the live one) before the connection
  * is marked reconnect-required. */
-static enum fresh_result refresh_locked(struct ctx *ctx, struct loaded *l, struct store_lock *lock,
-                                        long *cooldown_ms)
+static enum fresh_result refresh_locked(struct svc *svc, struct loaded *l, struct store_lock *lock,
+                                        long *cooldown_ms, enum refresh_outcome *why)
 {
     struct token_pair pair;
-    struct oauth *o = ctx->w->oauth;
+    struct oauth *o = svc->oauth;
     const char *spent = l->c.pair.refresh_token;
-    enum oauth_result r = oauth_refresh(o, ctx->arena, spent, &pair);
+    enum oauth_result r = oauth_refresh(o, svc->arena, spent, &pair);
     size_t tried = 0;
     /* Another call only while the lock surely outlives it: no second refresh may start. */
-    int64_t last_start = lock->expires_us - (ctx->cfg->http_timeout_ms + 1000) * 1000;
+    int64_t last_start = lock->expires_us - (svc->cfg->http_timeout_ms + 1000) * 1000;
     for (; r == OAUTH_INVALID_GRANT && tried < l->c.pair.n_alternates &&
            clock_mono_us() < last_start;
          tried++) {
         spent = l->c.pair.alternates[tried];
-        r = oauth_refresh(o, ctx->arena, spent, &pair);
+        r = oauth_refresh(o, svc->arena, spent, &pair);
         if (r == OAUTH_OK)
             log_msg(LOG_INFO, "connection %.10s…: a pair issued in the same second was the live one",
                     l->record_name);
@@ -667,19 +657,19 @@ static enum fresh_result refresh_locked(struct ctx *ctx, struct loaded *l, struc
     int64_t now = clock_wall();
     switch (r) {
     case OAUTH_OK:
-        ctx->outcome = "refreshed";
+        *why = RO_REFRESHED;
         metrics_refresh(RM_REFRESHED);
-        return store_refreshed(ctx, l, &pair, spent, lock);
+        return store_refreshed(svc, l, &pair, spent, lock);
     case OAUTH_INVALID_GRANT:
         log_msg(LOG_WARN, "refresh token refused (invalid_grant): connection %.10s… needs reconnecting",
                 l->record_name);
-        ctx->outcome = "refresh_invalid_grant";
+        *why = RO_INVALID_GRANT;
         metrics_refresh(RM_INVALID_GRANT);
-        return mark_reconnect(ctx, l);
+        return mark_reconnect(svc, l);
     case OAUTH_INVALID_CLIENT:
         log_msg(LOG_ERROR, "FreshBooks refuses this app's client id/secret (invalid_client) at refresh: "
                            "check FBCONNECT_CLIENT_ID and FBCONNECT_CLIENT_SECRET; no user is marked");
-        ctx->outcome = "refresh_invalid_client";
+        *why = RO_INVALID_CLIENT;
         metrics_refresh(RM_INVALID_CLIENT);
         *cooldown_ms = COOLDOWN_MS;
         /* The app's problem, not the user's: their token is served while it lasts. */
@@ -692,12 +682,12 @@ static enum fresh_result refresh_locked(struct ctx *ctx, struct loaded *l, struc
         *cooldown_ms = COOLDOWN_MS;
         break;
     case OAUTH_BUSY: /* never reached FreshBooks: no cooldown, the next request tries */
-        ctx->outcome = "refresh_busy";
+        *why = RO_BUSY;
         return usable(&l->c, now) ? FRESH_OK : FRESH_UNAVAILABLE;
     }
     log_msg(LOG_WARN, "refresh failed (%s); keeping the pair, next attempt in %ld ms",
             oauth_last_error(o), *cooldown_ms);
-    ctx->outcome = "refresh_transient";
+    *why = RO_TRANSIENT;
     metrics_refresh(RM_TRANSIENT);
     return usable(&l->c, now) ? FRESH_OK : FRESH_UNAVAILABLE;
 }
@@ -705,10 +695,10 @@ static enum fresh_result refresh_locked(struct ctx *ctx, struct loaded *l, struc
 /* What a fresh look at the record says, after someone else may have refreshed it:
  * FRESH_OK when it holds a pair to use, FRESH_RECONNECT when marked or gone,
  * FRESH_UNAVAILABLE when Redis failed, and -1 when it still needs a refresh. */
-static int look_again(struct ctx *ctx, struct loaded *l, uint64_t seen_version)
+static int look_again(struct svc *svc, struct loaded *l, uint64_t seen_version)
 {
     struct connection cur;
-    enum store_result got = connection_read(ctx, l->record_name, &cur);
+    enum store_result got = connection_read(svc, l->record_name, &cur);
     if (got == STORE_UNAVAILABLE || got == STORE_UNREADABLE)
         return FRESH_UNAVAILABLE;
     if (got == STORE_NOT_FOUND || !same_generation(&l->c, &cur))
@@ -719,7 +709,7 @@ static int look_again(struct ctx *ctx, struct loaded *l, uint64_t seen_version)
     int64_t now = clock_wall();
     /* A pair stored since we looked is as fresh as FreshBooks makes them: take it even when
      * the margin is longer than its lifetime. */
-    if (!needs_refresh(&cur, ctx->cfg, now) || (cur.version != seen_version && usable(&cur, now)))
+    if (!needs_refresh(&cur, svc->cfg, now) || (cur.version != seen_version && usable(&cur, now)))
         return FRESH_OK;
     return -1;
 }
@@ -727,15 +717,16 @@ static int look_again(struct ctx *ctx, struct loaded *l, uint64_t seen_version)
 /* Takes the lock: STORE_OK held (and durable), STORE_EXISTS held by someone else,
  * STORE_CONFLICT cooling down, STORE_UNAVAILABLE Redis failed or the lock was not durable
  * (then given up again). */
-static enum store_result take_lock(struct ctx *ctx, struct loaded *l, struct store_lock *lock)
+static enum store_result take_lock(struct svc *svc, struct loaded *l, struct store_lock *lock,
+                                   enum refresh_outcome *why)
 {
-    long ttl = config_lock_ttl_ms(ctx->cfg);
-    enum store_result r = store_lock_try(ctx->w->store, l->record_name, lock, ttl);
-    if (r == STORE_OK && store_wait_durable(ctx->w->store) != STORE_OK) {
+    long ttl = config_lock_ttl_ms(svc->cfg);
+    enum store_result r = store_lock_try(svc->store, l->record_name, lock, ttl);
+    if (r == STORE_OK && store_wait_durable(svc->store) != STORE_OK) {
         /* A lock the replicas have not seen could vanish in a failover and let another
          * host refresh too: give it up rather than spend the refresh token under it. */
-        release_lock(ctx->w->store, l->record_name, lock, 0);
-        ctx->outcome = "refresh_lock_not_durable";
+        release_lock(svc->store, l->record_name, lock, 0);
+        *why = RO_LOCK_NOT_DURABLE;
         return STORE_UNAVAILABLE;
     }
     return r;
@@ -743,23 +734,24 @@ static enum store_result take_lock(struct ctx *ctx, struct loaded *l, struct sto
 
 /* While a request waits for someone else's refresh, its Redis commands end by the wait's
  * end too (and a last look 100 ms after it), so the wait is not stretched by a slow Redis. */
-static void waiting_until(struct ctx *ctx, int64_t until_ms)
+static void waiting_until(struct svc *svc, int64_t until_ms)
 {
     int64_t d = (until_ms + 100) * 1000;
-    store_set_deadline(ctx->w->store, ctx->deadline_us && ctx->deadline_us < d ? ctx->deadline_us : d);
+    store_set_deadline(svc->store, svc->deadline_us && svc->deadline_us < d ? svc->deadline_us : d);
 }
 
-static void waiting_done(struct ctx *ctx)
+static void waiting_done(struct svc *svc)
 {
-    store_set_deadline(ctx->w->store, ctx->deadline_us);
+    store_set_deadline(svc->store, svc->deadline_us);
 }
 
 /* Someone else holds the lock: polls until the record moves, the lock goes away or
  * until_ms passes.  FRESH_* when that settles it, -1 when the lock went away with the
  * record still stale (the caller may try to take it). */
-static int wait_for_holder(struct ctx *ctx, struct loaded *l, uint64_t seen, int64_t until_ms)
+static int wait_for_holder(struct svc *svc, struct loaded *l, uint64_t seen, int64_t until_ms,
+                           enum refresh_outcome *why)
 {
-    ctx->outcome = "refresh_waited";
+    *why = RO_WAITED;
     metrics_refresh(RM_WAITED);
     long pause = 10;
     for (;;) {
@@ -770,14 +762,14 @@ static int wait_for_holder(struct ctx *ctx, struct loaded *l, uint64_t seen, int
         pause = pause < 160 ? pause * 2 : 200;
         int64_t version = -1;
         bool locked = true;
-        if (store_watch(ctx->w->store, l->record_name, &version, &locked) == STORE_UNAVAILABLE)
+        if (store_watch(svc->store, l->record_name, &version, &locked) == STORE_UNAVAILABLE)
             return FRESH_UNAVAILABLE;
         if (version < 0)
             return FRESH_RECONNECT;
         if ((uint64_t)version != seen || !locked)
             break;
     }
-    int again = look_again(ctx, l, seen);
+    int again = look_again(svc, l, seen);
     if (again >= 0)
         return again;
     return mono_ms() < until_ms ? -1 : FRESH_UNAVAILABLE;
@@ -787,7 +779,8 @@ static int wait_for_holder(struct ctx *ctx, struct loaded *l, uint64_t seen, int
  * holds the lock.  A usable token is served at once whenever someone else refreshes, is
  * cooling down or Redis fails; only the refresh this request performs itself is waited
  * for (bounded by FBCONNECT_HTTP_TIMEOUT_MS). */
-static enum fresh_result lead(struct ctx *ctx, struct loaded *l, int64_t until_ms)
+static enum fresh_result lead(struct svc *svc, struct loaded *l, int64_t until_ms,
+                              enum refresh_outcome *why)
 {
     struct store_lock lock = {0};
     uint8_t raw[16];
@@ -795,27 +788,27 @@ static enum fresh_result lead(struct ctx *ctx, struct loaded *l, int64_t until_m
     sodium_bin2hex(lock.owner, sizeof lock.owner, raw, sizeof raw);
     uint64_t seen = l->c.version;
     for (;;) {
-        enum store_result lr = take_lock(ctx, l, &lock);
+        enum store_result lr = take_lock(svc, l, &lock, why);
         if (lr == STORE_OK)
             break;
         if (lr == STORE_UNAVAILABLE)
             return usable(&l->c, clock_wall()) ? FRESH_OK : FRESH_UNAVAILABLE;
         if (lr == STORE_CONFLICT) { /* cooling down after a failure */
-            int again = usable(&l->c, clock_wall()) ? FRESH_OK : look_again(ctx, l, seen);
+            int again = usable(&l->c, clock_wall()) ? FRESH_OK : look_again(svc, l, seen);
             if (again >= 0)
                 return (enum fresh_result)again;
-            ctx->outcome = "refresh_cooldown";
+            *why = RO_COOLDOWN;
             metrics_refresh(RM_COOLDOWN);
             return FRESH_UNAVAILABLE;
         }
         /* Held elsewhere. */
         if (usable(&l->c, clock_wall())) {
-            ctx->outcome = "refresh_elsewhere";
+            *why = RO_ELSEWHERE;
             return FRESH_OK;
         }
-        waiting_until(ctx, until_ms);
-        int waited = wait_for_holder(ctx, l, seen, until_ms);
-        waiting_done(ctx);
+        waiting_until(svc, until_ms);
+        int waited = wait_for_holder(svc, l, seen, until_ms, why);
+        waiting_done(svc);
         if (waited >= 0)
             return (enum fresh_result)waited;
         /* The lock went away and nobody refreshed: try to take it ourselves. */
@@ -824,60 +817,60 @@ static enum fresh_result lead(struct ctx *ctx, struct loaded *l, int64_t until_m
     /* We hold the lock: another host may have refreshed before we took it. */
     long cooldown_ms = 0;
     enum fresh_result res;
-    int again = look_again(ctx, l, seen);
+    int again = look_again(svc, l, seen);
     if (again >= 0) {
         res = (enum fresh_result)again;
         if (res == FRESH_OK) {
-            ctx->outcome = "already_fresh";
+            *why = RO_ALREADY_FRESH;
             metrics_refresh(RM_ALREADY_FRESH);
         }
-    } else if (!l->c.has_identity && connection_move_to_identity(ctx, l, true)) {
+    } else if (!l->c.has_identity && connection_move_to_identity(svc, l, true)) {
         /* Its identity first, under this lock: another browser of the same FreshBooks user
          * may have connected since, killing this pair's refresh token, and only the
          * identity's record knows the live one.  The caller refreshes that record. */
         res = FRESH_MOVED;
     } else {
-        res = refresh_locked(ctx, l, &lock, &cooldown_ms);
+        res = refresh_locked(svc, l, &lock, &cooldown_ms, why);
     }
-    release_lock(ctx->w->store, l->record_name, &lock, cooldown_ms);
+    release_lock(svc->store, l->record_name, &lock, cooldown_ms);
     return res;
 }
 
-enum fresh_result refresh_ensure_fresh(struct ctx *ctx, struct loaded *l)
+enum fresh_result refresh_ensure_fresh(struct svc *svc, struct loaded *l, enum refresh_outcome *why)
 {
     struct connection kept; /* a pair kept in memory is newer than any mark */
-    if (vault_get(ctx, l->record_name, &l->c, &kept))
+    if (vault_get(svc, l->record_name, &l->c, &kept))
         l->c = kept;
     if (l->c.reconnect_required)
         return FRESH_RECONNECT;
     int64_t now = clock_wall();
-    if (!needs_refresh(&l->c, ctx->cfg, now))
+    if (!needs_refresh(&l->c, svc->cfg, now))
         return FRESH_OK;
     /* The longest this request waits for anyone else's refresh. */
-    int64_t until_ms = mono_ms() + ctx->cfg->refresh_wait_ms;
-    if (ctx->deadline_us && until_ms > ctx->deadline_us / 1000)
-        until_ms = ctx->deadline_us / 1000;
+    int64_t until_ms = mono_ms() + svc->cfg->refresh_wait_ms;
+    if (svc->deadline_us && until_ms > svc->deadline_us / 1000)
+        until_ms = svc->deadline_us / 1000;
 
     bool leader;
     struct flight *f = flight_join(l->record_name, &leader);
     if (leader) {
-        enum fresh_result res = lead(ctx, l, until_ms);
+        enum fresh_result res = lead(svc, l, until_ms, why);
         flight_land(f, res);
         return res;
     }
     if (usable(&l->c, now)) { /* another thread of this process is refreshing it */
         flight_leave(f);
-        ctx->outcome = "refresh_elsewhere";
+        *why = RO_ELSEWHERE;
         return FRESH_OK;
     }
     uint64_t seen = l->c.version;
     enum fresh_result led = flight_wait(f, until_ms);
-    ctx->outcome = "refresh_waited";
+    *why = RO_WAITED;
     metrics_refresh(RM_WAITED);
-    waiting_until(ctx, until_ms);
-    int again = look_again(ctx, l, seen);
-    waiting_done(ctx);
-    if (again == FRESH_UNAVAILABLE && vault_get(ctx, l->record_name, &l->c, &kept)) {
+    waiting_until(svc, until_ms);
+    int again = look_again(svc, l, seen);
+    waiting_done(svc);
+    if (again == FRESH_UNAVAILABLE && vault_get(svc, l->record_name, &l->c, &kept)) {
         l->c = kept;
         return FRESH_OK;
     }
@@ -889,22 +882,23 @@ enum fresh_result refresh_ensure_fresh(struct ctx *ctx, struct loaded *l)
     return FRESH_UNAVAILABLE;
 }
 
-enum token_result refresh_valid_token(struct ctx *ctx, struct loaded *l)
+enum token_result refresh_valid_token(struct svc *svc, const char *owner, struct loaded *l,
+                                     enum refresh_outcome *why)
 {
+    *why = RO_NONE;
     enum fresh_result fr = FRESH_UNAVAILABLE;
     /* Twice at most: once more when the pair moved to its identity's record meanwhile. */
     for (int round = 0; round < 2; round++) {
-        switch (connection_load(ctx, l)) {
+        switch (connection_load(svc, owner, l)) {
         case LOOKUP_UNAVAILABLE:
-            ctx->outcome = "redis_unavailable";
+            *why = RO_REDIS_UNAVAILABLE;
             return TOKEN_UNAVAILABLE;
         case LOOKUP_NONE:
-            ctx->outcome = "not_connected";
             return TOKEN_NONE;
         case LOOKUP_FOUND:
             break;
         }
-        fr = refresh_ensure_fresh(ctx, l);
+        fr = refresh_ensure_fresh(svc, l, why);
         bool gone = fr == FRESH_RECONNECT && !l->c.reconnect_required; /* not marked: gone */
         if (fr != FRESH_MOVED && !gone)
             break;
@@ -914,15 +908,42 @@ enum token_result refresh_valid_token(struct ctx *ctx, struct loaded *l)
         break;
     case FRESH_RECONNECT:
     case FRESH_MOVED:
-        ctx->outcome = "reconnect_required";
         return TOKEN_RECONNECT;
     case FRESH_UNAVAILABLE:
     case FRESH_MISCONFIGURED:
-        if (!ctx->outcome)
-            ctx->outcome = "unavailable";
         return TOKEN_UNAVAILABLE;
     }
     if (!l->c.has_identity) /* asked in the background: this request does not wait for it */
         resolve_later(l->record_name, l->owner);
     return TOKEN_OK;
+}
+
+static const char *const outcome_names[RO__MAX] = {
+    [RO_NONE] = NULL,
+    [RO_REFRESHED] = "refreshed",
+    [RO_ALREADY_FRESH] = "already_fresh",
+    [RO_WAITED] = "refresh_waited",
+    [RO_ELSEWHERE] = "refresh_elsewhere",
+    [RO_COOLDOWN] = "refresh_cooldown",
+    [RO_INVALID_GRANT] = "refresh_invalid_grant",
+    [RO_INVALID_CLIENT] = "refresh_invalid_client",
+    [RO_TRANSIENT] = "refresh_transient",
+    [RO_BUSY] = "refresh_busy",
+    [RO_LOCK_NOT_DURABLE] = "refresh_lock_not_durable",
+    [RO_REDIS_UNAVAILABLE] = "redis_unavailable",
+};
+
+const char *refresh_outcome_name(enum token_result r, enum refresh_outcome why)
+{
+    switch (r) {
+    case TOKEN_NONE:
+        return "not_connected";
+    case TOKEN_RECONNECT:
+        return "reconnect_required";
+    case TOKEN_UNAVAILABLE:
+        return outcome_names[why] ? outcome_names[why] : "unavailable";
+    case TOKEN_OK:
+        break;
+    }
+    return outcome_names[why];
 }

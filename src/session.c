@@ -59,24 +59,14 @@ void session_issue(struct ctx *ctx)
 
 const char *session_owner_of(struct ctx *ctx, const char *session_id)
 {
-    name_text h;
-    name_hash("session", session_id, strlen(session_id), h);
-    return arena_printf(ctx->arena, "s:%s", h);
+    return store_owner_of_session(ctx->arena, session_id);
 }
 
 const char *session_owner(const struct ctx *ctx)
 {
-    name_text h;
-    if (ctx->cfg->user_param) {
-        if (!ctx->site_user)
-            return NULL;
-        name_hash("user", ctx->site_user, strlen(ctx->site_user), h);
-        return arena_printf(ctx->arena, "u:%s", h);
-    }
-    if (!ctx->has_session)
-        return NULL;
-    name_hash("session", ctx->session_id, strlen(ctx->session_id), h);
-    return arena_printf(ctx->arena, "s:%s", h);
+    if (ctx->cfg->user_param)
+        return ctx->site_user ? store_owner_of_user(ctx->arena, ctx->site_user) : NULL;
+    return ctx->has_session ? store_owner_of_session(ctx->arena, ctx->session_id) : NULL;
 }
 
 void session_log_tag(const struct ctx *ctx, char out[9])

@@ -156,6 +156,20 @@ static const char *const scripts[SCRIPT__MAX] = {
     script_lock_release, script_watch,       script_load_owner, script_create_point,
     script_owner_rebind};
 
+const char *store_owner_of_session(struct arena *a, const char *session_id)
+{
+    name_text h;
+    name_hash("session", session_id, strlen(session_id), h);
+    return arena_printf(a, "s:%s", h);
+}
+
+const char *store_owner_of_user(struct arena *a, const char *site_user)
+{
+    name_text h;
+    name_hash("user", site_user, strlen(site_user), h);
+    return arena_printf(a, "u:%s", h);
+}
+
 struct store *store_new(const struct config *cfg)
 {
     struct store *s = calloc(1, sizeof *s);

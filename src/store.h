@@ -42,6 +42,11 @@ struct store;
 int store_follow_start(const struct config *cfg);
 void store_follow_stop(void);
 
+/* The owner names of the key schema (without prefix), in `a`: "s:<hash(session id)>" and
+ * "u:<hash(site user)>". */
+const char *store_owner_of_session(struct arena *a, const char *session_id);
+const char *store_owner_of_user(struct arena *a, const char *site_user);
+
 /* A store for one thread; connects lazily.  Free with store_free. */
 struct store *store_new(const struct config *cfg);
 void store_free(struct store *s);

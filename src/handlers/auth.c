@@ -9,11 +9,15 @@
 #include "connection.h"
 #include "handlers/handlers.h"
 #include "refresh.h"
+#include "session.h"
 
 void handle_auth(struct ctx *ctx)
 {
     struct loaded l;
-    switch (refresh_valid_token(ctx, &l)) {
+    enum refresh_outcome why;
+    enum token_result got = refresh_valid_token(ctx->svc, session_owner(ctx), &l, &why);
+    ctx->outcome = refresh_outcome_name(got, why);
+    switch (got) {
     case TOKEN_OK:
         break;
     case TOKEN_NONE:

@@ -111,7 +111,7 @@ void handle_callback(struct ctx *ctx)
     /* Record the state's single use before spending the code. */
     name_text used;
     state_used_id(&claims, used);
-    switch (store_state_use(ctx->w->store, used, claims.expires + STATE_TTL)) {
+    switch (store_state_use(ctx->svc->store, used, claims.expires + STATE_TTL)) {
     case STORE_OK:
         break;
     case STORE_EXISTS:
@@ -123,7 +123,7 @@ void handle_callback(struct ctx *ctx)
         return;
     }
 
-    struct oauth *o = ctx->w->oauth;
+    struct oauth *o = ctx->svc->oauth;
     struct token_pair pair;
     enum oauth_result er = oauth_exchange_code(o, ctx->arena, code, &pair);
     switch (er) {
@@ -174,7 +174,7 @@ void handle_callback(struct ctx *ctx)
     id_text new_id;
     id_new(new_id);
     const char *owner = ctx->cfg->user_param ? session_owner(ctx) : session_owner_of(ctx, new_id);
-    if (connection_connect(ctx, &pair, has_ident ? &ident : NULL, owner, old_owner) != STORE_OK) {
+    if (connection_connect(ctx->svc, &pair, has_ident ? &ident : NULL, owner, old_owner) != STORE_OK) {
         log_msg(LOG_ERROR, "could not store a new token pair: Redis unavailable; the user must connect again");
         page_unavailable(ctx, "store_failed");
         return;

@@ -6,6 +6,7 @@
 
 #include "connection.h"
 #include "handlers/handlers.h"
+#include "session.h"
 
 const char *route_url(struct ctx *ctx, const char *route)
 {
@@ -57,7 +58,7 @@ size_t identity_vars(struct ctx *ctx, const struct connection *c, struct tvar *v
 
 bool load_connection_or_503(struct ctx *ctx, struct loaded *l, bool *found)
 {
-    enum lookup_result r = connection_load(ctx, l);
+    enum lookup_result r = connection_load(ctx->svc, session_owner(ctx), l);
     if (r == LOOKUP_UNAVAILABLE) {
         page_unavailable(ctx, "redis_unavailable");
         return false;

@@ -45,7 +45,7 @@ void handle_connect(struct ctx *ctx)
     else if (found)
         session_set_cookie(ctx); /* slide the cookie with the session */
     if (found)
-        connection_resolve_identity(ctx, &l);
+        connection_resolve_identity(ctx->svc, &l);
 
     const char *state = state_issue(ctx->arena, &ctx->app->keys, ctx->session_id, ctx->site_user,
                                     return_to, clock_wall());

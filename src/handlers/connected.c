@@ -22,7 +22,7 @@ void handle_connected(struct ctx *ctx)
     if (found) {
         if (ctx->has_session)
             session_set_cookie(ctx);
-        connection_resolve_identity(ctx, &l);
+        connection_resolve_identity(ctx->svc, &l);
         v[n++] = (struct tvar){.name = l.c.reconnect_required ? "reconnect_required" : "connected",
                                .value = "1"};
         n = identity_vars(ctx, &l.c, v, n);

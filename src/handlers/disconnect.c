@@ -44,11 +44,11 @@ void handle_disconnect(struct ctx *ctx)
     bool confirmed = true;
     if (!found) {
         l.owner = session_owner(ctx);
-        if (l.owner && store_owner_delete(ctx->w->store, l.owner) != STORE_OK) {
+        if (l.owner && store_owner_delete(ctx->svc->store, l.owner) != STORE_OK) {
             page_unavailable(ctx, "redis_unavailable");
             return;
         }
-    } else if (connection_delete(ctx, &l, true, &confirmed) != STORE_OK) {
+    } else if (connection_delete(ctx->svc, &l, true, &confirmed) != STORE_OK) {
         page_unavailable(ctx, "redis_unavailable");
         return;
     }

@@ -9,7 +9,7 @@ void handle_healthz(struct ctx *ctx)
 
 void handle_readyz(struct ctx *ctx)
 {
-    if (store_ping(ctx->w->store) == STORE_OK) {
+    if (store_ping(ctx->svc->store) == STORE_OK) {
         response_set(ctx->resp, 200, "text/plain; charset=utf-8", "ready\n");
     } else {
         ctx->outcome = "redis_unavailable";

@@ -14,7 +14,7 @@
 void handle_status(struct ctx *ctx)
 {
     struct loaded l;
-    enum lookup_result found = connection_load(ctx, &l);
+    enum lookup_result found = connection_load(ctx->svc, session_owner(ctx), &l);
     if (found == LOOKUP_UNAVAILABLE) {
         ctx->outcome = "redis_unavailable";
         send_json(ctx, 503, json_pack("{s:s}", "error", "unavailable"));
@@ -29,7 +29,7 @@ void handle_status(struct ctx *ctx)
     }
     if (ctx->has_session)
         session_set_cookie(ctx);
-    connection_resolve_identity(ctx, &l);
+    connection_resolve_identity(ctx->svc, &l);
     const struct connection *c = &l.c;
     json_t *user = json_null();
     json_t *businesses = json_array();

@@ -28,19 +28,23 @@ void handle_internal_token(struct ctx *ctx)
         error(ctx, 400, "bad_user", "user_required");
         return;
     }
-    ctx->site_user = user;
     struct loaded l;
-    switch (refresh_valid_token(ctx, &l)) {
+    enum refresh_outcome why;
+    enum token_result got = refresh_valid_token(ctx->svc, store_owner_of_user(ctx->arena, user), &l,
+                                                &why);
+    const char *outcome = refresh_outcome_name(got, why);
+    ctx->outcome = outcome;
+    switch (got) {
     case TOKEN_OK:
         break;
     case TOKEN_NONE:
-        error(ctx, 404, ctx->outcome, "not_connected");
+        error(ctx, 404, outcome, "not_connected");
         return;
     case TOKEN_RECONNECT:
-        error(ctx, 409, ctx->outcome, "reconnect_required");
+        error(ctx, 409, outcome, "reconnect_required");
         return;
     case TOKEN_UNAVAILABLE:
-        error(ctx, 503, ctx->outcome, "unavailable");
+        error(ctx, 503, outcome, "unavailable");
         response_header(ctx->resp, "Retry-After", "1");
         return;
     }
