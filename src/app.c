@@ -8,7 +8,6 @@
 #include "connection.h"
 #include "handlers/handlers.h"
 #include "log.h"
-#include "metrics.h"
 #include "router.h"
 #include "session.h"
 
@@ -74,6 +73,7 @@ static void handle(void *wp, struct fcgi_request *fcgi)
         .resp = &w->resp,
         .arena = w->svc.arena,
         .route = "unknown",
+        .route_id = -1,
     };
     if (early) {
         ctx.outcome = "request_too_large";
@@ -87,9 +87,7 @@ static void handle(void *wp, struct fcgi_request *fcgi)
         ctx.resp->status = 500;
     response_security_headers(ctx.resp);
     response_send(ctx.resp, fcgi, strcmp(req.method, "HEAD") == 0);
-    metrics_request(ctx.route, ctx.resp->status, clock_mono_us() - req.start_us);
-    if (strcmp(ctx.route, "callback") == 0)
-        metrics_callback_outcome(ctx.outcome);
+    router_observe(&ctx, clock_mono_us() - req.start_us);
     log_request(&ctx);
 }
 

@@ -42,6 +42,7 @@ struct ctx {
     struct response *resp;
     struct arena *arena;
     const char *route;     /* route name for logs and metrics */
+    int route_id;          /* the router's index of the route, -1 when none matched */
     bool has_session;      /* the browser sent a well-formed session cookie */
     id_text session_id;    /* valid when has_session */
     const char *site_user; /* FBCONNECT_USER_PARAM's value, or NULL */

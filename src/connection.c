@@ -17,6 +17,16 @@
 #define STORE_BUDGET_MS 4000 /* the longest a connect retries Redis (README: time bounds) */
 #define IDENTITY_RETRY_MS 5000
 
+static metric_counter revokes[2]; /* disconnects' revokes: [1] confirmed by FreshBooks */
+
+void connection_metrics_render(struct buf *out)
+{
+    metric_family(out, "fbconnect_revokes_total", "counter",
+                  "Disconnects by whether FreshBooks confirmed the revoke.");
+    metric_sample(out, "fbconnect_revokes_total", "result=\"confirmed\"", metric_get(&revokes[1]));
+    metric_sample(out, "fbconnect_revokes_total", "result=\"unconfirmed\"", metric_get(&revokes[0]));
+}
+
 /* Sleeps ms, but not beyond until_us (monotonic). */
 static void pause_ms(long ms, int64_t until_us)
 {
@@ -430,7 +440,7 @@ enum store_result connection_delete(struct svc *svc, struct loaded *l, bool revo
             enum oauth_result r1 = oauth_revoke(svc->oauth, l->c.pair.refresh_token);
             enum oauth_result r2 = oauth_revoke(svc->oauth, l->c.pair.access_token);
             bool ok = r1 == OAUTH_OK && r2 == OAUTH_OK;
-            metrics_revoke(ok);
+            metric_add(&revokes[ok]);
             if (!ok) {
                 *confirmed = false;
                 log_msg(LOG_WARN, "revoke not confirmed by FreshBooks (%s); deleting the connection anyway",

@@ -65,6 +65,8 @@ enum store_result connection_delete(struct svc *svc, struct loaded *l, bool revo
  * and a cached record is used only while its version is the stored one. */
 struct conn_cache;
 struct conn_cache *connection_cache_new(void);
+/* Appends the disconnects' revoke counts to /metrics. */
+void connection_metrics_render(struct buf *out);
 void connection_cache_free(struct conn_cache *cc);
 
 #endif

@@ -487,10 +487,39 @@ static void free_secret(char *s)
     }
 }
 
+enum fb_call { FB_EXCHANGE, FB_REFRESH, FB_IDENTITY, FB_REVOKE, FB__MAX };
+static const char *const fb_names[FB__MAX] = {"exchange", "refresh", "identity", "revoke"};
+
+static struct {
+    struct metric_histogram latency[FB__MAX];
+    metric_counter results[FB__MAX][OAUTH_RESULTS];
+} fb_metrics;
+
 static enum oauth_result counted(struct oauth *o, enum fb_call call, enum oauth_result r)
 {
-    metrics_freshbooks(call, r, o->last_duration_us);
+    metric_observe(&fb_metrics.latency[call], o->last_duration_us);
+    metric_add(&fb_metrics.results[call][r]);
     return r;
+}
+
+void oauth_metrics_render(struct buf *out)
+{
+    metric_family(out, "fbconnect_freshbooks_calls_total", "counter",
+                  "Calls to FreshBooks by kind and result.");
+    char labels[64];
+    for (size_t c = 0; c < FB__MAX; c++)
+        for (int r = 0; r < OAUTH_RESULTS; r++) {
+            snprintf(labels, sizeof labels, "call=\"%s\",result=\"%s\"", fb_names[c],
+                     oauth_result_name((enum oauth_result)r));
+            metric_sample(out, "fbconnect_freshbooks_calls_total", labels,
+                          metric_get(&fb_metrics.results[c][r]));
+        }
+    metric_family(out, "fbconnect_freshbooks_seconds", "histogram",
+                  "FreshBooks call latency by kind.");
+    for (size_t c = 0; c < FB__MAX; c++) {
+        snprintf(labels, sizeof labels, "call=\"%s\"", fb_names[c]);
+        metric_histogram(out, "fbconnect_freshbooks_seconds", labels, &fb_metrics.latency[c]);
+    }
 }
 
 static enum oauth_result token_call(struct oauth *o, struct arena *a, const char *grant,

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "arena.h"
+#include "buf.h"
 #include "config.h"
 #include "record.h"
 
@@ -91,5 +92,8 @@ enum oauth_result oauth_parse_identity(struct arena *a, long http_status, const 
                                        size_t len, struct identity *out);
 
 const char *oauth_result_name(enum oauth_result r);
+
+/* Appends the FreshBooks metrics (calls by kind and result, latency) to /metrics. */
+void oauth_metrics_render(struct buf *out);
 
 #endif

@@ -46,6 +46,29 @@ static bool same_generation(const struct connection *was, const struct connectio
     return strcmp(was->generation, now->generation) == 0;
 }
 
+/* ---- metrics: refresh decisions by outcome ---- */
+
+enum refresh_metric {
+    RM_REFRESHED,      /* this process spent a refresh token and stored the new pair */
+    RM_ALREADY_FRESH,  /* another process or host had refreshed when the lock was taken */
+    RM_WAITED,         /* waited for another thread, process or host to refresh */
+    RM_INVALID_GRANT,  /* marked reconnect-required */
+    RM_INVALID_CLIENT, /* the app's credentials were refused */
+    RM_TRANSIENT,      /* timeout, 5xx or 429: pair kept, cooldown started */
+    RM_COOLDOWN,       /* skipped: the connection is cooling down */
+    RM_KEPT_IN_MEMORY, /* refreshed, but Redis failed: kept in memory until stored */
+    RM__MAX
+};
+static const char *const refresh_metric_names[RM__MAX] = {
+    "refreshed", "already_fresh", "waited", "invalid_grant",
+    "invalid_client", "transient", "cooldown", "kept_in_memory"};
+static metric_counter refresh_counts[RM__MAX];
+
+static void metrics_refresh(enum refresh_metric m)
+{
+    metric_add(&refresh_counts[m]);
+}
+
 /* ---- the vault: new pairs Redis could not take, stored again by a background thread ---- */
 
 struct vault_entry {
@@ -946,4 +969,17 @@ const char *refresh_outcome_name(enum token_result r, enum refresh_outcome why)
         break;
     }
     return outcome_names[why];
+}
+
+void refresh_metrics_render(struct buf *out)
+{
+    metric_family(out, "fbconnect_pairs_kept_in_memory", "gauge",
+                  "Refreshed pairs Redis has not taken yet.");
+    metric_sample(out, "fbconnect_pairs_kept_in_memory", "", refresh_kept_count());
+    metric_family(out, "fbconnect_refresh_total", "counter", "Refresh decisions by outcome.");
+    char labels[48];
+    for (size_t i = 0; i < RM__MAX; i++) {
+        snprintf(labels, sizeof labels, "outcome=\"%s\"", refresh_metric_names[i]);
+        metric_sample(out, "fbconnect_refresh_total", labels, metric_get(&refresh_counts[i]));
+    }
 }

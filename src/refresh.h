@@ -81,4 +81,7 @@ const char *refresh_outcome_name(enum token_result r, enum refresh_outcome why);
 /* Refreshed pairs kept in memory because Redis has not taken them yet. */
 unsigned refresh_kept_count(void);
 
+/* Appends the refresh metrics (decisions by outcome, pairs kept in memory) to /metrics. */
+void refresh_metrics_render(struct buf *out);
+
 #endif

@@ -1,8 +1,10 @@
 #include "router.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "handlers/handlers.h"
+#include "metrics.h"
 #include "session.h"
 
 enum { M_GET = 1, M_HEAD = 2, M_POST = 4, M_ANY = 0xff };
@@ -42,6 +44,38 @@ static const struct route routes[R__MAX] = {
     [R_METRICS] = {"metrics", M_GET | M_HEAD, true, handle_metrics},
 };
 
+/* ---- request metrics, by route (this table's order, then "unknown") and status ---- */
+
+static const int statuses[] = {200, 204, 302, 303, 400, 401, 403, 404, 405, 409, 411,
+                               413, 414, 415, 429, 431, 500, 502, 503, 504, 0 /* other */};
+#define N_STATUSES (sizeof statuses / sizeof statuses[0])
+static struct metric_histogram requests[R__MAX + 1][N_STATUSES];
+
+void router_observe(const struct ctx *ctx, int64_t duration_us)
+{
+    size_t r = ctx->route_id >= 0 && ctx->route_id < R__MAX ? (size_t)ctx->route_id : R__MAX;
+    size_t s = 0;
+    while (s < N_STATUSES - 1 && statuses[s] != ctx->resp->status)
+        s++;
+    metric_observe(&requests[r][s], duration_us);
+}
+
+void router_metrics_render(struct buf *out)
+{
+    metric_family(out, "fbconnect_requests_seconds", "histogram",
+                  "Requests by route and status, and their duration.");
+    for (size_t r = 0; r <= R__MAX; r++)
+        for (size_t s = 0; s < N_STATUSES; s++) {
+            if (!metric_get(&requests[r][s].count))
+                continue;
+            char labels[96], status[16];
+            snprintf(status, sizeof status, "%d", statuses[s]);
+            snprintf(labels, sizeof labels, "route=\"%s\",status=\"%s\"",
+                     r < R__MAX ? routes[r].path : "unknown", statuses[s] ? status : "other");
+            metric_histogram(out, "fbconnect_requests_seconds", labels, &requests[r][s]);
+        }
+}
+
 static unsigned method_bit(const char *m)
 {
     if (strcmp(m, "GET") == 0)
@@ -56,6 +90,7 @@ static unsigned method_bit(const char *m)
 static void not_found(struct ctx *ctx)
 {
     ctx->route = "unknown";
+    ctx->route_id = -1;
     page_error(ctx->app->pages, ctx->resp, 404, "Page not found",
                "There's nothing at this address.", route_url(ctx, "connect"),
                "Go to the FreshBooks connect page");
@@ -80,6 +115,7 @@ void router_dispatch(struct ctx *ctx)
         if (r->internal && !is_internal)
             break;
         ctx->route = r->path;
+        ctx->route_id = i;
         if (r->methods != M_ANY && !(method_bit(ctx->req->method) & r->methods)) {
             ctx->outcome = "method_not_allowed";
             page_error(ctx->app->pages, ctx->resp, 405, "Method not allowed",

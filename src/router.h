@@ -6,6 +6,12 @@
 
 #include "app.h"
 
+/* Sets ctx->route and ctx->route_id (-1 when nothing matched) and runs the handler. */
 void router_dispatch(struct ctx *ctx);
+
+/* Counts a finished request by route and status, and its duration. */
+void router_observe(const struct ctx *ctx, int64_t duration_us);
+/* Appends the request metrics to /metrics. */
+void router_metrics_render(struct buf *out);
 
 #endif

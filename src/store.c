@@ -29,6 +29,28 @@ enum script_id {
     SCRIPT__MAX
 };
 
+/* Every command's latency, and the failures. */
+static struct {
+    struct metric_histogram latency;
+    metric_counter errors;
+} redis_metrics;
+
+static void redis_observed(bool ok, int64_t duration_us)
+{
+    metric_observe(&redis_metrics.latency, duration_us);
+    if (!ok)
+        metric_add(&redis_metrics.errors);
+}
+
+void store_metrics_render(struct buf *out)
+{
+    metric_family(out, "fbconnect_redis_errors_total", "counter",
+                  "Redis commands that failed (unreachable, timeout, error reply).");
+    metric_sample(out, "fbconnect_redis_errors_total", "", metric_get(&redis_metrics.errors));
+    metric_family(out, "fbconnect_redis_seconds", "histogram", "Redis command latency.");
+    metric_histogram(out, "fbconnect_redis_seconds", "", &redis_metrics.latency);
+}
+
 struct store {
     const struct config *cfg;
     redisContext *rc;
@@ -620,7 +642,7 @@ static redisReply *command(struct store *s, int argc, const char **argv, const s
 {
     int64_t t0 = clock_mono_us();
     redisReply *r = command_send(s, argc, argv, lens, true, 0);
-    metrics_redis(r != NULL, clock_mono_us() - t0);
+    redis_observed(r != NULL, clock_mono_us() - t0);
     return r;
 }
 
@@ -630,7 +652,7 @@ static redisReply *command_here(struct store *s, int argc, const char **argv, co
 {
     int64_t t0 = clock_mono_us();
     redisReply *r = s->rc ? command_send(s, argc, argv, lens, false, 0) : NULL;
-    metrics_redis(r != NULL, clock_mono_us() - t0);
+    redis_observed(r != NULL, clock_mono_us() - t0);
     return r;
 }
 
@@ -1216,7 +1238,7 @@ enum store_result store_wait_durable(struct store *s)
     size_t lens[] = {4, strlen(n), strlen(ms)};
     int64_t t0 = clock_mono_us();
     redisReply *r = command_send(s, 3, argv, lens, false, wait_ms);
-    metrics_redis(r != NULL, clock_mono_us() - t0);
+    redis_observed(r != NULL, clock_mono_us() - t0);
     long long acks = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
     if (r)
         freeReplyObject(r);

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "arena.h"
+#include "buf.h"
 #include "config.h"
 
 enum store_result {
@@ -56,6 +57,9 @@ void store_free(struct store *s);
  * (STORE_UNAVAILABLE): a request's time is bounded however many retries it makes.  Set
  * per request. */
 void store_set_deadline(struct store *s, int64_t deadline_us);
+
+/* Appends the Redis metrics (latency, errors) to /metrics. */
+void store_metrics_render(struct buf *out);
 
 /* PING. */
 enum store_result store_ping(struct store *s);

@@ -15,17 +15,79 @@
 #include "connection.h"
 #include "handlers/handlers.h"
 #include "log.h"
+#include "metrics.h"
 #include "session.h"
 #include "state.h"
 
 #define CODE_MAX 2048
 
-static void fail(struct ctx *ctx, int status, const char *outcome, const char *title,
-                 const char *message)
+/* How a callback ended: its log outcome and its count on /metrics (one name table). */
+enum callback_outcome {
+    CB_CONNECTED,
+    CB_CONNECTED_IDENTITY_PENDING,
+    CB_ACCESS_DENIED,
+    CB_PROVIDER_ERROR,
+    CB_CODE_MISSING,
+    CB_STATE_MISSING,
+    CB_STATE_MALFORMED,
+    CB_STATE_FORGED,
+    CB_STATE_EXPIRED,
+    CB_STATE_REPLAYED,
+    CB_STATE_OTHER_SESSION,
+    CB_STATE_OTHER_USER,
+    CB_CODE_REFUSED,
+    CB_TOKEN_ENDPOINT_FAILED,
+    CB_INVALID_CLIENT,
+    CB_RATE_LIMITED,
+    CB_REDIS_UNAVAILABLE,
+    CB_STORE_FAILED,
+    CB_NOT_SIGNED_IN,
+    CB_BUSY,
+    CB_OTHER,
+    CB__MAX
+};
+static const char *const outcome_names[CB__MAX] = {
+    [CB_CONNECTED] = "connected",
+    [CB_CONNECTED_IDENTITY_PENDING] = "connected_identity_pending",
+    [CB_ACCESS_DENIED] = "access_denied",
+    [CB_PROVIDER_ERROR] = "provider_error",
+    [CB_CODE_MISSING] = "code_missing",
+    [CB_STATE_MISSING] = "state_missing",
+    [CB_STATE_MALFORMED] = "state_malformed",
+    [CB_STATE_FORGED] = "state_forged",
+    [CB_STATE_EXPIRED] = "state_expired",
+    [CB_STATE_REPLAYED] = "state_replayed",
+    [CB_STATE_OTHER_SESSION] = "state_other_session",
+    [CB_STATE_OTHER_USER] = "state_other_user",
+    [CB_CODE_REFUSED] = "code_refused",
+    [CB_TOKEN_ENDPOINT_FAILED] = "token_endpoint_failed",
+    [CB_INVALID_CLIENT] = "invalid_client",
+    [CB_RATE_LIMITED] = "rate_limited",
+    [CB_REDIS_UNAVAILABLE] = "redis_unavailable",
+    [CB_STORE_FAILED] = "store_failed",
+    [CB_NOT_SIGNED_IN] = "not_signed_in",
+    [CB_BUSY] = "busy",
+    [CB_OTHER] = "other",
+};
+static metric_counter outcome_counts[CB__MAX];
+
+void callback_metrics_render(struct buf *out)
 {
-    ctx->outcome = outcome;
+    metric_family(out, "fbconnect_callback_outcomes_total", "counter", "How callbacks ended.");
+    char labels[64];
+    for (size_t i = 0; i < CB__MAX; i++) {
+        snprintf(labels, sizeof labels, "outcome=\"%s\"", outcome_names[i]);
+        metric_sample(out, "fbconnect_callback_outcomes_total", labels, metric_get(&outcome_counts[i]));
+    }
+}
+
+
+static enum callback_outcome fail(struct ctx *ctx, int status, enum callback_outcome outcome,
+                                  const char *title, const char *message)
+{
     page_error(ctx->app->pages, ctx->resp, status, title, message, route_url(ctx, "connect"),
                "Start again");
+    return outcome;
 }
 
 static bool code_ok(const char *code)
@@ -39,13 +101,13 @@ static bool code_ok(const char *code)
     return true;
 }
 
-/* Checks the state; on failure answers and returns false. */
-static bool check_state(struct ctx *ctx, struct state_claims *claims)
+/* Checks the state; on failure answers, sets *failed and returns false. */
+static bool check_state(struct ctx *ctx, struct state_claims *claims, enum callback_outcome *failed)
 {
     const char *state = NULL;
     enum form_status fs = request_query(ctx->req, "state", STATE_TEXT_MAX, &state);
     if (fs == FORM_MISSING) {
-        fail(ctx, 400, "state_missing", "This link is incomplete",
+        *failed = fail(ctx, 400, CB_STATE_MISSING, "This link is incomplete",
              "The address FreshBooks sent you back to is missing its security check, so we "
              "can't finish connecting. Please start again.");
         return false;
@@ -59,18 +121,18 @@ static bool check_state(struct ctx *ctx, struct state_claims *claims)
     case STATE_OK:
         return true;
     case STATE_EXPIRED:
-        fail(ctx, 400, "state_expired", "This link has expired",
+        *failed = fail(ctx, 400, CB_STATE_EXPIRED, "This link has expired",
              "More than 10 minutes passed since you started connecting. Please start again.");
         return false;
     case STATE_OTHER_SESSION:
     case STATE_OTHER_USER:
-        fail(ctx, 403, sr == STATE_OTHER_SESSION ? "state_other_session" : "state_other_user",
+        *failed = fail(ctx, 403, sr == STATE_OTHER_SESSION ? CB_STATE_OTHER_SESSION : CB_STATE_OTHER_USER,
              "This link belongs to someone else",
              "This connection was started in another browser or by another account, so we "
              "won't finish it here. Start connecting from this browser instead.");
         return false;
     default:
-        fail(ctx, 400, sr == STATE_FORGED ? "state_forged" : "state_malformed",
+        *failed = fail(ctx, 400, sr == STATE_FORGED ? CB_STATE_FORGED : CB_STATE_MALFORMED,
              "This link isn't valid",
              "The address FreshBooks sent you back to failed our security check, so nothing "
              "was connected. Please start again.");
@@ -78,35 +140,33 @@ static bool check_state(struct ctx *ctx, struct state_claims *claims)
     }
 }
 
-void handle_callback(struct ctx *ctx)
+static enum callback_outcome callback(struct ctx *ctx)
 {
     if (ctx->cfg->user_param && !ctx->site_user) {
         page_sign_in_first(ctx);
-        return;
+        return CB_NOT_SIGNED_IN;
     }
     struct state_claims claims;
-    if (!check_state(ctx, &claims))
-        return;
+    enum callback_outcome failed;
+    if (!check_state(ctx, &claims, &failed))
+        return failed;
 
     const char *error = NULL, *code = NULL;
     enum form_status es = request_query(ctx->req, "error", 256, &error);
     enum form_status cs = request_query(ctx->req, "code", CODE_MAX, &code);
     if (es != FORM_MISSING) {
         bool denied = es == FORM_OK && strcmp(error, "access_denied") == 0;
-        fail(ctx, 400, denied ? "access_denied" : "provider_error",
+        return fail(ctx, 400, denied ? CB_ACCESS_DENIED : CB_PROVIDER_ERROR,
              denied ? "You didn't connect FreshBooks" : "FreshBooks didn't connect",
              denied ? "You chose not to allow access, so nothing was connected. You can try "
                       "again whenever you like."
                     : "FreshBooks sent you back without permission to connect, so nothing was "
                       "connected. Please try again.");
-        return;
     }
-    if (cs != FORM_OK || !code_ok(code)) {
-        fail(ctx, 400, "code_missing", "FreshBooks didn't connect",
-             "FreshBooks sent you back without a valid authorization code, so nothing was "
-             "connected. Please try again.");
-        return;
-    }
+    if (cs != FORM_OK || !code_ok(code))
+        return fail(ctx, 400, CB_CODE_MISSING, "FreshBooks didn't connect",
+                    "FreshBooks sent you back without a valid authorization code, so nothing was "
+                    "connected. Please try again.");
 
     /* Record the state's single use before spending the code. */
     name_text used;
@@ -115,12 +175,11 @@ void handle_callback(struct ctx *ctx)
     case STORE_OK:
         break;
     case STORE_EXISTS:
-        fail(ctx, 400, "state_replayed", "This link was already used",
-             "Each connect link works once, and this one has been used. Please start again.");
-        return;
+        return fail(ctx, 400, CB_STATE_REPLAYED, "This link was already used",
+                    "Each connect link works once, and this one has been used. Please start again.");
     default:
         page_unavailable(ctx, "redis_unavailable");
-        return;
+        return CB_REDIS_UNAVAILABLE;
     }
 
     struct oauth *o = ctx->svc->oauth;
@@ -132,34 +191,30 @@ void handle_callback(struct ctx *ctx)
     case OAUTH_INVALID_GRANT:
     case OAUTH_REJECTED:
         log_msg(LOG_WARN, "code exchange refused: %s", oauth_last_error(o));
-        fail(ctx, 400, "code_refused", "FreshBooks didn't accept this sign-in",
-             "FreshBooks said the authorization has expired or was already used. Nothing was "
-             "connected. Please start again.");
-        return;
+        return fail(ctx, 400, CB_CODE_REFUSED, "FreshBooks didn't accept this sign-in",
+                    "FreshBooks said the authorization has expired or was already used. Nothing "
+                    "was connected. Please start again.");
     case OAUTH_INVALID_CLIENT:
         log_msg(LOG_ERROR, "FreshBooks refuses this app's client id/secret (invalid_client): "
                            "check FBCONNECT_CLIENT_ID and FBCONNECT_CLIENT_SECRET");
-        ctx->outcome = "invalid_client";
         page_error(ctx->app->pages, ctx->resp, 503, "Connecting is unavailable",
                    "This site's connection to FreshBooks is misconfigured. The site's operators "
                    "have been alerted; please try again later.",
                    route_url(ctx, "connect"), "Back");
-        return;
+        return CB_INVALID_CLIENT;
     case OAUTH_RATE_LIMITED:
     case OAUTH_BUSY:
-        ctx->outcome = er == OAUTH_BUSY ? "busy" : "rate_limited";
         page_error(ctx->app->pages, ctx->resp, 503, "FreshBooks is busy",
                    "FreshBooks can't take more requests from this site right now. Nothing was "
                    "connected. Please try again in a minute.",
                    route_url(ctx, "connect"), "Start again");
         response_header(ctx->resp, "Retry-After", "60");
-        return;
+        return er == OAUTH_BUSY ? CB_BUSY : CB_RATE_LIMITED;
     case OAUTH_UNAVAILABLE:
         log_msg(LOG_WARN, "code exchange failed: %s", oauth_last_error(o));
-        fail(ctx, 502, "token_endpoint_failed", "FreshBooks didn't answer properly",
-             "We couldn't complete the connection because FreshBooks didn't respond as "
-             "expected. Nothing was connected. Please try again in a few minutes.");
-        return;
+        return fail(ctx, 502, CB_TOKEN_ENDPOINT_FAILED, "FreshBooks didn't answer properly",
+                    "We couldn't complete the connection because FreshBooks didn't respond as "
+                    "expected. Nothing was connected. Please try again in a few minutes.");
     }
 
     struct identity ident;
@@ -177,14 +232,21 @@ void handle_callback(struct ctx *ctx)
     if (connection_connect(ctx->svc, &pair, has_ident ? &ident : NULL, owner, old_owner) != STORE_OK) {
         log_msg(LOG_ERROR, "could not store a new token pair: Redis unavailable; the user must connect again");
         page_unavailable(ctx, "store_failed");
-        return;
+        return CB_STORE_FAILED;
     }
     memcpy(ctx->session_id, new_id, sizeof new_id);
     ctx->has_session = true;
     session_set_cookie(ctx);
-    ctx->outcome = has_ident ? "connected" : "connected_identity_pending";
     ctx->resp->status = 303;
     response_header(ctx->resp, "Location",
                     claims.return_to[0] ? claims.return_to : route_url(ctx, "connected"));
     response_set(ctx->resp, 303, "text/plain; charset=utf-8", "Connected.\n");
+    return has_ident ? CB_CONNECTED : CB_CONNECTED_IDENTITY_PENDING;
+}
+
+void handle_callback(struct ctx *ctx)
+{
+    enum callback_outcome o = callback(ctx);
+    metric_add(&outcome_counts[o]);
+    ctx->outcome = outcome_names[o];
 }

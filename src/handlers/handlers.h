@@ -18,6 +18,9 @@ void handle_auth(struct ctx *ctx);
 void handle_internal_token(struct ctx *ctx);
 void handle_metrics(struct ctx *ctx);
 
+/* Appends the callbacks' outcomes to /metrics. */
+void callback_metrics_render(struct buf *out);
+
 /* Shared helpers. */
 struct json_t;
 /* Sets a JSON body (and status) from root, which it consumes. */
