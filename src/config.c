@@ -317,310 +317,414 @@ static char *default_template_dir(void)
     return xstrdup(FBCONNECT_TEMPLATE_DEFAULT);
 }
 
-#define GET(var, allow_file) get_value(get, var, allow_file, &failed, err, errsz)
-#define CHECK()                                                                                    \
-    do {                                                                                           \
-        if (failed)                                                                                \
-            goto bad;                                                                              \
-    } while (0)
+/* ---- the settings: one table, a parser per kind, a check per setting ----
+ *
+ * Each row names a variable, its kind and field, its default, bounds or checks, and how
+ * --check-config prints it.  config_load walks the table in order (so a check may rely
+ * on the settings above it), config_print walks it again, and the unit tests hold the
+ * README's configuration table against config_setting_name(). */
 
-int config_load(struct config *c, config_getter get, char *err, size_t errsz)
+enum kind {
+    K_TEXT,  /* char *: the value, or the default */
+    K_LONG,  /* long, int or unsigned (width) within [min, max] */
+    K_PARSE, /* parse() takes the text; nothing is stored as text */
+};
+
+enum { F_SECRET = 1, /* may come from VAR_FILE; never printed */ F_REQUIRED = 2, F_QUERY_OK = 4 };
+
+struct setting {
+    const char *var;
+    enum kind kind;
+    unsigned flags;
+    size_t off;       /* the field in struct config */
+    const char *def;  /* K_TEXT default (NULL: none) */
+    char *(*def_fn)(void);
+    long def_n, min, max;
+    size_t width;     /* K_LONG: sizeof the field */
+    const char *required; /* F_REQUIRED: what the error line says after "required" */
+    /* K_TEXT: checks (and may complete) the stored value; K_PARSE: takes the text. */
+    bool (*check)(struct config *c, const struct setting *s, char *err, size_t errsz);
+    bool (*parse)(struct config *c, const struct setting *s, char *text, char *err, size_t errsz);
+    const char *unset; /* printed for a K_TEXT setting left unset */
+    void (*print)(const struct config *c, FILE *out);
+};
+
+static char **text_field(struct config *c, const struct setting *s)
 {
-    memset(c, 0, sizeof *c);
-    bool failed = false;
-    char *v = NULL;
-    long n;
+    return (char **)((char *)c + s->off);
+}
 
-    c->listen = GET("FBCONNECT_LISTEN", false);
-    CHECK();
-    if (!c->listen)
-        c->listen = xstrdup("unix:/run/fbconnect/fbconnect.sock");
-
-    c->threads = 64;
-    if ((v = GET("FBCONNECT_THREADS", false))) {
-        if (!parse_long("FBCONNECT_THREADS", v, 1, 512, &n, err, errsz))
-            goto bad;
-        c->threads = (unsigned)n;
-        free(v);
-        v = NULL;
+static void set_number(struct config *c, const struct setting *s, long v)
+{
+    char *field = (char *)c + s->off;
+    if (s->width == sizeof(long)) {
+        memcpy(field, &v, sizeof v);
+    } else if (s->width == sizeof(int)) {
+        int i = (int)v;
+        memcpy(field, &i, sizeof i);
     }
-    CHECK();
+}
 
-    c->client_id = GET("FBCONNECT_CLIENT_ID", false);
-    CHECK();
-    if (!c->client_id) {
-        fail(err, errsz, "FBCONNECT_CLIENT_ID: required (your FreshBooks app's client id)");
-        goto bad;
+static long get_number(const struct config *c, const struct setting *s)
+{
+    const char *field = (const char *)c + s->off;
+    if (s->width == sizeof(long)) {
+        long v;
+        memcpy(&v, field, sizeof v);
+        return v;
     }
+    int i;
+    memcpy(&i, field, sizeof i);
+    return i;
+}
+
+static bool check_client_id(struct config *c, const struct setting *s, char *err, size_t errsz)
+{
+    (void)s;
     if (!chars_in(c->client_id, "-_.~") || strlen(c->client_id) > 256) {
         fail(err, errsz, "FBCONNECT_CLIENT_ID: unexpected characters");
-        goto bad;
+        return false;
     }
-    c->client_secret = GET("FBCONNECT_CLIENT_SECRET", true);
-    CHECK();
-    if (!c->client_secret) {
-        fail(err, errsz, "FBCONNECT_CLIENT_SECRET: required (or FBCONNECT_CLIENT_SECRET_FILE)");
-        goto bad;
-    }
-    c->redirect_uri = GET("FBCONNECT_REDIRECT_URI", false);
-    CHECK();
-    if (!c->redirect_uri) {
-        fail(err, errsz, "FBCONNECT_REDIRECT_URI: required (the callback URL registered with FreshBooks)");
-        goto bad;
-    }
-    if (!check_url("FBCONNECT_REDIRECT_URI", c->redirect_uri, true, &c->redirect_https, err, errsz))
-        goto bad;
+    return true;
+}
 
-    c->scopes = GET("FBCONNECT_SCOPES", false);
-    CHECK();
+static bool check_redirect(struct config *c, const struct setting *s, char *err, size_t errsz)
+{
+    return check_url(s->var, c->redirect_uri, true, &c->redirect_https, err, errsz);
+}
+
+static bool check_scopes(struct config *c, const struct setting *s, char *err, size_t errsz)
+{
+    (void)s;
     if (c->scopes && (!chars_in(c->scopes, ":_- ") || strlen(c->scopes) > 2048)) {
         fail(err, errsz, "FBCONNECT_SCOPES: expected space-separated scopes like user:profile:read");
-        goto bad;
+        return false;
     }
+    return true;
+}
 
-    static const struct {
-        const char *var, *def;
-        size_t off;
-    } urls[] = {
-        {"FBCONNECT_AUTHORIZE_URL", "https://auth.freshbooks.com/oauth/authorize", offsetof(struct config, authorize_url)},
-        {"FBCONNECT_TOKEN_URL", "https://api.freshbooks.com/auth/oauth/token", offsetof(struct config, token_url)},
-        {"FBCONNECT_REVOKE_URL", "https://api.freshbooks.com/auth/oauth/revoke", offsetof(struct config, revoke_url)},
-        {"FBCONNECT_API_URL", "https://api.freshbooks.com", offsetof(struct config, api_url)},
-    };
-    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
-        char **slot = (char **)((char *)c + urls[i].off);
-        *slot = GET(urls[i].var, false);
-        CHECK();
-        if (!*slot)
-            *slot = xstrdup(urls[i].def);
-        if (!check_url(urls[i].var, *slot, i == 0 ? false : true, NULL, err, errsz))
-            goto bad;
-        if (strchr(*slot, '#')) { /* the state is appended: a fragment would swallow it */
-            fail(err, errsz, "%s: must not contain a fragment (#…)", urls[i].var);
-            goto bad;
-        }
+/* A FreshBooks endpoint: check_url, and no fragment (the state is appended); the API
+ * base, used as a prefix, loses a trailing slash. */
+static bool check_endpoint(struct config *c, const struct setting *s, char *err, size_t errsz)
+{
+    char *url = *text_field(c, s);
+    if (!check_url(s->var, url, !(s->flags & F_QUERY_OK), NULL, err, errsz))
+        return false;
+    if (strchr(url, '#')) {
+        fail(err, errsz, "%s: must not contain a fragment (#…)", s->var);
+        return false;
     }
-    /* The API base is used as a prefix: drop a trailing slash. */
-    size_t al = strlen(c->api_url);
-    while (al > 0 && c->api_url[al - 1] == '/')
-        c->api_url[--al] = '\0';
-
-    c->ca_file = GET("FBCONNECT_CA_FILE", false);
-    CHECK();
-    if (c->ca_file && access(c->ca_file, R_OK) != 0) {
-        fail(err, errsz, "FBCONNECT_CA_FILE: cannot read %s: %s", c->ca_file, strerror(errno));
-        goto bad;
+    if (url == c->api_url) {
+        size_t al = strlen(url);
+        while (al > 0 && url[al - 1] == '/')
+            url[--al] = '\0';
     }
+    return true;
+}
 
-    c->http_timeout_ms = 10000;
-    if ((v = GET("FBCONNECT_HTTP_TIMEOUT_MS", false))) {
-        if (!parse_long("FBCONNECT_HTTP_TIMEOUT_MS", v, 100, 120000, &c->http_timeout_ms, err, errsz))
-            goto bad;
-        free(v);
-        v = NULL;
+static bool check_readable(struct config *c, const struct setting *s, char *err, size_t errsz)
+{
+    const char *path = *text_field(c, s);
+    if (path && access(path, R_OK) != 0) {
+        fail(err, errsz, "%s: cannot read %s: %s", s->var, path, strerror(errno));
+        return false;
     }
-    CHECK();
+    return true;
+}
 
-    c->redis_url = GET("FBCONNECT_REDIS_URL", true);
-    CHECK();
-    if (!c->redis_url)
-        c->redis_url = xstrdup("redis://127.0.0.1:6379");
-    if (!parse_redis_url(c, c->redis_url, err, errsz))
-        goto bad;
+static bool check_redis_url(struct config *c, const struct setting *s, char *err, size_t errsz)
+{
+    (void)s;
+    return parse_redis_url(c, c->redis_url, err, errsz);
+}
 
-    c->redis_prefix = GET("FBCONNECT_REDIS_PREFIX", false);
-    CHECK();
-    if (!c->redis_prefix)
-        c->redis_prefix = xstrdup("fbc:");
+static bool check_prefix(struct config *c, const struct setting *s, char *err, size_t errsz)
+{
+    (void)s;
     if (strlen(c->redis_prefix) > 64 || !chars_in(c->redis_prefix, ":_-.{}/")) {
         fail(err, errsz, "FBCONNECT_REDIS_PREFIX: at most 64 of A-Z a-z 0-9 : _ - . { } /");
-        goto bad;
+        return false;
     }
-    c->redis_timeout_ms = 1000;
-    if ((v = GET("FBCONNECT_REDIS_TIMEOUT_MS", false))) {
-        if (!parse_long("FBCONNECT_REDIS_TIMEOUT_MS", v, 10, 60000, &c->redis_timeout_ms, err, errsz))
-            goto bad;
-        free(v);
-        v = NULL;
-    }
-    CHECK();
+    return true;
+}
 
-    if ((v = GET("FBCONNECT_REDIS_SENTINELS", false))) {
-        if (!parse_sentinels(c, v, err, errsz))
-            goto bad;
-        free(v);
-        v = NULL;
-    }
-    CHECK();
-    c->sentinel_master = GET("FBCONNECT_REDIS_MASTER", false);
-    CHECK();
+static bool take_sentinels(struct config *c, const struct setting *s, char *text, char *err,
+                           size_t errsz)
+{
+    (void)s;
+    return parse_sentinels(c, text, err, errsz);
+}
+
+/* Sentinels and master name come together. */
+static bool check_master(struct config *c, const struct setting *s, char *err, size_t errsz)
+{
+    (void)s;
     if ((c->n_sentinels > 0) != (c->sentinel_master != NULL)) {
         fail(err, errsz, c->n_sentinels ? "FBCONNECT_REDIS_MASTER: required with FBCONNECT_REDIS_SENTINELS"
                                         : "FBCONNECT_REDIS_SENTINELS: required with FBCONNECT_REDIS_MASTER");
-        goto bad;
+        return false;
     }
-    c->sentinel_password = GET("FBCONNECT_REDIS_SENTINEL_PASSWORD", true);
-    CHECK();
-    c->wait_replicas = -1;
-    if ((v = GET("FBCONNECT_REDIS_WAIT_REPLICAS", false))) {
-        if (!parse_long("FBCONNECT_REDIS_WAIT_REPLICAS", v, 0, 16, &n, err, errsz))
-            goto bad;
-        c->wait_replicas = (int)n;
-        free(v);
-        v = NULL;
-    }
-    CHECK();
-    c->wait_timeout_ms = 500;
-    if ((v = GET("FBCONNECT_REDIS_WAIT_TIMEOUT_MS", false))) {
-        if (!parse_long("FBCONNECT_REDIS_WAIT_TIMEOUT_MS", v, 1, 60000, &c->wait_timeout_ms, err, errsz))
-            goto bad;
-        free(v);
-        v = NULL;
-    }
-    CHECK();
+    return true;
+}
 
-    if (!(v = GET("FBCONNECT_SECRET_KEY", true))) {
-        CHECK();
-        fail(err, errsz, "FBCONNECT_SECRET_KEY: required (32 random bytes, hex or base64; `fbconnect keygen` makes one)");
-        goto bad;
-    }
-    if (config_parse_key(v, c->secret_key) != 0) {
+static bool take_secret_key(struct config *c, const struct setting *s, char *text, char *err,
+                            size_t errsz)
+{
+    (void)s;
+    if (config_parse_key(text, c->secret_key) != 0) {
         fail(err, errsz, "FBCONNECT_SECRET_KEY: must be 32 bytes as 64 hex digits or base64");
-        goto bad;
+        return false;
     }
-    sodium_memzero(v, strlen(v));
-    free(v);
-    v = NULL;
-    if ((v = GET("FBCONNECT_OLD_SECRET_KEYS", true))) {
-        char *save = NULL;
-        for (char *k = strtok_r(v, ", \n", &save); k; k = strtok_r(NULL, ", \n", &save)) {
-            if (c->n_old_keys == CONFIG_MAX_OLD_KEYS) {
-                fail(err, errsz, "FBCONNECT_OLD_SECRET_KEYS: at most %d keys", CONFIG_MAX_OLD_KEYS);
-                goto bad;
-            }
-            if (config_parse_key(k, c->old_keys[c->n_old_keys]) != 0) {
-                fail(err, errsz, "FBCONNECT_OLD_SECRET_KEYS: key %zu is not 32 bytes of hex or base64",
-                     c->n_old_keys + 1);
-                goto bad;
-            }
-            c->n_old_keys++;
-        }
-        sodium_memzero(v, strlen(v));
-        free(v);
-        v = NULL;
-    }
-    CHECK();
+    return true;
+}
 
-    c->base_path = GET("FBCONNECT_BASE_PATH", false);
-    CHECK();
-    if (!c->base_path)
-        c->base_path = xstrdup("/");
-    {
-        size_t bl = strlen(c->base_path);
-        if (c->base_path[0] != '/' || !chars_in(c->base_path, "/-._~") || strstr(c->base_path, "//") ||
-            strstr(c->base_path, "/./") || strstr(c->base_path, "/../") || bl > 200) {
-            fail(err, errsz, "FBCONNECT_BASE_PATH: expected a path like / or /freshbooks/ (letters, digits, - . _ ~)");
-            goto bad;
+static bool take_old_keys(struct config *c, const struct setting *s, char *text, char *err,
+                          size_t errsz)
+{
+    (void)s;
+    char *save = NULL;
+    for (char *k = strtok_r(text, ", \n", &save); k; k = strtok_r(NULL, ", \n", &save)) {
+        if (c->n_old_keys == CONFIG_MAX_OLD_KEYS) {
+            fail(err, errsz, "FBCONNECT_OLD_SECRET_KEYS: at most %d keys", CONFIG_MAX_OLD_KEYS);
+            return false;
         }
-        if (c->base_path[bl - 1] != '/') {
-            c->base_path = xrealloc(c->base_path, bl + 2);
-            strcpy(c->base_path + bl, "/");
+        if (config_parse_key(k, c->old_keys[c->n_old_keys]) != 0) {
+            fail(err, errsz, "FBCONNECT_OLD_SECRET_KEYS: key %zu is not 32 bytes of hex or base64",
+                 c->n_old_keys + 1);
+            return false;
         }
+        c->n_old_keys++;
     }
+    return true;
+}
 
-    c->template_dir = GET("FBCONNECT_TEMPLATE_DIR", false);
-    CHECK();
-    if (!c->template_dir)
-        c->template_dir = default_template_dir();
+/* A path like / or /freshbooks/ (a trailing slash is added). */
+static bool check_base_path(struct config *c, const struct setting *s, char *err, size_t errsz)
+{
+    (void)s;
+    size_t bl = strlen(c->base_path);
+    if (c->base_path[0] != '/' || !chars_in(c->base_path, "/-._~") || strstr(c->base_path, "//") ||
+        strstr(c->base_path, "/./") || strstr(c->base_path, "/../") || bl > 200) {
+        fail(err, errsz, "FBCONNECT_BASE_PATH: expected a path like / or /freshbooks/ (letters, digits, - . _ ~)");
+        return false;
+    }
+    if (c->base_path[bl - 1] != '/') {
+        c->base_path = xrealloc(c->base_path, bl + 2);
+        strcpy(c->base_path + bl, "/");
+    }
+    return true;
+}
 
-    {
-        char *name = GET("FBCONNECT_COOKIE_NAME", false);
-        CHECK();
-        if (!name)
-            name = xstrdup("fbconnect_session");
-        if (strlen(name) > 64 || !chars_in(name, "-_.")) {
-            fail(err, errsz, "FBCONNECT_COOKIE_NAME: at most 64 of A-Z a-z 0-9 - _ .");
-            free(name);
-            goto bad;
-        }
-        bool host_prefix = strncmp(name, "__Host-", 7) == 0;
-        if ((host_prefix && (!c->redirect_https || strcmp(c->base_path, "/") != 0)) ||
-            (strncmp(name, "__Secure-", 9) == 0 && !c->redirect_https)) {
-            fail(err, errsz, "FBCONNECT_COOKIE_NAME: browsers drop %s cookies unless they are Secure%s; "
-                             "choose a name without the prefix",
-                 host_prefix ? "__Host-" : "__Secure-", host_prefix ? " with Path=/" : "");
-            free(name);
-            goto bad;
-        }
-        if (c->redirect_https && strcmp(c->base_path, "/") == 0 && !host_prefix) {
-            size_t nl = strlen(name) + 8;
-            c->cookie_name = xmalloc(nl);
-            snprintf(c->cookie_name, nl, "__Host-%s", name);
-            free(name);
-        } else {
-            c->cookie_name = name;
-        }
+/* The cookie's name, __Host- prefixed when the redirect URI is HTTPS and the base path /
+ * (after both: they are above it in the table). */
+static bool check_cookie_name(struct config *c, const struct setting *s, char *err, size_t errsz)
+{
+    (void)s;
+    char *name = c->cookie_name;
+    if (strlen(name) > 64 || !chars_in(name, "-_.")) {
+        fail(err, errsz, "FBCONNECT_COOKIE_NAME: at most 64 of A-Z a-z 0-9 - _ .");
+        return false;
     }
+    bool host_prefix = strncmp(name, "__Host-", 7) == 0;
+    if ((host_prefix && (!c->redirect_https || strcmp(c->base_path, "/") != 0)) ||
+        (strncmp(name, "__Secure-", 9) == 0 && !c->redirect_https)) {
+        fail(err, errsz, "FBCONNECT_COOKIE_NAME: browsers drop %s cookies unless they are Secure%s; "
+                         "choose a name without the prefix",
+             host_prefix ? "__Host-" : "__Secure-", host_prefix ? " with Path=/" : "");
+        return false;
+    }
+    if (c->redirect_https && strcmp(c->base_path, "/") == 0 && !host_prefix) {
+        size_t nl = strlen(name) + 8;
+        c->cookie_name = xmalloc(nl);
+        snprintf(c->cookie_name, nl, "__Host-%s", name);
+        free(name);
+    }
+    return true;
+}
 
-    c->session_ttl = 2592000;
-    if ((v = GET("FBCONNECT_SESSION_TTL", false))) {
-        if (!parse_long("FBCONNECT_SESSION_TTL", v, 60, 400L * 86400, &c->session_ttl, err, errsz))
-            goto bad;
-        free(v);
-        v = NULL;
+/* A FastCGI param that nginx sets and a client cannot. */
+static bool check_user_param(struct config *c, const struct setting *s, char *err, size_t errsz)
+{
+    (void)s;
+    if (!c->user_param)
+        return true;
+    /* Params nginx fills from the request itself: a client could choose their value. */
+    static const char *const client_params[] = {
+        "QUERY_STRING", "REQUEST_METHOD", "CONTENT_TYPE", "CONTENT_LENGTH", "SCRIPT_NAME",
+        "REQUEST_URI", "DOCUMENT_URI", "DOCUMENT_ROOT", "SERVER_PROTOCOL", "REQUEST_SCHEME",
+        "HTTPS", "GATEWAY_INTERFACE", "SERVER_SOFTWARE", "REMOTE_ADDR", "REMOTE_PORT",
+        "SERVER_ADDR", "SERVER_PORT", "SERVER_NAME", "REDIRECT_STATUS", "PATH_INFO",
+        "PATH_TRANSLATED", "SCRIPT_FILENAME", "FBCONNECT_INTERNAL", "REQUEST_ID"};
+    if (strncmp(c->user_param, "HTTP_", 5) == 0) {
+        fail(err, errsz, "FBCONNECT_USER_PARAM: names starting with HTTP_ come from client headers and can be forged");
+        return false;
     }
-    CHECK();
-    c->refresh_margin = 300;
-    if ((v = GET("FBCONNECT_REFRESH_MARGIN", false))) {
-        if (!parse_long("FBCONNECT_REFRESH_MARGIN", v, 0, 43000, &c->refresh_margin, err, errsz))
-            goto bad;
-        free(v);
-        v = NULL;
-    }
-    CHECK();
-    c->refresh_wait_ms = 1500;
-    if ((v = GET("FBCONNECT_REFRESH_WAIT_MS", false))) {
-        if (!parse_long("FBCONNECT_REFRESH_WAIT_MS", v, 0, 60000, &c->refresh_wait_ms, err, errsz))
-            goto bad;
-        free(v);
-        v = NULL;
-    }
-    CHECK();
-
-    c->user_param = GET("FBCONNECT_USER_PARAM", false);
-    CHECK();
-    if (c->user_param) {
-        /* Params nginx fills from the request itself: a client could choose their value. */
-        static const char *const client_params[] = {
-            "QUERY_STRING", "REQUEST_METHOD", "CONTENT_TYPE", "CONTENT_LENGTH", "SCRIPT_NAME",
-            "REQUEST_URI", "DOCUMENT_URI", "DOCUMENT_ROOT", "SERVER_PROTOCOL", "REQUEST_SCHEME",
-            "HTTPS", "GATEWAY_INTERFACE", "SERVER_SOFTWARE", "REMOTE_ADDR", "REMOTE_PORT",
-            "SERVER_ADDR", "SERVER_PORT", "SERVER_NAME", "REDIRECT_STATUS", "PATH_INFO",
-            "PATH_TRANSLATED", "SCRIPT_FILENAME", "FBCONNECT_INTERNAL", "REQUEST_ID"};
-        if (strncmp(c->user_param, "HTTP_", 5) == 0) {
-            fail(err, errsz, "FBCONNECT_USER_PARAM: names starting with HTTP_ come from client headers and can be forged");
-            goto bad;
+    for (size_t i = 0; i < sizeof client_params / sizeof client_params[0]; i++)
+        if (strcmp(c->user_param, client_params[i]) == 0) {
+            fail(err, errsz, "FBCONNECT_USER_PARAM: %s is filled from the request and can be forged",
+                 c->user_param);
+            return false;
         }
-        for (size_t i = 0; i < sizeof client_params / sizeof client_params[0]; i++)
-            if (strcmp(c->user_param, client_params[i]) == 0) {
-                fail(err, errsz, "FBCONNECT_USER_PARAM: %s is filled from the request and can be forged",
-                     c->user_param);
-                goto bad;
-            }
-        if (!chars_in(c->user_param, "_") || strlen(c->user_param) > 64) {
-            fail(err, errsz, "FBCONNECT_USER_PARAM: expected a FastCGI param name like REMOTE_USER");
-            goto bad;
-        }
+    if (!chars_in(c->user_param, "_") || strlen(c->user_param) > 64) {
+        fail(err, errsz, "FBCONNECT_USER_PARAM: expected a FastCGI param name like REMOTE_USER");
+        return false;
     }
-    return 0;
+    return true;
+}
 
-bad:
+static void print_client_secret(const struct config *c, FILE *out)
+{
+    fprintf(out, "(set, %zu bytes)", strlen(c->client_secret));
+}
+
+static void print_redis_url(const struct config *c, FILE *out)
+{
+    if (c->redis.path)
+        fprintf(out, "unix://%s (db %d)", c->redis.path, c->redis_db);
+    else
+        fprintf(out, "redis://%s%s%s:%d/%d", c->redis_user ? c->redis_user : "",
+                c->redis_password ? ":***@" : (c->redis_user ? "@" : ""), c->redis.host,
+                c->redis.port, c->redis_db);
+}
+
+static void print_sentinels(const struct config *c, FILE *out)
+{
+    for (size_t i = 0; i < c->n_sentinels; i++)
+        fprintf(out, "%s%s:%d", i ? "," : "", c->sentinels[i].host, c->sentinels[i].port);
+    if (!c->n_sentinels)
+        fputs("(off)", out);
+}
+
+static void print_wait_replicas(const struct config *c, FILE *out)
+{
+    if (c->wait_replicas < 0)
+        fputs("(1 when the primary has replicas, else 0)", out);
+    else
+        fprintf(out, "%d", c->wait_replicas);
+}
+
+static void print_set(const struct config *c, FILE *out)
+{
+    (void)c;
+    fputs("(set)", out);
+}
+
+static void print_old_keys(const struct config *c, FILE *out)
+{
+    fprintf(out, "(%zu keys)", c->n_old_keys);
+}
+
+#define TEXT(field) K_TEXT, .off = offsetof(struct config, field)
+#define NUMBER(field) K_LONG, .off = offsetof(struct config, field), .width = sizeof(((struct config *)0)->field)
+
+static const struct setting settings[] = {
+    {"FBCONNECT_LISTEN", TEXT(listen), .def = "unix:/run/fbconnect/fbconnect.sock"},
+    {"FBCONNECT_THREADS", NUMBER(threads), .def_n = 64, .min = 1, .max = 512},
+    {"FBCONNECT_CLIENT_ID", TEXT(client_id), .flags = F_REQUIRED,
+     .required = "your FreshBooks app's client id", .check = check_client_id},
+    {"FBCONNECT_CLIENT_SECRET", TEXT(client_secret), .flags = F_SECRET | F_REQUIRED,
+     .required = "or FBCONNECT_CLIENT_SECRET_FILE", .print = print_client_secret},
+    {"FBCONNECT_REDIRECT_URI", TEXT(redirect_uri), .flags = F_REQUIRED,
+     .required = "the callback URL registered with FreshBooks", .check = check_redirect},
+    {"FBCONNECT_SCOPES", TEXT(scopes), .check = check_scopes, .unset = "(all registered)"},
+    {"FBCONNECT_AUTHORIZE_URL", TEXT(authorize_url), .flags = F_QUERY_OK,
+     .def = "https://auth.freshbooks.com/oauth/authorize", .check = check_endpoint},
+    {"FBCONNECT_TOKEN_URL", TEXT(token_url), .def = "https://api.freshbooks.com/auth/oauth/token",
+     .check = check_endpoint},
+    {"FBCONNECT_REVOKE_URL", TEXT(revoke_url), .def = "https://api.freshbooks.com/auth/oauth/revoke",
+     .check = check_endpoint},
+    {"FBCONNECT_API_URL", TEXT(api_url), .def = "https://api.freshbooks.com", .check = check_endpoint},
+    {"FBCONNECT_CA_FILE", TEXT(ca_file), .check = check_readable, .unset = "(system trust store)"},
+    {"FBCONNECT_HTTP_TIMEOUT_MS", NUMBER(http_timeout_ms), .def_n = 10000, .min = 100, .max = 120000},
+    {"FBCONNECT_REDIS_URL", TEXT(redis_url), .flags = F_SECRET, .def = "redis://127.0.0.1:6379",
+     .check = check_redis_url, .print = print_redis_url},
+    {"FBCONNECT_REDIS_PREFIX", TEXT(redis_prefix), .def = "fbc:", .check = check_prefix},
+    {"FBCONNECT_REDIS_TIMEOUT_MS", NUMBER(redis_timeout_ms), .def_n = 1000, .min = 10, .max = 60000},
+    {"FBCONNECT_REDIS_SENTINELS", K_PARSE, .parse = take_sentinels, .print = print_sentinels},
+    {"FBCONNECT_REDIS_MASTER", TEXT(sentinel_master), .check = check_master, .unset = "(off)"},
+    {"FBCONNECT_REDIS_SENTINEL_PASSWORD", TEXT(sentinel_password), .flags = F_SECRET,
+     .unset = "(none)"},
+    {"FBCONNECT_REDIS_WAIT_REPLICAS", NUMBER(wait_replicas), .def_n = -1, .min = 0, .max = 16,
+     .print = print_wait_replicas},
+    {"FBCONNECT_REDIS_WAIT_TIMEOUT_MS", NUMBER(wait_timeout_ms), .def_n = 500, .min = 1, .max = 60000},
+    {"FBCONNECT_SECRET_KEY", K_PARSE, .flags = F_SECRET | F_REQUIRED,
+     .required = "32 random bytes, hex or base64; `fbconnect keygen` makes one",
+     .parse = take_secret_key, .print = print_set},
+    {"FBCONNECT_OLD_SECRET_KEYS", K_PARSE, .flags = F_SECRET, .parse = take_old_keys,
+     .print = print_old_keys},
+    {"FBCONNECT_BASE_PATH", TEXT(base_path), .def = "/", .check = check_base_path},
+    {"FBCONNECT_TEMPLATE_DIR", TEXT(template_dir), .def_fn = default_template_dir},
+    {"FBCONNECT_COOKIE_NAME", TEXT(cookie_name), .def = "fbconnect_session", .check = check_cookie_name},
+    {"FBCONNECT_SESSION_TTL", NUMBER(session_ttl), .def_n = 2592000, .min = 60, .max = 400L * 86400},
+    {"FBCONNECT_REFRESH_MARGIN", NUMBER(refresh_margin), .def_n = 300, .min = 0, .max = 43000},
+    {"FBCONNECT_REFRESH_WAIT_MS", NUMBER(refresh_wait_ms), .def_n = 1500, .min = 0, .max = 60000},
+    {"FBCONNECT_USER_PARAM", TEXT(user_param), .check = check_user_param, .unset = "(off)"},
+};
+#define N_SETTINGS (sizeof settings / sizeof settings[0])
+
+size_t config_setting_count(void)
+{
+    return N_SETTINGS;
+}
+
+const char *config_setting_name(size_t i)
+{
+    return i < N_SETTINGS ? settings[i].var : NULL;
+}
+
+bool config_setting_takes_file(size_t i)
+{
+    return i < N_SETTINGS && (settings[i].flags & F_SECRET);
+}
+
+/* One setting from its variable (or default): false with err set. */
+static bool load_setting(struct config *c, const struct setting *s, config_getter get, char *err,
+                         size_t errsz)
+{
+    bool failed = false;
+    char *v = get_value(get, s->var, s->flags & F_SECRET, &failed, err, errsz);
+    if (failed)
+        return false;
+    if (!v && (s->flags & F_REQUIRED)) {
+        fail(err, errsz, "%s: required (%s)", s->var, s->required);
+        return false;
+    }
+    bool ok = true;
+    switch (s->kind) {
+    case K_TEXT:
+        if (!v)
+            v = s->def ? xstrdup(s->def) : s->def_fn ? s->def_fn() : NULL;
+        *text_field(c, s) = v;
+        v = NULL; /* the config owns it now */
+        ok = !s->check || s->check(c, s, err, errsz);
+        break;
+    case K_LONG: {
+        long n = s->def_n;
+        ok = !v || parse_long(s->var, v, s->min, s->max, &n, err, errsz);
+        if (ok)
+            set_number(c, s, n);
+        break;
+    }
+    case K_PARSE:
+        ok = !v || s->parse(c, s, v, err, errsz);
+        break;
+    }
     if (v) {
         sodium_memzero(v, strlen(v));
         free(v);
     }
-    config_free(c);
-    return -1;
+    return ok;
+}
+
+int config_load(struct config *c, config_getter get, char *err, size_t errsz)
+{
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        if (!load_setting(c, &settings[i], get, err, errsz)) {
+            config_free(c);
+            return -1;
+        }
+    return 0;
 }
 
 void config_free(struct config *c)
@@ -672,44 +776,17 @@ long config_request_bound_ms(const struct config *c)
 
 void config_print(const struct config *c, FILE *out)
 {
-    fprintf(out, "FBCONNECT_LISTEN=%s\n", c->listen);
-    fprintf(out, "FBCONNECT_THREADS=%u\n", c->threads);
-    fprintf(out, "FBCONNECT_CLIENT_ID=%s\n", c->client_id);
-    fprintf(out, "FBCONNECT_CLIENT_SECRET=(set, %zu bytes)\n", strlen(c->client_secret));
-    fprintf(out, "FBCONNECT_REDIRECT_URI=%s\n", c->redirect_uri);
-    fprintf(out, "FBCONNECT_SCOPES=%s\n", c->scopes ? c->scopes : "(all registered)");
-    fprintf(out, "FBCONNECT_AUTHORIZE_URL=%s\n", c->authorize_url);
-    fprintf(out, "FBCONNECT_TOKEN_URL=%s\n", c->token_url);
-    fprintf(out, "FBCONNECT_REVOKE_URL=%s\n", c->revoke_url);
-    fprintf(out, "FBCONNECT_API_URL=%s\n", c->api_url);
-    fprintf(out, "FBCONNECT_CA_FILE=%s\n", c->ca_file ? c->ca_file : "(system trust store)");
-    fprintf(out, "FBCONNECT_HTTP_TIMEOUT_MS=%ld\n", c->http_timeout_ms);
-    if (c->redis.path)
-        fprintf(out, "FBCONNECT_REDIS_URL=unix://%s (db %d)\n", c->redis.path, c->redis_db);
-    else
-        fprintf(out, "FBCONNECT_REDIS_URL=redis://%s%s%s:%d/%d\n",
-                c->redis_user ? c->redis_user : "", c->redis_password ? ":***@" : (c->redis_user ? "@" : ""),
-                c->redis.host, c->redis.port, c->redis_db);
-    fprintf(out, "FBCONNECT_REDIS_PREFIX=%s\n", c->redis_prefix);
-    fprintf(out, "FBCONNECT_REDIS_TIMEOUT_MS=%ld\n", c->redis_timeout_ms);
-    fprintf(out, "FBCONNECT_REDIS_SENTINELS=");
-    for (size_t i = 0; i < c->n_sentinels; i++)
-        fprintf(out, "%s%s:%d", i ? "," : "", c->sentinels[i].host, c->sentinels[i].port);
-    fprintf(out, "%s\n", c->n_sentinels ? "" : "(off)");
-    fprintf(out, "FBCONNECT_REDIS_MASTER=%s\n", c->sentinel_master ? c->sentinel_master : "(off)");
-    fprintf(out, "FBCONNECT_REDIS_SENTINEL_PASSWORD=%s\n", c->sentinel_password ? "(set)" : "(none)");
-    if (c->wait_replicas < 0)
-        fprintf(out, "FBCONNECT_REDIS_WAIT_REPLICAS=(1 when the primary has replicas, else 0)\n");
-    else
-        fprintf(out, "FBCONNECT_REDIS_WAIT_REPLICAS=%d\n", c->wait_replicas);
-    fprintf(out, "FBCONNECT_REDIS_WAIT_TIMEOUT_MS=%ld\n", c->wait_timeout_ms);
-    fprintf(out, "FBCONNECT_SECRET_KEY=(set)\n");
-    fprintf(out, "FBCONNECT_OLD_SECRET_KEYS=(%zu keys)\n", c->n_old_keys);
-    fprintf(out, "FBCONNECT_BASE_PATH=%s\n", c->base_path);
-    fprintf(out, "FBCONNECT_TEMPLATE_DIR=%s\n", c->template_dir);
-    fprintf(out, "FBCONNECT_COOKIE_NAME=%s\n", c->cookie_name);
-    fprintf(out, "FBCONNECT_SESSION_TTL=%ld\n", c->session_ttl);
-    fprintf(out, "FBCONNECT_REFRESH_MARGIN=%ld\n", c->refresh_margin);
-    fprintf(out, "FBCONNECT_REFRESH_WAIT_MS=%ld\n", c->refresh_wait_ms);
-    fprintf(out, "FBCONNECT_USER_PARAM=%s\n", c->user_param ? c->user_param : "(off)");
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const struct setting *s = &settings[i];
+        fprintf(out, "%s=", s->var);
+        if (s->print) {
+            s->print(c, out);
+        } else if (s->kind == K_LONG) {
+            fprintf(out, "%ld", get_number(c, s));
+        } else {
+            const char *v = *text_field((struct config *)c, s);
+            fputs(!v ? (s->unset ? s->unset : "") : (s->flags & F_SECRET) ? "(set)" : v, out);
+        }
+        fputc('\n', out);
+    }
 }

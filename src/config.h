@@ -79,6 +79,12 @@ long config_record_ttl(const struct config *c);
  * (FBCONNECT_HTTP_TIMEOUT_MS + 5 s). */
 long config_lock_ttl_ms(const struct config *c);
 
+/* The variables config_load reads, in order (README's configuration table lists each). */
+size_t config_setting_count(void);
+const char *config_setting_name(size_t i);
+/* True when the variable may instead name a file (VAR_FILE): the secrets. */
+bool config_setting_takes_file(size_t i);
+
 /* Prints the effective settings, one per line, secrets masked. */
 void config_print(const struct config *c, FILE *out);
 

@@ -521,10 +521,55 @@ static void test_url_is_loopback(void **state)
     assert_false(config_url_is_loopback("not a url"));
 }
 
+/* README's configuration table and the settings table name the same variables, and the
+ * README marks (`_FILE`) exactly those that may come from a file. */
+static void test_readme_table_matches_settings(void **state)
+{
+    (void)state;
+    FILE *f = fopen("README.md", "r");
+    if (!f)
+        fail_msg("README.md not found (run the unit tests from the repository's root)");
+    char line[4096];
+    char seen[64][64];
+    bool file_marked[64];
+    size_t n_seen = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "| `FBCONNECT_", 13) != 0)
+            continue;
+        char *cell_end = strchr(line + 2, '|');
+        assert_non_null(cell_end);
+        *cell_end = '\0';
+        bool marked = strstr(line, "`_FILE`") != NULL;
+        for (char *p = line; (p = strstr(p, "FBCONNECT_")) != NULL;) {
+            size_t len = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_");
+            assert_true(n_seen < 64 && len < 64);
+            memcpy(seen[n_seen], p, len);
+            seen[n_seen][len] = '\0';
+            file_marked[n_seen++] = marked;
+            p += len;
+        }
+    }
+    fclose(f);
+    assert_int_equal(n_seen, config_setting_count());
+    for (size_t i = 0; i < config_setting_count(); i++) {
+        const char *var = config_setting_name(i);
+        size_t j = 0;
+        while (j < n_seen && strcmp(seen[j], var) != 0)
+            j++;
+        if (j == n_seen)
+            fail_msg("%s is read but not in README's configuration table", var);
+        if (file_marked[j] != config_setting_takes_file(i))
+            fail_msg("%s: README %s (`_FILE`), the code %s", var,
+                     file_marked[j] ? "says" : "does not say",
+                     config_setting_takes_file(i) ? "takes a file" : "does not");
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_defaults),
+        cmocka_unit_test(test_readme_table_matches_settings),
         cmocka_unit_test(test_config_failures),
         cmocka_unit_test(test_config_error_hides_secret),
         cmocka_unit_test(test_config_http_localhost),
