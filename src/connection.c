@@ -37,20 +37,117 @@ static void pause_ms(long ms, int64_t until_us)
     nanosleep(&ts, NULL);
 }
 
-/* Seals a record opened with an old key again with the current one (compare-and-set; a
- * record that moved meanwhile was written with the current key anyway). */
-static void reseal(struct svc *svc, struct loaded *l)
+/* ---- record_update ---- */
+
+#define UPDATE_ATTEMPTS 8
+
+enum update_result record_update(struct svc *svc, const char *name, const struct connection *known,
+                                 const struct record_change *change, struct connection *out)
 {
     struct buf value = {0};
-    record_encode(svc->keys, l->record_name, &l->c, record_next_version(l->c.version), &value);
-    if (store_record_put(svc->store, l->record_name, l->c.version, value.data, value.len,
-                         config_record_ttl(svc->cfg)) == STORE_OK) {
-        l->c.version = record_next_version(l->c.version);
-        l->c.opened_with_old_key = false;
+    enum update_result res = UPDATE_UNAVAILABLE;
+    long ttl = config_record_ttl(svc->cfg);
+    struct connection stored;
+    const struct connection *cur = NULL;
+    uint64_t version = 0; /* the stored version the write compares against (0: none) */
+    bool have = known != NULL;
+    if (known) {
+        stored = *known;
+        cur = &stored;
+        version = known->version;
+    }
+    for (int attempt = 0, blips = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
+        if (!have) {
+            char *data = NULL;
+            size_t len = 0;
+            enum store_result got = store_record_get(svc->store, name, 0, svc->arena, &data, &len);
+            if (got == STORE_UNAVAILABLE) {
+                res = UPDATE_UNAVAILABLE;
+                if (!change->retry_until_us || !store_may_heal(svc->store) ||
+                    clock_mono_us() >= change->retry_until_us)
+                    break;
+                pause_ms(100L << (blips < 3 ? blips : 3), change->retry_until_us);
+                blips++;
+                continue;
+            }
+            cur = NULL;
+            version = 0;
+            if (got == STORE_OK) {
+                version = record_version(data, len);
+                if (record_decode(svc->arena, svc->keys, name, data, len, &stored) == RECORD_OK) {
+                    cur = &stored;
+                } else if (!(change->flags & UPDATE_OVER_UNREADABLE)) {
+                    log_msg(LOG_ERROR, "connection record %.12s… does not open with any configured key "
+                                       "(every host needs every key of a rotation: "
+                                       "FBCONNECT_OLD_SECRET_KEYS); not written",
+                            name);
+                    res = UPDATE_UNREADABLE;
+                    break;
+                }
+            }
+        }
+        have = false;
+        struct connection next;
+        if (cur)
+            next = *cur;
+        else
+            memset(&next, 0, sizeof next);
+        if (change->decide(cur, &next, change->arg) == STEP_KEEP) {
+            if (cur)
+                *out = *cur;
+            res = cur ? UPDATE_KEPT : UPDATE_GONE;
+            break;
+        }
+        uint64_t next_version = version ? record_next_version(version) : record_first_version();
+        record_encode(svc->keys, name, &next, next_version, &value);
+        enum store_result r = store_record_put(svc->store, name, version, value.data, value.len, ttl);
+        if (r == STORE_OK) {
+            next.version = next_version;
+            next.opened_with_old_key = false;
+            *out = next;
+            res = (change->flags & UPDATE_DURABLE) && store_wait_durable(svc->store) != STORE_OK
+                      ? UPDATE_NOT_DURABLE
+                      : UPDATE_WRITTEN;
+            break;
+        }
+        if (r == STORE_UNAVAILABLE) {
+            res = UPDATE_UNAVAILABLE;
+            if (!change->retry_until_us || !store_may_heal(svc->store) ||
+                clock_mono_us() >= change->retry_until_us)
+                break;
+            pause_ms(100L << (blips < 3 ? blips : 3), change->retry_until_us);
+            blips++;
+        }
+        /* lost the compare-and-set, or a blip: read again */
+    }
+    if (value.data)
+        sodium_memzero(value.data, value.cap);
+    buf_free(&value);
+    return res;
+}
+
+static enum update_step reseal_step(const struct connection *cur, struct connection *next,
+                                    void *arg)
+{
+    (void)next;
+    (void)arg;
+    return cur && cur->opened_with_old_key ? STEP_WRITE : STEP_KEEP;
+}
+
+enum update_result connection_reseal(struct svc *svc, const char *name, const struct connection *known,
+                                     struct connection *out)
+{
+    struct record_change change = {.decide = reseal_step};
+    return record_update(svc, name, known, &change, out);
+}
+
+static void reseal(struct svc *svc, struct loaded *l)
+{
+    struct connection now;
+    if (connection_reseal(svc, l->record_name, &l->c, &now) == UPDATE_WRITTEN) {
+        l->c = now;
         log_msg(LOG_INFO, "re-sealed connection %.10s… with the current key", l->record_name);
     }
-    sodium_memzero(value.data, value.cap);
-    buf_free(&value);
 }
 
 /* ---- the per-worker cache ---- */
@@ -67,7 +164,7 @@ struct cached_owner {
 struct cached_record {
     char name[48];
     uint64_t version; /* 0: empty */
-    uint8_t nonce[24]; /* the seal's random nonce: names these exact sealed bytes */
+    uint8_t nonce[RECORD_SEAL_NONCE_BYTES]; /* the seal's nonce: names these exact sealed bytes */
     struct arena arena;
     struct connection c;
 };
@@ -104,15 +201,6 @@ static size_t slot_of(const char *name)
     return h % CACHE_SLOTS;
 }
 
-/* The random nonce of a stored record's seal (every write seals anew), or NULL. */
-static const uint8_t *seal_nonce(const char *data, size_t len)
-{
-    const char *body = len > 3 ? memchr(data + 3, ':', len - 3) : NULL;
-    if (!body || (size_t)(body + 1 - data) + 4 + 24 > len)
-        return NULL;
-    return (const uint8_t *)body + 1 + 4; /* after ':' and the key id */
-}
-
 /* Opens a stored record, from the cache when these very sealed bytes were opened before
  * (same name, version and seal nonce: a record deleted and made again may repeat a
  * version, never a nonce). */
@@ -121,7 +209,7 @@ static enum record_result open_record(struct svc *svc, const char *name, const c
 {
     struct cached_record *slot = &svc->cache->records[slot_of(name)];
     uint64_t version = record_version(data, len);
-    const uint8_t *nonce = seal_nonce(data, len);
+    const uint8_t *nonce = record_seal_nonce(data, len);
     if (version && nonce && slot->version == version && strcmp(slot->name, name) == 0 &&
         memcmp(slot->nonce, nonce, sizeof slot->nonce) == 0) {
         record_copy(svc->arena, &slot->c, out);
@@ -254,60 +342,47 @@ static void new_generation(char out[GENERATION_LEN + 1])
     b64url_encode(raw, sizeof raw, out);
 }
 
-/* Writes `fresh` into record `name` by compare-and-set, unless the stored pair is newer
- * (FreshBooks issued it later, so `fresh` is already dead; a pair of the same second is
- * kept as an alternate: record_merge_pair).  A record that is already there keeps its
- * generation (left in fresh->generation), so every owner pointing at it stays connected.
- * Retries a Redis blip until until_us (monotonic), not an error no retry mends.  STORE_OK
- * or STORE_UNAVAILABLE. */
+struct newest {
+    const struct connection *fresh;
+};
+
+/* A pair just issued goes in unless the stored one is newer (record_merge_pair); a record
+ * already there keeps its generation, so every owner pointing at it stays connected. */
+static enum update_step newest_step(const struct connection *cur, struct connection *next,
+                                    void *arg)
+{
+    const struct newest *n = arg;
+    *next = *n->fresh;
+    if (cur && cur->generation[0]) {
+        memcpy(next->generation, cur->generation, sizeof cur->generation);
+        if (!record_merge_pair(cur, &n->fresh->pair, &next->pair))
+            return STEP_KEEP;
+    } else {
+        new_generation(next->generation);
+    }
+    return STEP_WRITE;
+}
+
+/* Writes `fresh` into record `name` unless the stored pair is newer (FreshBooks issued it
+ * later, so `fresh` is already dead; a pair of the same second is kept as an alternate).
+ * Sets fresh->generation to the record's, for owner pointers.  A record that does not open
+ * is written over (the pair was just issued).  Retries a Redis blip until until_us
+ * (monotonic), not an error no retry mends.  STORE_OK or STORE_UNAVAILABLE. */
 static enum store_result put_newest(struct svc *svc, const char *name, struct connection *fresh,
                                     int64_t until_us)
 {
-    struct buf value = {0};
-    enum store_result res = STORE_UNAVAILABLE;
-    long ttl = config_record_ttl(svc->cfg);
-    const struct token_pair issued = fresh->pair;
-    for (int attempt = 0, blips = 0; attempt < STORE_ATTEMPTS * 2; attempt++) {
-        if (res == STORE_UNAVAILABLE && attempt) {
-            if (!store_may_heal(svc->store) || clock_mono_us() >= until_us)
-                break;
-            pause_ms(100L << (blips < 3 ? blips : 3), until_us);
-            blips++;
-        }
-        char *data = NULL;
-        size_t len = 0;
-        uint64_t version = 0;
-        enum store_result got = store_record_get(svc->store, name, 0, svc->arena, &data, &len);
-        if (got == STORE_UNAVAILABLE) {
-            res = got;
-            continue;
-        }
-        new_generation(fresh->generation);
-        fresh->pair = issued;
-        if (got == STORE_OK) {
-            struct connection cur;
-            version = record_version(data, len);
-            if (record_decode(svc->arena, svc->keys, name, data, len, &cur) == RECORD_OK &&
-                cur.generation[0]) {
-                memcpy(fresh->generation, cur.generation, sizeof cur.generation);
-                if (!record_merge_pair(&cur, &issued, &fresh->pair)) {
-                    res = STORE_OK;
-                    break;
-                }
-            }
-        }
-        record_encode(svc->keys, name, fresh,
-                      version ? record_next_version(version) : record_first_version(), &value);
-        res = store_record_put(svc->store, name, version, value.data, value.len, ttl);
-        if (res == STORE_OK)
-            break;
+    struct newest n = {.fresh = fresh};
+    struct record_change change = {.decide = newest_step, .arg = &n,
+                                   .flags = UPDATE_OVER_UNREADABLE, .retry_until_us = until_us};
+    struct connection now;
+    switch (record_update(svc, name, NULL, &change, &now)) {
+    case UPDATE_WRITTEN:
+    case UPDATE_KEPT:
+        memcpy(fresh->generation, now.generation, sizeof now.generation);
+        return STORE_OK;
+    default:
+        return STORE_UNAVAILABLE;
     }
-    if (res != STORE_OK)
-        res = STORE_UNAVAILABLE;
-    if (value.data)
-        sodium_memzero(value.data, value.cap);
-    buf_free(&value);
-    return res;
 }
 
 enum store_result connection_connect(struct svc *svc, const struct token_pair *pair,

@@ -24,6 +24,46 @@ struct loaded {
  * no key opens (logged). */
 enum lookup_result connection_load(struct svc *svc, const char *owner, struct loaded *out);
 
+/* ---- the one read-modify-write of a record ---- */
+
+enum update_step { STEP_WRITE, STEP_KEEP };
+
+/* A change to a record: decide() sees what is stored (cur; NULL when there is none, or when
+ * it cannot be opened and UPDATE_OVER_UNREADABLE lets it be written over) and either fills
+ * *next (a copy of *cur, or zeroed) and says STEP_WRITE, or says STEP_KEEP.  It is asked
+ * again with the newer record after a lost compare-and-set. */
+struct record_change {
+    enum update_step (*decide)(const struct connection *cur, struct connection *next, void *arg);
+    void *arg;
+    unsigned flags;
+    int64_t retry_until_us; /* Redis blips retried until then (monotonic; 0: not retried) */
+};
+#define UPDATE_DURABLE 1         /* a write must reach a replica (WAIT) */
+#define UPDATE_OVER_UNREADABLE 2 /* a record no configured key opens may be written over */
+
+enum update_result {
+    UPDATE_WRITTEN,     /* *out is what is stored now (acknowledged, with UPDATE_DURABLE) */
+    UPDATE_NOT_DURABLE, /* written, *out, but no replica acknowledged it: may vanish */
+    UPDATE_KEPT,        /* decide() kept the stored record: *out is it */
+    UPDATE_GONE,        /* there is no record, and decide() did not make one */
+    UPDATE_UNREADABLE,  /* a record no configured key opens (logged): nothing written */
+    UPDATE_UNAVAILABLE, /* Redis failed: nothing written (or, after a blip, maybe) */
+};
+
+/* The compare-and-set loop every write of a record goes through: reads the record (or
+ * starts from `known`, as last read), lets the change decide, writes by compare-and-set on
+ * the version, and on a lost race reads again and asks again (a few times).  Encoded
+ * values are wiped.  Strings in *out live in svc->arena. */
+enum update_result record_update(struct svc *svc, const char *name, const struct connection *known,
+                                 const struct record_change *change, struct connection *out);
+
+/* Seals a record opened with an old key again with the current one (record_update from
+ * `known`, or from a fresh read when NULL): UPDATE_WRITTEN re-sealed, UPDATE_KEPT current
+ * already (a record that moved meanwhile was written with the current key anyway),
+ * UPDATE_GONE, UPDATE_UNREADABLE or UPDATE_UNAVAILABLE. */
+enum update_result connection_reseal(struct svc *svc, const char *name, const struct connection *known,
+                                     struct connection *out);
+
 /* Stores a pair just obtained from FreshBooks and points `owner` at it (deleting
  * old_owner's pointer when not NULL).  With an identity, in that identity's record: a new
  * one in a single round trip, or an existing one by compare-and-set (the newest pair wins,

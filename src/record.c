@@ -78,6 +78,14 @@ uint64_t record_version(const char *data, size_t len)
     return (i < len && data[i] == ':') ? v : 0;
 }
 
+const uint8_t *record_seal_nonce(const char *data, size_t len)
+{
+    const char *body = len > 3 ? memchr(data + 3, ':', len - 3) : NULL;
+    if (!body || (size_t)(body + 1 - data) + KID_BYTES + RECORD_SEAL_NONCE_BYTES > len)
+        return NULL;
+    return (const uint8_t *)body + 1 + KID_BYTES; /* after ':' and the key id */
+}
+
 uint64_t record_first_version(void)
 {
     uint64_t v;

@@ -93,6 +93,24 @@ void record_copy(struct arena *a, const struct connection *src, struct connectio
 #define RECORD_VERSION_MAX UINT64_C(999999999999999)
 uint64_t record_version(const char *data, size_t len);
 
+/* The random nonce of a stored value's seal (every write seals anew, so it names these
+ * exact sealed bytes: a cache key), pointing into data; NULL when there is none. */
+#define RECORD_SEAL_NONCE_BYTES 24
+const uint8_t *record_seal_nonce(const char *data, size_t len);
+
+/* The same rule as record_version(), in Lua, for the compare-and-set scripts in Redis:
+ * version_of(value) is the version as a string (so no number goes through Lua's doubles),
+ * "0" for a value without one (overwritable), nil for no value. */
+#define RECORD_STR2(x) #x
+#define RECORD_STR(x) RECORD_STR2(x)
+#define RECORD_LUA_VERSION_OF                                                                \
+    "local function version_of(v)\n"                                                          \
+    "  if not v then return nil end\n"                                                        \
+    "  local d = string.match(v, '^r1:([1-9]%d*):')\n"                                        \
+    "  if d and #d <= " RECORD_STR(RECORD_VERSION_DIGITS) " then return d end\n"              \
+    "  return '0'\n"                                                                          \
+    "end\n"
+
 /* The version a new record starts at: random in [1, 2^48), so a record deleted and made
  * again does not count from 1 again, where a writer still holding the old record's
  * version could compare-and-set over the new one. */

@@ -16,7 +16,6 @@
 
 #define COOLDOWN_MS 5000     /* after a timeout, 5xx or refusal: one attempt per record per 5 s */
 #define SLACK_S 5            /* a token with less than this left is not handed out */
-#define CAS_ATTEMPTS 6
 
 static void sleep_ms(long ms)
 {
@@ -75,7 +74,7 @@ struct vault_entry {
     char name[80];
     char generation[GENERATION_LEN + 1]; /* of the connection the pair belongs to */
     int64_t created_at;
-    struct buf value; /* the encoded record; its version is rewritten when stored */
+    struct buf value; /* the record as sealed (its version is the stored one's when written) */
     /* The refresh lock, held until the pair is stored: until then the record in Redis holds
      * a spent refresh token, which no other host may try (or mark, or move). */
     struct store_lock lock;
@@ -137,15 +136,15 @@ static void vault_recount_locked(void)
 
 /* Keeps a pair Redis could not take, and takes over *lock (its owner is cleared: the
  * caller no longer releases it; the vault does once the pair is stored). */
-static void vault_put(const char *name, const char *generation, int64_t created_at,
-                      const struct buf *value, struct store_lock *lock)
+static void vault_put(const struct keyring *keys, const char *name, const struct connection *fresh,
+                      struct store_lock *lock)
 {
     struct vault_entry *e = xmalloc(sizeof *e);
     memset(e, 0, sizeof *e);
     snprintf(e->name, sizeof e->name, "%s", name);
-    snprintf(e->generation, sizeof e->generation, "%s", generation);
-    e->created_at = created_at;
-    buf_append(&e->value, value->data, value->len);
+    snprintf(e->generation, sizeof e->generation, "%s", fresh->generation);
+    e->created_at = fresh->pair.created_at;
+    record_encode(keys, name, fresh, 1, &e->value); /* sealed in memory too */
     e->lock = *lock;
     lock->owner[0] = '\0';
     pthread_mutex_lock(&vault.mu);
@@ -207,60 +206,54 @@ static void vault_revoke(struct svc *bg, const struct vault_entry *e)
 
 /* Tries to store one vault entry.  True when it is settled: stored, or no longer wanted
  * (a newer pair is stored, or the connection was deleted meanwhile: then revoked). */
+struct kept {
+    const struct connection *mine;
+    bool disconnected;
+};
+
+static enum update_step kept_step(const struct connection *cur, struct connection *next, void *arg)
+{
+    struct kept *k = arg;
+    if (!cur || strcmp(cur->generation, k->mine->generation) != 0) {
+        k->disconnected = true;
+        return STEP_KEEP;
+    }
+    if (!record_merge_pair(cur, &k->mine->pair, &next->pair))
+        return STEP_KEEP; /* a newer pair is stored: ours is dead already */
+    next->reconnect_required = false;
+    return STEP_WRITE;
+}
+
+/* Tries to store one vault entry.  True when it is settled: stored, or no longer wanted
+ * (a newer pair is stored, or the connection was deleted meanwhile: then revoked).  A
+ * record no configured key opens is neither written over (ours may be the older pair)
+ * nor given up. */
 static bool vault_store(struct svc *bg, struct vault_entry *e)
 {
-    for (int attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-        char *data = NULL;
-        size_t len = 0;
-        enum store_result r = store_record_get(bg->store, e->name, 0, bg->arena, &data, &len);
-        if (r == STORE_UNAVAILABLE)
-            return false;
-        struct connection cur;
-        bool decoded = r == STORE_OK &&
-                       record_decode(bg->arena, bg->keys, e->name, data, len, &cur) == RECORD_OK;
-        if (r == STORE_OK && !decoded) {
-            /* Sealed with a key this process lacks (a rotation half done): ours may be the
-             * older pair, so it is neither written over that record nor dropped. */
-            log_msg(LOG_ERROR, "a kept token pair's record does not open with any configured key; "
-                               "keeping the pair until it does");
-            return false;
-        }
-        if (r == STORE_NOT_FOUND || (decoded && strcmp(cur.generation, e->generation) != 0)) {
+    struct connection mine, now;
+    if (record_decode(bg->arena, bg->keys, e->name, e->value.data, e->value.len, &mine) != RECORD_OK)
+        return true; /* sealed with a key no longer configured: cannot happen in-process */
+    struct kept k = {.mine = &mine};
+    struct record_change change = {.decide = kept_step, .arg = &k, .flags = UPDATE_DURABLE};
+    switch (record_update(bg, e->name, NULL, &change, &now)) {
+    case UPDATE_WRITTEN:
+        log_msg(LOG_INFO, "a kept token pair is stored now");
+        return true;
+    case UPDATE_KEPT:
+    case UPDATE_GONE:
+        if (k.disconnected) {
             log_msg(LOG_WARN, "a kept token pair's connection was disconnected meanwhile; "
                               "revoking and dropping it");
             vault_revoke(bg, e);
-            return true;
         }
-        struct connection mine;
-        if (record_decode(bg->arena, bg->keys, e->name, e->value.data, e->value.len, &mine) !=
-            RECORD_OK)
-            return true; /* sealed with a key no longer configured: cannot happen in-process */
-        struct token_pair issued = mine.pair;
-        if (decoded && !record_merge_pair(&cur, &issued, &mine.pair))
-            return true; /* a newer pair is stored: ours is dead already */
-        if (decoded) {
-            mine.ident = cur.ident;
-            mine.has_identity = cur.has_identity;
-        }
-        uint64_t version = record_version(data, len);
-        struct buf value = {0};
-        record_encode(bg->keys, e->name, &mine, record_next_version(version), &value);
-        r = store_record_put(bg->store, e->name, version, value.data, value.len,
-                             config_record_ttl(bg->cfg));
-        sodium_memzero(value.data, value.cap);
-        buf_free(&value);
-        if (r == STORE_OK && store_wait_durable(bg->store) != STORE_OK)
-            return false; /* stored, but maybe not beyond a failover: again later */
-        if (r == STORE_OK) {
-            log_msg(LOG_INFO, "a kept token pair is stored now");
-            return true;
-        }
-        if (r == STORE_UNAVAILABLE)
-            return false;
+        return true;
+    case UPDATE_NOT_DURABLE: /* stored, but maybe not beyond a failover: again later */
+    case UPDATE_UNREADABLE:
+    case UPDATE_UNAVAILABLE:
+        break;
     }
     return false;
 }
-
 static void vault_entry_free(struct vault_entry *e)
 {
     if (e->value.data)
@@ -555,103 +548,108 @@ static void flight_leave(struct flight *f)
 
 /* Marks the record reconnect-required by compare-and-set.  When another pair was stored
  * meanwhile, marks nothing and takes it instead (FRESH_OK when usable). */
+struct mark {
+    const char *generation, *refused; /* the connection, and the refresh token refused */
+};
+
+static enum update_step mark_step(const struct connection *cur, struct connection *next, void *arg)
+{
+    const struct mark *m = arg;
+    /* Gone, or disconnected and connected again (not ours to mark), or another pair stored
+     * meanwhile (not the one FreshBooks refused): nobody is marked. */
+    if (!cur || strcmp(cur->generation, m->generation) != 0 ||
+        strcmp(cur->pair.refresh_token, m->refused) != 0)
+        return STEP_KEEP;
+    next->reconnect_required = true;
+    return STEP_WRITE;
+}
+
 static enum fresh_result mark_reconnect(struct svc *svc, struct loaded *l)
 {
-    struct buf value = {0};
-    enum fresh_result res = FRESH_RECONNECT;
-    for (int attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-        struct connection marked = l->c;
-        marked.reconnect_required = true;
-        record_encode(svc->keys, l->record_name, &marked, record_next_version(l->c.version), &value);
-        enum store_result r = store_record_put(svc->store, l->record_name, l->c.version,
-                                               value.data, value.len, config_record_ttl(svc->cfg));
-        if (r == STORE_OK) {
-            l->c = marked;
-            l->c.version = record_next_version(l->c.version);
-            break;
-        }
-        if (r == STORE_UNAVAILABLE)
-            break; /* not marked: the next attempt meets invalid_grant again */
-        struct connection cur;
-        if (connection_read(svc, l->record_name, &cur) != STORE_OK)
-            break;
-        if (!same_generation(&l->c, &cur))
-            break; /* disconnected and connected again: that connection is not ours to mark */
-        if (strcmp(cur.pair.refresh_token, l->c.pair.refresh_token) != 0) {
-            /* Another pair was stored meanwhile (a connect, a refresh elsewhere): not the one
-             * FreshBooks refused, so nobody is marked; it is served, or refreshed next. */
-            l->c = cur;
-            res = usable(&cur, clock_wall()) ? FRESH_OK : FRESH_UNAVAILABLE;
-            break;
-        }
-        l->c = cur; /* the same pair written again (a re-seal): mark that */
+    struct mark m = {.generation = l->c.generation, .refused = l->c.pair.refresh_token};
+    struct record_change change = {.decide = mark_step, .arg = &m};
+    struct connection now;
+    switch (record_update(svc, l->record_name, &l->c, &change, &now)) {
+    case UPDATE_WRITTEN:
+    case UPDATE_NOT_DURABLE:
+        l->c = now;
+        return FRESH_RECONNECT;
+    case UPDATE_KEPT:
+        if (strcmp(now.generation, l->c.generation) != 0)
+            return FRESH_RECONNECT;
+        /* Another pair was stored meanwhile (a connect, a refresh elsewhere): it is served,
+         * or refreshed next. */
+        l->c = now;
+        return usable(&now, clock_wall()) ? FRESH_OK : FRESH_UNAVAILABLE;
+    default:
+        return FRESH_RECONNECT; /* not marked: the next attempt meets invalid_grant again */
     }
-    if (value.data)
-        sodium_memzero(value.data, value.cap);
-    buf_free(&value);
-    return res;
 }
 
 /* Stores a pair just obtained for the refresh token `spent` by compare-and-set against
  * l->c.version (the record may move meanwhile only by a connect, which keeps the newer
  * pair — record_merge_pair —, a re-seal, or a disconnect).  Updates l. */
+struct refreshed {
+    const struct token_pair *pair;
+    const char *spent, *generation;
+};
+
+static enum update_step refreshed_step(const struct connection *cur, struct connection *next,
+                                       void *arg)
+{
+    const struct refreshed *r = arg;
+    if (!cur || strcmp(cur->generation, r->generation) != 0)
+        return STEP_KEEP; /* disconnected (and maybe connected again) meanwhile */
+    if (strcmp(cur->pair.refresh_token, r->spent) == 0)
+        next->pair = *r->pair; /* the pair we refreshed (perhaps re-sealed): ours is newer */
+    else if (!record_merge_pair(cur, r->pair, &next->pair))
+        return STEP_KEEP;      /* a connect stored a newer pair: ours is dead */
+    next->reconnect_required = false;
+    return STEP_WRITE;
+}
+
+/* Stores a pair just obtained for the refresh token `spent`, by record_update from l->c
+ * (the record may move meanwhile only by a connect, which keeps the newer pair, a re-seal,
+ * or a disconnect: then the new pair is revoked).  A pair Redis does not take, or takes
+ * without a replica's acknowledgement, is kept in memory with the lock.  Updates l. */
 static enum fresh_result store_refreshed(struct svc *svc, struct loaded *l,
                                          const struct token_pair *pair, const char *spent,
                                          struct store_lock *lock)
 {
-    struct connection fresh = l->c;
-    fresh.pair = *pair; /* newer than the pair refreshed: no alternates */
-    fresh.reconnect_required = false;
-    struct buf value = {0};
-    enum fresh_result res = FRESH_UNAVAILABLE;
-    for (int attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-        record_encode(svc->keys, l->record_name, &fresh, record_next_version(l->c.version), &value);
-        enum store_result r = store_record_put(svc->store, l->record_name, l->c.version,
-                                               value.data, value.len, config_record_ttl(svc->cfg));
-        if (r == STORE_OK && store_wait_durable(svc->store) != STORE_OK)
-            r = STORE_UNAVAILABLE; /* not on a replica: keep it in memory, store it again */
-        if (r == STORE_OK) {
-            l->c = fresh;
-            l->c.version = record_next_version(l->c.version);
-            res = FRESH_OK;
-            break;
+    struct refreshed r = {.pair = pair, .spent = spent, .generation = l->c.generation};
+    struct record_change change = {.decide = refreshed_step, .arg = &r, .flags = UPDATE_DURABLE};
+    struct connection now;
+    switch (record_update(svc, l->record_name, &l->c, &change, &now)) {
+    case UPDATE_WRITTEN:
+        l->c = now;
+        return FRESH_OK;
+    case UPDATE_KEPT:
+        if (strcmp(now.generation, l->c.generation) == 0) {
+            l->c = now;
+            return usable(&now, clock_wall()) ? FRESH_OK : FRESH_RECONNECT;
         }
-        struct connection cur;
-        enum store_result got = r == STORE_CONFLICT ? connection_read(svc, l->record_name, &cur) : r;
-        if (got == STORE_UNAVAILABLE || got == STORE_UNREADABLE) {
-            /* The only valid refresh token now exists in this process alone. */
-            vault_put(l->record_name, fresh.generation, fresh.pair.created_at, &value, lock);
-            metrics_refresh(RM_KEPT_IN_MEMORY);
-            l->c = fresh;
-            res = FRESH_OK;
-            break;
-        }
-        if (got == STORE_NOT_FOUND || !same_generation(&fresh, &cur)) {
-            /* Disconnected (and maybe connected again) while we refreshed: the new pair must
-             * not outlive that, nor land in a later connection. */
-            oauth_revoke(svc->oauth, pair->refresh_token);
-            oauth_revoke(svc->oauth, pair->access_token);
-            res = FRESH_RECONNECT;
-            break;
-        }
-        if (strcmp(cur.pair.refresh_token, spent) == 0) {
-            fresh.pair = *pair; /* the pair we refreshed, written again (a re-seal) */
-        } else if (!record_merge_pair(&cur, pair, &fresh.pair)) {
-            l->c = cur; /* a connect stored a newer pair: ours is dead */
-            res = usable(&cur, clock_wall()) ? FRESH_OK : FRESH_RECONNECT;
-            break;
-        }
-        l->c = cur;
-        fresh.version = cur.version;
-        fresh.ident = cur.ident;
-        fresh.has_identity = cur.has_identity;
+        /* a later connection's record */
+        /* fall through */
+    case UPDATE_GONE:
+        /* Disconnected (and maybe connected again) while we refreshed: the new pair must
+         * not outlive that, nor land in a later connection. */
+        oauth_revoke(svc->oauth, pair->refresh_token);
+        oauth_revoke(svc->oauth, pair->access_token);
+        return FRESH_RECONNECT;
+    case UPDATE_NOT_DURABLE:
+    case UPDATE_UNREADABLE:
+    case UPDATE_UNAVAILABLE:
+        break;
     }
-    if (value.data)
-        sodium_memzero(value.data, value.cap);
-    buf_free(&value);
-    return res;
+    /* The only valid refresh token now exists in this process alone. */
+    struct connection fresh = l->c;
+    fresh.pair = *pair;
+    fresh.reconnect_required = false;
+    vault_put(svc->keys, l->record_name, &fresh, lock);
+    metrics_refresh(RM_KEPT_IN_MEMORY);
+    l->c = fresh;
+    return FRESH_OK;
 }
-
 /* Holding the lock: spend the refresh token and store the new pair.  When FreshBooks
  * refuses it and pairs issued in the same second are kept as alternates, each of their
  * refresh tokens is tried once (one of them may be the live one) before the connection

@@ -69,19 +69,9 @@ struct store {
 
 /* ---- scripts: run with EVALSHA, loaded on demand (again after NOSCRIPT) ---- */
 
-/* The record's version as record_version() reads it (record.h: "r1:", 1 to
- * RECORD_VERSION_DIGITS digits without a leading zero, ":"), as a string so that no
- * number goes through Lua's doubles; "0" for a value without one (overwritable), nil for
- * no value.  Every script that reads a version starts with this one function. */
-#define STR2(x) #x
-#define STR(x) STR2(x)
-#define LUA_VERSION_OF                                                                       \
-    "local function version_of(v)\n"                                                          \
-    "  if not v then return nil end\n"                                                        \
-    "  local d = string.match(v, '^r1:([1-9]%d*):')\n"                                        \
-    "  if d and #d <= " STR(RECORD_VERSION_DIGITS) " then return d end\n"                     \
-    "  return '0'\n"                                                                          \
-    "end\n"
+/* Every script that reads a record's version starts with record.h's version_of(), the
+ * format's one rule in Lua. */
+#define LUA_VERSION_OF RECORD_LUA_VERSION_OF
 
 /* KEYS[1] record; ARGV[1] expected version ("0": none, or one without a version this code
  * understands); ARGV[2] value; ARGV[3] ttl (0: none). */
