@@ -18,6 +18,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "oauth.h"
+#include "redis.h"
 #include "refresh.h"
 #include "rekey.h"
 
@@ -124,7 +125,7 @@ static int serve(struct app *app)
         stat(app->cfg.listen + 5, &own_st);
 
     metrics_init(app->cfg.threads);
-    if (refresh_init(&app->cfg, &app->keys) != 0 || store_follow_start(&app->cfg) != 0) {
+    if (refresh_init(&app->cfg, &app->keys) != 0 || redis_follow_start(&app->cfg) != 0) {
         fprintf(stderr, "fbconnect: cannot start the token store threads\n");
         return 1;
     }
@@ -163,7 +164,7 @@ static int serve(struct app *app)
         _exit(0);
     }
     refresh_shutdown();
-    store_follow_stop();
+    redis_follow_stop();
     log_msg(LOG_INFO, "stopped");
     return 0;
 }

@@ -1,9 +1,6 @@
 #include "store.h"
 
 #include <hiredis.h>
-#include <limits.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,8 +9,7 @@
 
 #include "clock.h"
 #include "ids.h"
-#include "log.h"
-#include "metrics.h"
+#include "redis.h"
 #include "record.h"
 
 enum script_id {
@@ -29,43 +25,12 @@ enum script_id {
     SCRIPT__MAX
 };
 
-/* Every command's latency, and the failures. */
-static struct {
-    struct metric_histogram latency;
-    metric_counter errors;
-} redis_metrics;
-
-static void redis_observed(bool ok, int64_t duration_us)
-{
-    metric_observe(&redis_metrics.latency, duration_us);
-    if (!ok)
-        metric_add(&redis_metrics.errors);
-}
-
-void store_metrics_render(struct buf *out)
-{
-    metric_family(out, "fbconnect_redis_errors_total", "counter",
-                  "Redis commands that failed (unreachable, timeout, error reply).");
-    metric_sample(out, "fbconnect_redis_errors_total", "", metric_get(&redis_metrics.errors));
-    metric_family(out, "fbconnect_redis_seconds", "histogram", "Redis command latency.");
-    metric_histogram(out, "fbconnect_redis_seconds", "", &redis_metrics.latency);
-}
-
 struct store {
     const struct config *cfg;
-    redisContext *rc;
-    uint64_t serial;  /* names the current connection (process-wide, never reused) */
-    unsigned epoch;   /* the primary marker when the current connection was made */
-    bool permanent;   /* the last command failed in a way that retrying cannot mend */
-    bool stale;       /* made again before the next command (a WAIT fell short on it) */
-    bool moved_here;  /* connect_redis: this connection's own checks moved the marker */
-    int64_t deadline_us; /* the request's: no socket wait goes beyond it (0: none) */
-    long socket_ms;      /* the timeout set on the current connection's socket */
-    char key[256];                   /* scratch for prefixed key names */
-    char script_sha[SCRIPT__MAX][41]; /* this thread's copy: no lock on the hot path */
-    int wait_n;                       /* replicas a pair's write must reach (WAIT) */
-    int64_t replication_checked;      /* when wait_n was worked out (monotonic us) */
+    struct redis *r; /* the link (redis.c) */
 };
+
+#define KEY_MAX 256
 
 /* ---- scripts: run with EVALSHA, loaded on demand (again after NOSCRIPT) ---- */
 
@@ -188,519 +153,57 @@ struct store *store_new(const struct config *cfg)
     if (!s)
         abort();
     s->cfg = cfg;
+    s->r = redis_new(cfg);
     return s;
-}
-
-static void primary_forget(const struct config *cfg);
-
-/* Closes the connection without forgetting where the primary is. */
-static void close_connection(struct store *s)
-{
-    if (s->rc) {
-        redisFree(s->rc);
-        s->rc = NULL;
-    }
-}
-
-/* Drops the connection (dead after any error in hiredis); in sentinel mode the primary's
- * address is forgotten too, so the next connection asks the sentinels again. */
-static void drop(struct store *s)
-{
-    if (s->rc) {
-        close_connection(s);
-        primary_forget(s->cfg);
-    }
 }
 
 void store_free(struct store *s)
 {
     if (!s)
         return;
-    drop(s);
+    redis_free(s->r);
     free(s);
-}
-
-static const char *k(struct store *s, const char *name)
-{
-    snprintf(s->key, sizeof s->key, "%s%s", s->cfg->redis_prefix, name);
-    return s->key;
-}
-
-/* Runs a command on a fresh connection during setup; true on a non-error reply. */
-static bool setup_command(struct store *s, const char *what, redisReply *r)
-{
-    bool ok = r && r->type != REDIS_REPLY_ERROR;
-    if (!ok)
-        log_msg(LOG_ERROR, "redis %s failed: %s", what,
-                r ? r->str : (s->rc->errstr[0] ? s->rc->errstr : "no reply"));
-    if (r)
-        freeReplyObject(r);
-    return ok;
-}
-
-/* ---- finding the primary: FBCONNECT_REDIS_URL's address, or the one the sentinels name
- * (asked again after any failure of the connection to it) ---- */
-
-static struct {
-    pthread_mutex_t mu;
-    bool known;
-    char host[256];
-    int port;
-    unsigned next_sentinel;
-    /* Replication ids of primaries seen with replicas: writes to them must be acknowledged
-     * by a replica, also once the replicas are gone (a demoted primary's last writes). */
-    char replids[16][41];
-    unsigned n_replids;
-    char replid[41]; /* of the primary connected to last */
-    long long config_epoch; /* the sentinels' failover count of the primary named last */
-    int64_t failing_since_us; /* the named primary has failed every connect since (0: no) */
-} topo = {.mu = PTHREAD_MUTEX_INITIALIZER};
-
-/* The current-primary marker: moves whenever any thread learns that the primary may have
- * changed (READONLY, a failed WAIT, the sentinels naming another node, a new replication
- * id); every connection made under an older value is made again before its next command,
- * so no thread goes on reading from or writing to a demoted primary. */
-static atomic_uint primary_epoch;
-static atomic_uint_fast64_t connection_serials;
-
-static void primary_moved(const struct config *cfg, const char *why)
-{
-    static atomic_llong logged_us;
-    atomic_fetch_add(&primary_epoch, 1);
-    primary_forget(cfg);
-    long long now = clock_mono_us(), last = atomic_load(&logged_us);
-    if (now - last > 1000000 && atomic_compare_exchange_strong(&logged_us, &last, now))
-        log_msg(LOG_WARN, "redis: %s; every connection finds the primary again", why);
-}
-
-/* Forgets the primary's address (sentinel mode): the next connection asks the sentinels. */
-static void primary_forget(const struct config *cfg)
-{
-    if (cfg->n_sentinels == 0)
-        return;
-    pthread_mutex_lock(&topo.mu);
-    topo.known = false;
-    pthread_mutex_unlock(&topo.mu);
-}
-
-static struct timeval tv_of_ms(long ms)
-{
-    return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-}
-
-static struct timeval timeout_of(const struct config *cfg)
-{
-    return tv_of_ms(cfg->redis_timeout_ms);
-}
-
-/* How long the next socket wait may last: want_ms, or less when the request's deadline is
- * nearer; 0 when it has passed. */
-static long step_ms(const struct store *s, long want_ms)
-{
-    return clock_cap_ms(s->deadline_us, want_ms);
-}
-
-/* Sets the current connection's socket timeout to ms unless it is set so already. */
-static bool socket_timeout(struct store *s, long ms)
-{
-    if (!s->rc)
-        return false;
-    if (s->socket_ms == ms)
-        return true;
-    if (redisSetTimeout(s->rc, tv_of_ms(ms)) != REDIS_OK)
-        return false;
-    s->socket_ms = ms;
-    return true;
 }
 
 void store_set_deadline(struct store *s, int64_t deadline_us)
 {
-    s->deadline_us = deadline_us;
+    redis_set_deadline(s->r, deadline_us);
 }
 
-/* Asks the sentinels, in turn, for the primary of FBCONNECT_REDIS_MASTER (logging the
- * ones that fail unless quiet). */
-static bool ask_sentinels(const struct config *cfg, struct timeval tv, char *host, size_t hostsz,
-                          int *port, long long *config_epoch, bool quiet)
+enum store_result store_wait_durable(struct store *s)
 {
-    pthread_mutex_lock(&topo.mu);
-    unsigned first = topo.next_sentinel++;
-    pthread_mutex_unlock(&topo.mu);
-    for (size_t i = 0; i < cfg->n_sentinels; i++) {
-        const struct redis_endpoint *e = &cfg->sentinels[(first + i) % cfg->n_sentinels];
-        redisContext *rc = redisConnectWithTimeout(e->host, e->port, tv);
-        if (!rc || rc->err || redisSetTimeout(rc, tv) != REDIS_OK) {
-            if (!quiet)
-                log_msg(LOG_WARN, "sentinel %s:%d unreachable", e->host, e->port);
-            if (rc)
-                redisFree(rc);
-            continue;
-        }
-        bool ok = true;
-        if (cfg->sentinel_password) {
-            redisReply *a = redisCommand(rc, "AUTH %s", cfg->sentinel_password);
-            ok = a && a->type != REDIS_REPLY_ERROR;
-            if (a)
-                freeReplyObject(a);
-        }
-        /* SENTINEL MASTER rather than get-master-addr-by-name: its config-epoch tells a
-         * sentinel that has not heard of a failover yet from one that has. */
-        redisReply *r = ok ? redisCommand(rc, "SENTINEL MASTER %s", cfg->sentinel_master) : NULL;
-        bool found = false;
-        const char *ip = NULL, *pt = NULL, *ep = NULL;
-        for (size_t f = 0; r && r->type == REDIS_REPLY_ARRAY && f + 1 < r->elements; f += 2) {
-            redisReply *key = r->element[f], *val = r->element[f + 1];
-            if (key->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING)
-                continue;
-            if (strcmp(key->str, "ip") == 0)
-                ip = val->str;
-            else if (strcmp(key->str, "port") == 0)
-                pt = val->str;
-            else if (strcmp(key->str, "config-epoch") == 0)
-                ep = val->str;
-        }
-        if (ip && pt && atoi(pt) > 0) {
-            found = true;
-            snprintf(host, hostsz, "%s", ip);
-            *port = atoi(pt);
-            *config_epoch = ep ? strtoll(ep, NULL, 10) : 0;
-        } else {
-            if (!quiet)
-                log_msg(LOG_WARN, "sentinel %s:%d does not name a primary for %s", e->host, e->port,
-                    cfg->sentinel_master);
-        }
-        if (r)
-            freeReplyObject(r);
-        redisFree(rc);
-        if (found)
-            return true;
-    }
-    return false;
+    return redis_wait_durable(s->r) ? STORE_OK : STORE_UNAVAILABLE;
 }
 
-/* Reads ROLE and INFO replication of a fresh connection: false when the server is not a
- * primary; sets s->wait_n, the replicas a pair's write must reach.  A primary whose
- * replication id differs from the one connected to before is a new primary (a failover
- * behind the same address): every other connection is made again. */
-/* Records the primary a sentinel names, unless an answer of a later failover (a higher
- * config epoch) was seen already; another primary than before moves the marker (true). */
-static bool primary_named(const char *host, int port, long long config_epoch)
+bool store_may_heal(const struct store *s)
 {
-    pthread_mutex_lock(&topo.mu);
-    if (config_epoch < topo.config_epoch) {
-        topo.known = topo.host[0] != '\0';
-        pthread_mutex_unlock(&topo.mu);
-        return false;
-    }
-    topo.config_epoch = config_epoch;
-    bool moved = topo.host[0] && (strcmp(topo.host, host) != 0 || topo.port != port);
-    snprintf(topo.host, sizeof topo.host, "%s", host);
-    topo.port = port;
-    topo.known = true;
-    pthread_mutex_unlock(&topo.mu);
-    if (moved) {
-        atomic_fetch_add(&primary_epoch, 1);
-        log_msg(LOG_WARN, "redis: the sentinels name a new primary, %s:%d; every connection moves there",
-                host, port);
-    }
-    return moved;
+    return redis_may_heal(s->r);
 }
 
-/* ---- following the sentinels: one thread per process asks them every FOLLOW_MS, so a
- * failover reaches every thread within that time, not only those whose command fails ---- */
-
-#define FOLLOW_MS 250
-
-static struct {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool stopping, started;
-    pthread_t thread;
-    const struct config *cfg;
-} follow = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
-
-static void *follow_main(void *unused)
+/* The one key-name builder: <prefix><kind><name> into out (KEY_MAX bytes); kind is "" or
+ * a kind of its own ("lock:", "cool:") before a record's name. */
+static const char *key_of(char out[KEY_MAX], const struct store *s, const char *kind,
+                          const char *name)
 {
-    (void)unused;
-    pthread_mutex_lock(&follow.mu);
-    while (!follow.stopping) {
-        struct timespec until = clock_realtime_in(FOLLOW_MS);
-        pthread_cond_timedwait(&follow.cv, &follow.mu, &until);
-        if (follow.stopping)
-            break;
-        pthread_mutex_unlock(&follow.mu);
-        char host[256];
-        int port;
-        long long config_epoch;
-        if (ask_sentinels(follow.cfg, timeout_of(follow.cfg), host, sizeof host, &port,
-                          &config_epoch, true))
-            primary_named(host, port, config_epoch);
-        pthread_mutex_lock(&follow.mu);
-    }
-    pthread_mutex_unlock(&follow.mu);
-    return NULL;
+    snprintf(out, KEY_MAX, "%s%s%s", s->cfg->redis_prefix, kind, name);
+    return out;
 }
-
-int store_follow_start(const struct config *cfg)
-{
-    if (cfg->n_sentinels == 0 || follow.started)
-        return 0;
-    follow.cfg = cfg;
-    follow.stopping = false;
-    if (pthread_create(&follow.thread, NULL, follow_main, NULL) != 0)
-        return -1;
-    follow.started = true;
-    return 0;
-}
-
-void store_follow_stop(void)
-{
-    if (!follow.started)
-        return;
-    pthread_mutex_lock(&follow.mu);
-    follow.stopping = true;
-    pthread_cond_signal(&follow.cv);
-    pthread_mutex_unlock(&follow.mu);
-    pthread_join(follow.thread, NULL);
-    follow.started = false;
-}
-
-/* After a connect to the primary the sentinels named: a primary that failed every connect
- * for 5 s makes any sentinel's answer acceptable again, whatever its config epoch (a
- * sentinel fleet rebuilt from scratch counts from 0 again). */
-static void primary_reached(const struct config *cfg, bool ok)
-{
-    if (cfg->n_sentinels == 0)
-        return;
-    int64_t now = clock_mono_us();
-    pthread_mutex_lock(&topo.mu);
-    if (ok) {
-        topo.failing_since_us = 0;
-    } else if (!topo.failing_since_us) {
-        topo.failing_since_us = now;
-    } else if (now - topo.failing_since_us > 5000000 && topo.config_epoch > LLONG_MIN) {
-        topo.config_epoch = LLONG_MIN;
-        log_msg(LOG_WARN, "redis: the primary the sentinels named last has failed for 5 s; "
-                          "taking any sentinel's answer again");
-    }
-    pthread_mutex_unlock(&topo.mu);
-}
-
-static bool read_replication(struct store *s);
-
-static bool check_primary(struct store *s)
-{
-    redisReply *r = redisCommand(s->rc, "ROLE");
-    if (!r)
-        return false;
-    /* A Redis that refuses ROLE (renamed by a hosting provider) is taken as a primary. */
-    bool primary = r->type == REDIS_REPLY_ERROR ||
-                   (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
-                    r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") == 0);
-    freeReplyObject(r);
-    if (!primary) {
-        log_msg(LOG_WARN, "redis at the configured address is not a primary (yet)");
-        return false;
-    }
-    return read_replication(s);
-}
-
-/* INFO replication: sets s->wait_n; a new replication id moves the marker.  False when
- * Redis did not answer. */
-static bool read_replication(struct store *s)
-{
-    const struct config *cfg = s->cfg;
-    s->replication_checked = clock_mono_us();
-    redisReply *r;
-    r = redisCommand(s->rc, "INFO replication");
-    if (!r)
-        return false;
-    const char *info = r->type == REDIS_REPLY_STRING ? r->str : "";
-    const char *rep = strstr(info, "connected_slaves:");
-    const char *id = strstr(info, "master_replid:");
-    long replicas = rep ? atol(rep + strlen("connected_slaves:")) : 0;
-    char replid[41] = "";
-    if (id)
-        sscanf(id + strlen("master_replid:"), "%40[0-9a-f]", replid);
-    freeReplyObject(r);
-    pthread_mutex_lock(&topo.mu);
-    bool moved = replid[0] && topo.replid[0] && strcmp(replid, topo.replid) != 0;
-    if (replid[0])
-        snprintf(topo.replid, sizeof topo.replid, "%s", replid);
-    /* Replication ids of primaries seen with replicas: writes to them must be acknowledged
-     * by a replica, also once the replicas are gone (a demoted primary's last writes). */
-    bool known = false;
-    for (unsigned i = 0; i < topo.n_replids && i < 16 && !known; i++)
-        known = replid[0] && strcmp(topo.replids[i], replid) == 0;
-    if (!known && replicas > 0 && replid[0]) {
-        snprintf(topo.replids[topo.n_replids % 16], 41, "%s", replid);
-        topo.n_replids++;
-        known = true;
-    }
-    pthread_mutex_unlock(&topo.mu);
-    if (moved) {
-        atomic_fetch_add(&primary_epoch, 1);
-        s->moved_here = true;
-        log_msg(LOG_WARN, "redis: a new primary (replication id changed); every connection finds it again");
-    }
-    s->wait_n = cfg->wait_replicas >= 0 ? cfg->wait_replicas : known ? 1 : 0;
-    return true;
-}
-
-static bool connect_redis(struct store *s)
-{
-    const struct config *cfg = s->cfg;
-    long ms = step_ms(s, cfg->redis_timeout_ms);
-    if (ms <= 0)
-        return false; /* the request's time is up */
-    struct timeval tv = tv_of_ms(ms);
-    /* The marker is read before the primary's address: a move announced meanwhile makes
-     * this connection stale at once rather than trusted.  A move this connection's own
-     * checks make (a sentinel's answer, a new replication id) is the one it follows. */
-    unsigned epoch = atomic_load(&primary_epoch);
-    s->moved_here = false;
-    if (cfg->n_sentinels > 0) {
-        char host[256];
-        int port = 0;
-        pthread_mutex_lock(&topo.mu);
-        bool known = topo.known;
-        snprintf(host, sizeof host, "%s", topo.host);
-        port = topo.port;
-        pthread_mutex_unlock(&topo.mu);
-        if (!known) {
-            long long config_epoch;
-            if (!ask_sentinels(cfg, tv, host, sizeof host, &port, &config_epoch, false)) {
-                log_msg(LOG_ERROR, "no sentinel names a primary for %s", cfg->sentinel_master);
-                return false;
-            }
-            /* A sentinel behind the others names an older primary: use the newest known. */
-            s->moved_here = primary_named(host, port, config_epoch);
-            pthread_mutex_lock(&topo.mu);
-            snprintf(host, sizeof host, "%s", topo.host);
-            port = topo.port;
-            pthread_mutex_unlock(&topo.mu);
-        }
-        s->rc = redisConnectWithTimeout(host, port, tv);
-    } else if (cfg->redis.path) {
-        s->rc = redisConnectUnixWithTimeout(cfg->redis.path, tv);
-    } else {
-        s->rc = redisConnectWithTimeout(cfg->redis.host, cfg->redis.port, tv);
-    }
-    if (!s->rc || s->rc->err) {
-        log_msg(LOG_WARN, "redis connect failed: %s", s->rc ? s->rc->errstr : "out of memory");
-        primary_reached(cfg, false);
-        drop(s);
-        return false;
-    }
-    /* hiredis 0.14: the command timeout must be set again on every new connection. */
-    s->socket_ms = 0;
-    if (!socket_timeout(s, ms)) {
-        drop(s);
-        return false;
-    }
-    bool ok = true;
-    if (cfg->redis_password) {
-        redisReply *r = cfg->redis_user
-                            ? redisCommand(s->rc, "AUTH %s %s", cfg->redis_user, cfg->redis_password)
-                            : redisCommand(s->rc, "AUTH %s", cfg->redis_password);
-        ok = setup_command(s, "AUTH", r);
-    }
-    if (ok && cfg->redis_db != 0)
-        ok = setup_command(s, "SELECT", redisCommand(s->rc, "SELECT %d", cfg->redis_db));
-    if (ok)
-        ok = check_primary(s);
-    primary_reached(cfg, ok);
-    if (!ok) {
-        drop(s);
-        return false;
-    }
-    s->epoch = s->moved_here ? atomic_load(&primary_epoch) : epoch;
-    s->stale = false;
-    s->serial = atomic_fetch_add(&connection_serials, 1) + 1;
-    return true;
-}
-
-/* Sends a command (argv form) and returns its reply, or NULL after dropping the connection
- * when Redis is unreachable or answers an error.  A connection found closed (Redis
- * restarted while it was idle) is replaced and the command sent once more; a timeout is
- * not retried, since the command may have run and its reply be late (a second SET NX
- * would then wrongly find its own key).  The caller frees the reply. */
-static redisReply *command_send(struct store *s, int argc, const char **argv,
-                                const size_t *lens, bool may_reconnect, long extra_ms);
 
 static redisReply *command(struct store *s, int argc, const char **argv, const size_t *lens)
 {
-    int64_t t0 = clock_mono_us();
-    redisReply *r = command_send(s, argc, argv, lens, true, 0);
-    redis_observed(r != NULL, clock_mono_us() - t0);
-    return r;
+    return redis_command(s->r, argc, argv, lens);
 }
 
-/* Sends on the current connection only (NULL when there is none or it fails): for WAIT,
- * which speaks for the writes of this very connection and means nothing on another. */
-static redisReply *command_here(struct store *s, int argc, const char **argv, const size_t *lens)
+static redisReply *eval_on(struct store *s, bool here, enum script_id id, int nkeys,
+                           const char **keys, int nargs, const char **args, const size_t *lens)
 {
-    int64_t t0 = clock_mono_us();
-    redisReply *r = s->rc ? command_send(s, argc, argv, lens, false, 0) : NULL;
-    redis_observed(r != NULL, clock_mono_us() - t0);
-    return r;
+    return redis_eval(s->r, id, scripts[id], here, nkeys, keys, nargs, args, lens);
 }
 
-/* Errors after which a command may succeed when tried again, perhaps elsewhere; any
- * other error (WRONGTYPE, OOM, a script error, …) is permanent: no retry mends it. */
-static bool error_may_heal(const char *e)
+static redisReply *eval(struct store *s, enum script_id id, int nkeys, const char **keys,
+                        int nargs, const char **args, const size_t *lens)
 {
-    static const char *const healing[] = {"READONLY", "LOADING", "MASTERDOWN", "NOREPLICAS",
-                                          "BUSY", "TRYAGAIN", "CLUSTERDOWN", "NOAUTH"};
-    for (size_t i = 0; i < sizeof healing / sizeof healing[0]; i++)
-        if (strncmp(e, healing[i], strlen(healing[i])) == 0)
-            return true;
-    return false;
-}
-
-static redisReply *command_send(struct store *s, int argc, const char **argv,
-                                const size_t *lens, bool may_reconnect, long extra_ms)
-{
-    s->permanent = false;
-    /* A connection made before the primary moved is made again first. */
-    if (may_reconnect && s->rc && (s->stale || s->epoch != atomic_load(&primary_epoch)))
-        close_connection(s);
-    for (int attempt = 0; attempt < (may_reconnect ? 2 : 1); attempt++) {
-        if (!s->rc && (!may_reconnect || !connect_redis(s)))
-            return NULL;
-        long ms = step_ms(s, s->cfg->redis_timeout_ms + extra_ms);
-        if (ms <= 0 || !socket_timeout(s, ms))
-            return NULL; /* the request's time is up: no wait beyond its deadline */
-        redisReply *r = redisCommandArgv(s->rc, argc, argv, lens);
-        if (!r) {
-            /* A connection that died while idle (Redis restarted) fails on first use: try
-             * once more on a fresh one.  A timeout does not get a second try. */
-            bool timed_out = s->rc->err == REDIS_ERR_IO && strstr(s->rc->errstr, "temporarily");
-            log_msg(LOG_WARN, "redis command failed: %s", s->rc->errstr);
-            drop(s);
-            if (timed_out || attempt == 1)
-                return NULL;
-            continue;
-        }
-        if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) != 0) {
-            if (!error_may_heal(r->str)) {
-                s->permanent = true;
-                log_msg(LOG_ERROR, "redis refused a command, which no retry will mend (not "
-                                   "retried; check the data under FBCONNECT_REDIS_PREFIX and Redis's "
-                                   "memory): %.200s", r->str);
-            } else {
-                log_msg(LOG_ERROR, "redis error: %.200s", r->str);
-                if (strncmp(r->str, "READONLY", 8) == 0 || strncmp(r->str, "MASTERDOWN", 10) == 0)
-                    primary_moved(s->cfg, "the node connected to is no longer the primary");
-                else
-                    drop(s);
-            }
-            freeReplyObject(r);
-            return NULL;
-        }
-        return r;
-    }
-    return NULL;
+    return eval_on(s, false, id, nkeys, keys, nargs, args, lens);
 }
 
 static redisReply *command1(struct store *s, const char *a0, const char *a1)
@@ -708,72 +211,6 @@ static redisReply *command1(struct store *s, const char *a0, const char *a1)
     const char *argv[] = {a0, a1};
     size_t lens[] = {strlen(a0), strlen(a1)};
     return command(s, 2, argv, lens);
-}
-
-/* EVALSHA with the script's cached sha, (re)loading it when Redis does not know it; on
- * the current connection only when `here` (NULL when there is none or it fails). */
-static redisReply *eval_on(struct store *s, bool here, enum script_id id, int nkeys,
-                           const char **keys, int nargs, const char **args,
-                           const size_t *arglens)
-{
-    const char *argv[12];
-    size_t lens[12];
-    char nk[4];
-    snprintf(nk, sizeof nk, "%d", nkeys);
-    for (int attempt = 0; attempt < 2; attempt++) {
-        char *sha = s->script_sha[id];
-        if (!sha[0]) {
-            const char *la[] = {"SCRIPT", "LOAD", scripts[id]};
-            size_t ll[] = {6, 4, strlen(scripts[id])};
-            redisReply *r = here ? command_here(s, 3, la, ll) : command(s, 3, la, ll);
-            if (!r)
-                return NULL;
-            if (r->type != REDIS_REPLY_STRING || r->len != 40) {
-                freeReplyObject(r);
-                return NULL;
-            }
-            memcpy(sha, r->str, 40);
-            sha[40] = '\0';
-            freeReplyObject(r);
-        }
-        int argc = 0;
-        argv[argc] = "EVALSHA";
-        lens[argc++] = 7;
-        argv[argc] = sha;
-        lens[argc++] = 40;
-        argv[argc] = nk;
-        lens[argc++] = strlen(nk);
-        for (int i = 0; i < nkeys; i++) {
-            argv[argc] = keys[i];
-            lens[argc++] = strlen(keys[i]);
-        }
-        for (int i = 0; i < nargs; i++) {
-            argv[argc] = args[i];
-            lens[argc++] = arglens[i];
-        }
-        redisReply *r = here ? command_here(s, argc, argv, lens) : command(s, argc, argv, lens);
-        if (!r)
-            return NULL;
-        if (r->type == REDIS_REPLY_ERROR) { /* NOSCRIPT: Redis restarted or flushed */
-            freeReplyObject(r);
-            sha[0] = '\0';
-            continue;
-        }
-        return r;
-    }
-    return NULL;
-}
-
-static redisReply *eval(struct store *s, enum script_id id, int nkeys, const char **keys,
-                        int nargs, const char **args, const size_t *arglens)
-{
-    return eval_on(s, false, id, nkeys, keys, nargs, args, arglens);
-}
-
-static redisReply *eval_here(struct store *s, enum script_id id, int nkeys, const char **keys,
-                             int nargs, const char **args, const size_t *arglens)
-{
-    return eval_on(s, true, id, nkeys, keys, nargs, args, arglens);
 }
 
 enum store_result store_ping(struct store *s)
@@ -794,7 +231,8 @@ static enum store_result set_nx(struct store *s, const char *name, const char *u
 {
     char v[24];
     snprintf(v, sizeof v, "%lld", value);
-    const char *argv[] = {"SET", k(s, name), "1", "NX", unit, v};
+    char key[KEY_MAX];
+    const char *argv[] = {"SET", key_of(key, s, "", name), "1", "NX", unit, v};
     size_t lens[6];
     for (int i = 0; i < 6; i++)
         lens[i] = strlen(argv[i]);
@@ -814,7 +252,8 @@ enum store_result store_state_use(struct store *s, const char *used_id, int64_t 
     name_new(token);
     snprintf(name, sizeof name, "st:%s", used_id);
     snprintf(at, sizeof at, "%lld", (long long)expire_at);
-    const char *argv[] = {"SET", k(s, name), token, "NX", "EXAT", at, "GET"};
+    char key[KEY_MAX];
+    const char *argv[] = {"SET", key_of(key, s, "", name), token, "NX", "EXAT", at, "GET"};
     size_t lens[7];
     for (int i = 0; i < 7; i++)
         lens[i] = strlen(argv[i]);
@@ -835,7 +274,8 @@ static enum store_result get_sliding(struct store *s, const char *name, long ttl
 {
     char ttl_s[24];
     snprintf(ttl_s, sizeof ttl_s, "%ld", ttl);
-    const char *argv[] = {ttl > 0 ? "GETEX" : "GET", k(s, name), "EX", ttl_s};
+    char key[KEY_MAX];
+    const char *argv[] = {ttl > 0 ? "GETEX" : "GET", key_of(key, s, "", name), "EX", ttl_s};
     size_t lens[] = {strlen(argv[0]), strlen(argv[1]), 2, strlen(ttl_s)};
     redisReply *r = command(s, ttl > 0 ? 4 : 2, argv, lens);
     if (!r)
@@ -854,9 +294,9 @@ static enum store_result get_sliding(struct store *s, const char *name, long ttl
 enum store_result store_owner_set(struct store *s, const char *owner, const char *pointer,
                                   long ttl, const char *old_owner)
 {
-    char owner_key[256], old_key[256], ttl_s[24];
-    snprintf(owner_key, sizeof owner_key, "%s%s", s->cfg->redis_prefix, owner);
-    snprintf(old_key, sizeof old_key, "%s%s", s->cfg->redis_prefix, old_owner ? old_owner : owner);
+    char owner_key[KEY_MAX], old_key[KEY_MAX], ttl_s[24];
+    key_of(owner_key, s, "", owner);
+    key_of(old_key, s, "", old_owner ? old_owner : owner);
     snprintf(ttl_s, sizeof ttl_s, "%ld", ttl > 0 ? ttl : 0);
     const char *keys[] = {owner_key, old_key};
     const char *args[] = {pointer, ttl_s};
@@ -870,7 +310,8 @@ enum store_result store_owner_set(struct store *s, const char *owner, const char
 
 enum store_result store_owner_delete(struct store *s, const char *owner)
 {
-    redisReply *r = command1(s, "DEL", k(s, owner));
+    char key[KEY_MAX];
+    redisReply *r = command1(s, "DEL", key_of(key, s, "", owner));
     if (!r)
         return STORE_UNAVAILABLE;
     freeReplyObject(r);
@@ -887,10 +328,10 @@ enum store_result store_record_put(struct store *s, const char *record_name,
                                    uint64_t expected_version, const char *data, size_t len,
                                    long ttl)
 {
-    char ver[24], ttl_s[24], key[256];
+    char ver[24], ttl_s[24], key[KEY_MAX];
     snprintf(ver, sizeof ver, "%llu", (unsigned long long)expected_version);
     snprintf(ttl_s, sizeof ttl_s, "%ld", ttl > 0 ? ttl : 0);
-    snprintf(key, sizeof key, "%s%s", s->cfg->redis_prefix, record_name);
+    key_of(key, s, "", record_name);
     const char *keys[] = {key};
     const char *args[] = {ver, data, ttl_s};
     size_t lens[] = {strlen(ver), len, strlen(ttl_s)};
@@ -906,9 +347,9 @@ enum store_result store_record_put(struct store *s, const char *record_name,
 enum store_result store_record_delete(struct store *s, const char *record_name,
                                       uint64_t expected_version)
 {
-    char ver[24], key[256];
+    char ver[24], key[KEY_MAX];
     snprintf(ver, sizeof ver, "%llu", (unsigned long long)expected_version);
-    snprintf(key, sizeof key, "%s%s", s->cfg->redis_prefix, record_name);
+    key_of(key, s, "", record_name);
     const char *keys[] = {key};
     const char *args[] = {ver};
     size_t lens[] = {strlen(ver)};
@@ -925,14 +366,15 @@ enum store_result store_record_delete(struct store *s, const char *record_name,
 /* The lock and cooldown keys of a record: lock:<record>, cool:<record>. */
 static void lock_keys(struct store *s, const char *record_name, char *lock, char *cool, size_t n)
 {
-    snprintf(lock, n, "%slock:%s", s->cfg->redis_prefix, record_name);
-    snprintf(cool, n, "%scool:%s", s->cfg->redis_prefix, record_name);
+    (void)n;
+    key_of(lock, s, "lock:", record_name);
+    key_of(cool, s, "cool:", record_name);
 }
 
 enum store_result store_lock_try(struct store *s, const char *record_name,
                                  struct store_lock *lock, long ttl_ms)
 {
-    char lkey[256], cool[256], ttl[24];
+    char lkey[KEY_MAX], cool[KEY_MAX], ttl[24];
     lock_keys(s, record_name, lkey, cool, sizeof lkey);
     snprintf(ttl, sizeof ttl, "%ld", ttl_ms);
     const char *keys[] = {lkey, cool};
@@ -947,8 +389,8 @@ enum store_result store_lock_try(struct store *s, const char *record_name,
         res = r->integer == 1 ? STORE_OK : r->integer == 0 ? STORE_EXISTS : STORE_CONFLICT;
     freeReplyObject(r);
     if (res == STORE_OK) {
-        lock->connection = s->serial;
-        lock->epoch = s->epoch;
+        lock->connection = redis_connection(s->r);
+        lock->epoch = redis_epoch(s->r);
         lock->expires_us = t0 + ttl_ms * 1000;
     }
     return res;
@@ -959,14 +401,13 @@ enum store_result store_lock_try(struct store *s, const char *record_name,
 static bool release_once(struct store *s, const char *record_name, const struct store_lock *lock,
                          long cooldown_ms, bool here)
 {
-    char lkey[256], cool[256], ms[24];
+    char lkey[KEY_MAX], cool[KEY_MAX], ms[24];
     lock_keys(s, record_name, lkey, cool, sizeof lkey);
     snprintf(ms, sizeof ms, "%ld", cooldown_ms > 0 ? cooldown_ms : 0);
     const char *keys[] = {lkey, cool};
     const char *args[] = {lock->owner, ms};
     size_t lens[] = {strlen(lock->owner), strlen(ms)};
-    redisReply *r = here ? eval_here(s, SCRIPT_LOCK_RELEASE, 2, keys, 2, args, lens)
-                         : eval(s, SCRIPT_LOCK_RELEASE, 2, keys, 2, args, lens);
+    redisReply *r = eval_on(s, here, SCRIPT_LOCK_RELEASE, 2, keys, 2, args, lens);
     if (!r)
         return false;
     freeReplyObject(r);
@@ -977,29 +418,25 @@ enum store_result store_lock_release(struct store *s, const char *record_name,
                                      const struct store_lock *lock, long cooldown_ms)
 {
     /* On the node that holds it, while this store is still connected there. */
-    bool on_holder = s->rc && s->serial == lock->connection;
-    bool moved_on = s->stale; /* read first: a release here does not make it fresh */
+    bool on_holder = lock->connection && redis_connection(s->r) == lock->connection;
+    bool moved_on = redis_moved_since(s->r, lock->epoch); /* before: a release does not clear it */
     bool released = on_holder && release_once(s, record_name, lock, cooldown_ms, true);
     /* When the primary may have moved since the lock was taken (the marker moved, or a WAIT
      * fell short on this connection), the lock may have reached the new primary too,
      * promoted with a replica that had it: release it there as well.  Deleting only this
      * owner's token, the script is safe to run anywhere. */
-    if (released && !moved_on && lock->epoch == atomic_load(&primary_epoch))
+    if (released && !moved_on)
         return STORE_OK;
     return release_once(s, record_name, lock, cooldown_ms, false) ? STORE_OK : STORE_UNAVAILABLE;
 }
 
-bool store_may_heal(const struct store *s)
-{
-    return !s->permanent;
-}
 
 enum store_result store_watch(struct store *s, const char *record_name, int64_t *version,
                               bool *locked)
 {
-    char lock[256], cool[256], key[256];
+    char lock[KEY_MAX], cool[KEY_MAX], key[KEY_MAX];
     lock_keys(s, record_name, lock, cool, sizeof lock);
-    snprintf(key, sizeof key, "%s%s", s->cfg->redis_prefix, record_name);
+    key_of(key, s, "", record_name);
     const char *keys[] = {key, lock};
     redisReply *r = eval(s, SCRIPT_WATCH, 2, keys, 0, NULL, NULL);
     if (!r)
@@ -1020,11 +457,11 @@ enum store_result store_watch(struct store *s, const char *record_name, int64_t 
 static int scan_kinds(struct store *s, const char *const *kinds, size_t n_kinds,
                       void (*fn)(const char *name, void *arg), void *arg)
 {
-    char cursor[32] = "0", pattern[128];
+    char cursor[32] = "0", pattern[KEY_MAX];
     size_t prefix_len = strlen(s->cfg->redis_prefix);
     int seen = 0;
     for (size_t kind = 0; kind < n_kinds; kind++) {
-        snprintf(pattern, sizeof pattern, "%s%s", s->cfg->redis_prefix, kinds[kind]);
+        key_of(pattern, s, "", kinds[kind]);
         strcpy(cursor, "0");
         do {
             const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "500"};
@@ -1068,7 +505,8 @@ int store_scan_owners(struct store *s, void (*fn)(const char *owner, void *arg),
 
 enum store_result store_flag_get(struct store *s, const char *name)
 {
-    redisReply *r = command1(s, "EXISTS", k(s, name));
+    char key[KEY_MAX];
+    redisReply *r = command1(s, "EXISTS", key_of(key, s, "", name));
     if (!r)
         return STORE_UNAVAILABLE;
     enum store_result res = r->type == REDIS_REPLY_INTEGER && r->integer == 1 ? STORE_OK
@@ -1079,7 +517,8 @@ enum store_result store_flag_get(struct store *s, const char *name)
 
 enum store_result store_flag_set(struct store *s, const char *name)
 {
-    const char *argv[] = {"SET", k(s, name), "1"};
+    char key[KEY_MAX];
+    const char *argv[] = {"SET", key_of(key, s, "", name), "1"};
     size_t lens[] = {3, strlen(argv[1]), 1};
     redisReply *r = command(s, 3, argv, lens);
     if (!r)
@@ -1097,8 +536,8 @@ enum store_result store_owner_get(struct store *s, const char *owner, struct are
 enum store_result store_owner_rebind(struct store *s, const char *owner, const char *was,
                                      const char *pointer)
 {
-    char key[256];
-    snprintf(key, sizeof key, "%s%s", s->cfg->redis_prefix, owner);
+    char key[KEY_MAX];
+    key_of(key, s, "", owner);
     const char *keys[] = {key};
     const char *args[] = {was, pointer};
     size_t lens[] = {strlen(was), strlen(pointer)};
@@ -1135,8 +574,8 @@ enum store_result store_config_get(struct store *s, const char *name, char *out,
 enum store_result store_owner_load(struct store *s, const char *owner, long ttl, struct arena *a,
                                    char **pointer, char **data, size_t *len)
 {
-    char key[256], ttl_s[24];
-    snprintf(key, sizeof key, "%s%s", s->cfg->redis_prefix, owner);
+    char key[KEY_MAX], ttl_s[24];
+    key_of(key, s, "", owner);
     snprintf(ttl_s, sizeof ttl_s, "%ld", ttl > 0 ? ttl : 0);
     const char *keys[] = {key};
     const char *args[] = {ttl_s, s->cfg->redis_prefix};
@@ -1163,10 +602,10 @@ enum store_result store_record_create(struct store *s, const char *record_name, 
                                       size_t len, long ttl, const char *owner, const char *pointer,
                                       const char *old_owner)
 {
-    char rkey[256], okey[256], oldkey[256], ttl_s[24];
-    snprintf(rkey, sizeof rkey, "%s%s", s->cfg->redis_prefix, record_name);
-    snprintf(okey, sizeof okey, "%s%s", s->cfg->redis_prefix, owner);
-    snprintf(oldkey, sizeof oldkey, "%s%s", s->cfg->redis_prefix, old_owner ? old_owner : owner);
+    char rkey[KEY_MAX], okey[KEY_MAX], oldkey[KEY_MAX], ttl_s[24];
+    key_of(rkey, s, "", record_name);
+    key_of(okey, s, "", owner);
+    key_of(oldkey, s, "", old_owner ? old_owner : owner);
     snprintf(ttl_s, sizeof ttl_s, "%ld", ttl > 0 ? ttl : 0);
     const char *keys[] = {rkey, okey, oldkey};
     const char *args[] = {data, ttl_s, pointer, ttl_s};
@@ -1182,9 +621,9 @@ enum store_result store_record_create(struct store *s, const char *record_name, 
 enum store_result store_get2(struct store *s, const char *name1, const char *name2,
                              struct arena *a, char **v1, char **v2, size_t *len2)
 {
-    char k1[256], k2[256];
-    snprintf(k1, sizeof k1, "%s%s", s->cfg->redis_prefix, name1);
-    snprintf(k2, sizeof k2, "%s%s", s->cfg->redis_prefix, name2);
+    char k1[KEY_MAX], k2[KEY_MAX];
+    key_of(k1, s, "", name1);
+    key_of(k2, s, "", name2);
     const char *argv[] = {"MGET", k1, k2};
     size_t lens[] = {4, strlen(k1), strlen(k2)};
     redisReply *r = command(s, 3, argv, lens);
@@ -1204,44 +643,3 @@ enum store_result store_get2(struct store *s, const char *name1, const char *nam
     return STORE_OK;
 }
 
-enum store_result store_wait_durable(struct store *s)
-{
-    if (!s->rc)
-        return STORE_UNAVAILABLE;
-    /* Replicas come and go: look again now and then on a long-lived connection. */
-    if (s->cfg->wait_replicas < 0 && clock_mono_us() - s->replication_checked > 5000000 &&
-        !read_replication(s)) {
-        drop(s);
-        return STORE_UNAVAILABLE;
-    }
-    if (s->wait_n <= 0)
-        return STORE_OK;
-    /* WAIT blocks up to its timeout on the server: the socket gets that long beyond the
-     * usual timeout; both end by the request's deadline. */
-    long wait_ms = step_ms(s, s->cfg->wait_timeout_ms);
-    if (wait_ms <= 0)
-        return STORE_UNAVAILABLE; /* the request's time is up: not durable, not a failover */
-    char n[16], ms[24];
-    snprintf(n, sizeof n, "%d", s->wait_n);
-    snprintf(ms, sizeof ms, "%ld", wait_ms);
-    const char *argv[] = {"WAIT", n, ms};
-    size_t lens[] = {4, strlen(n), strlen(ms)};
-    int64_t t0 = clock_mono_us();
-    redisReply *r = command_send(s, 3, argv, lens, false, wait_ms);
-    redis_observed(r != NULL, clock_mono_us() - t0);
-    long long acks = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
-    if (r)
-        freeReplyObject(r);
-    if (acks >= s->wait_n)
-        return STORE_OK;
-    log_msg(LOG_WARN, "redis: %lld of %d replicas acknowledged a write in %ld ms; treating it as not durable",
-            acks < 0 ? 0 : acks, s->wait_n, s->cfg->wait_timeout_ms);
-    /* A failover may be under way: this connection is made again before its next command
-     * (it stays open until then, so a lock just taken on it can still be released on the
-     * node that holds it), and with sentinels they are asked again — the marker moves, and
-     * every thread follows, only if the primary did move.  Replicas merely slow or gone
-     * cost this one connection, not the process. */
-    s->stale = true;
-    primary_forget(s->cfg);
-    return STORE_UNAVAILABLE;
-}

@@ -1,8 +1,8 @@
-/* store.h — the only module that speaks Redis.  One `struct store` per worker thread,
- * holding one connection that is (re)made on demand: after any error the connection is
- * dropped and the next call reconnects, so fbconnect recovers by itself when Redis
- * returns.  With FBCONNECT_REDIS_SENTINELS, the primary is found through the sentinels
- * (SENTINEL get-master-addr-by-name, then ROLE) and found again after any failure.  Every key is FBCONNECT_REDIS_PREFIX + a name made of a kind letter and a hash:
+/* store.h — fbconnect's data in Redis: the key schema, the Lua scripts and the typed
+ * operations on them.  One `struct store` per thread, over its own link (redis.h: the
+ * connection to the current primary, Sentinel, timeouts, WAIT), so nothing else in
+ * fbconnect knows a key name or a command.  Every key is FBCONNECT_REDIS_PREFIX + a name
+ * made of a kind letter and a hash, built in one place:
  *
  *   s:<hash(session id)>   → owner pointer (pointer.h)  (TTL: session TTL, sliding)
  *   u:<hash(site user)>    → owner pointer  (no TTL: the back end relies on it)
@@ -37,18 +37,13 @@ enum store_result {
 
 struct store;
 
-/* With FBCONNECT_REDIS_SENTINELS: starts the process's thread that asks the sentinels for
- * the primary every 250 ms and, when they name another one, makes every store connect
- * there before its next command.  No-op without sentinels.  Returns 0 or -1. */
-int store_follow_start(const struct config *cfg);
-void store_follow_stop(void);
-
 /* The owner names of the key schema (without prefix), in `a`: "s:<hash(session id)>" and
  * "u:<hash(site user)>". */
 const char *store_owner_of_session(struct arena *a, const char *session_id);
 const char *store_owner_of_user(struct arena *a, const char *site_user);
 
-/* A store for one thread; connects lazily.  Free with store_free. */
+/* A store for one thread (its own link to Redis, redis.h); connects lazily.  Free with
+ * store_free. */
 struct store *store_new(const struct config *cfg);
 void store_free(struct store *s);
 
@@ -57,9 +52,6 @@ void store_free(struct store *s);
  * (STORE_UNAVAILABLE): a request's time is bounded however many retries it makes.  Set
  * per request. */
 void store_set_deadline(struct store *s, int64_t deadline_us);
-
-/* Appends the Redis metrics (latency, errors) to /metrics. */
-void store_metrics_render(struct buf *out);
 
 /* PING. */
 enum store_result store_ping(struct store *s);

@@ -3,6 +3,7 @@
 #include "connection.h"
 #include "handlers/handlers.h"
 #include "metrics.h"
+#include "redis.h"
 #include "refresh.h"
 #include "router.h"
 #include "server.h"
@@ -17,7 +18,7 @@ void handle_metrics(struct ctx *ctx)
     router_metrics_render(out);
     callback_metrics_render(out);
     refresh_metrics_render(out);
-    store_metrics_render(out);
+    redis_metrics_render(out);
     oauth_metrics_render(out);
     connection_metrics_render(out);
 }
