@@ -49,6 +49,12 @@ struct ctx {
     const char *outcome;   /* short reason for the log line, or NULL */
 };
 
+/* The URL of a route under the base path ("connect" → "/base/connect"), in the arena. */
+static inline const char *route_url(struct ctx *ctx, const char *route)
+{
+    return arena_printf(ctx->arena, "%s%s", ctx->cfg->base_path, route);
+}
+
 /* The callbacks server_start() runs fbconnect with. */
 extern const struct server_app fbconnect_server_app;
 

@@ -49,17 +49,6 @@ void pages_free(struct pages *p)
     free(p);
 }
 
-void response_security_headers(struct response *resp)
-{
-    const char *csp = resp->csp;
-    response_header(resp, "Cache-Control", "no-store");
-    response_header(resp, "Referrer-Policy", "no-referrer");
-    response_header(resp, "X-Content-Type-Options", "nosniff");
-    response_header(resp, "X-Frame-Options", "DENY");
-    response_header(resp, "Content-Security-Policy",
-                    csp ? csp : "default-src 'none'; frame-ancestors 'none'; base-uri 'none'");
-}
-
 void page_render(const struct pages *p, struct response *resp, enum page_id id, int status,
                  const struct tvars *vars)
 {

@@ -24,8 +24,4 @@ void page_render(const struct pages *p, struct response *resp, enum page_id id, 
 void page_error(const struct pages *p, struct response *resp, int status, const char *title,
                 const char *message, const char *action_url, const char *action_label);
 
-/* Adds the headers every response carries: no caching, no referrer, no sniffing, no
- * framing, and resp->csp (or, when NULL, a CSP that allows nothing). */
-void response_security_headers(struct response *resp);
-
 #endif

@@ -82,3 +82,14 @@ int response_send(struct response *r, struct fcgi_request *fcgi, bool head_only)
         fcgi_stdout(fcgi, r->body.data, r->body.len);
     return 0;
 }
+
+void response_security_headers(struct response *resp)
+{
+    const char *csp = resp->csp;
+    response_header(resp, "Cache-Control", "no-store");
+    response_header(resp, "Referrer-Policy", "no-referrer");
+    response_header(resp, "X-Content-Type-Options", "nosniff");
+    response_header(resp, "X-Frame-Options", "DENY");
+    response_header(resp, "Content-Security-Policy",
+                    csp ? csp : "default-src 'none'; frame-ancestors 'none'; base-uri 'none'");
+}

@@ -31,6 +31,11 @@ void response_set(struct response *r, int status, const char *content_type, cons
  * (nothing framed) when the content type is too long for the status block. */
 int response_send(struct response *r, struct fcgi_request *fcgi, bool head_only);
 
+/* The headers every response carries: Cache-Control: no-store, Referrer-Policy:
+ * no-referrer, nosniff, no framing, and the Content-Security-Policy of its body (r->csp;
+ * without one, nothing is allowed). */
+void response_security_headers(struct response *r);
+
 /* "OK", "Not Found", … for the statuses fbconnect produces. */
 const char *http_reason(int status);
 

@@ -26,22 +26,24 @@ enum route_id {
 struct route {
     const char *path; /* relative to the base path */
     unsigned methods;
-    bool internal; /* needs FBCONNECT_INTERNAL=1 from nginx */
+    bool internal;   /* needs FBCONNECT_INTERNAL=1 from nginx */
+    bool needs_user; /* with FBCONNECT_USER_PARAM, a page for signed-in site users only (403) */
     void (*handler)(struct ctx *ctx);
 };
 
 static const struct route routes[R__MAX] = {
-    [R_CONNECT] = {"connect", M_GET | M_HEAD, false, handle_connect},
-    /* No HEAD: the callback spends the state and the code. */
-    [R_CALLBACK] = {"callback", M_GET, false, handle_callback},
-    [R_CONNECTED] = {"connected", M_GET | M_HEAD, false, handle_connected},
-    [R_STATUS] = {"status", M_GET | M_HEAD, false, handle_status},
-    [R_DISCONNECT] = {"disconnect", M_POST, false, handle_disconnect},
-    [R_HEALTHZ] = {"healthz", M_GET | M_HEAD, false, handle_healthz},
-    [R_READYZ] = {"readyz", M_GET | M_HEAD, false, handle_readyz},
-    [R_AUTH] = {"auth", M_ANY, true, handle_auth},
-    [R_INTERNAL_TOKEN] = {"internal/token", M_GET | M_HEAD, true, handle_internal_token},
-    [R_METRICS] = {"metrics", M_GET | M_HEAD, true, handle_metrics},
+    [R_CONNECT] = {"connect", M_GET | M_HEAD, false, true, handle_connect},
+    /* No HEAD: the callback spends the state and the code.  It checks for the site user
+     * itself: it counts every way a callback ends, that one included. */
+    [R_CALLBACK] = {"callback", M_GET, false, false, handle_callback},
+    [R_CONNECTED] = {"connected", M_GET | M_HEAD, false, true, handle_connected},
+    [R_STATUS] = {"status", M_GET | M_HEAD, false, false, handle_status},
+    [R_DISCONNECT] = {"disconnect", M_POST, false, false, handle_disconnect},
+    [R_HEALTHZ] = {"healthz", M_GET | M_HEAD, false, false, handle_healthz},
+    [R_READYZ] = {"readyz", M_GET | M_HEAD, false, false, handle_readyz},
+    [R_AUTH] = {"auth", M_ANY, true, false, handle_auth},
+    [R_INTERNAL_TOKEN] = {"internal/token", M_GET | M_HEAD, true, false, handle_internal_token},
+    [R_METRICS] = {"metrics", M_GET | M_HEAD, true, false, handle_metrics},
 };
 
 /* ---- request metrics, by route (this table's order, then "unknown") and status ---- */
@@ -126,6 +128,10 @@ void router_dispatch(struct ctx *ctx)
             return;
         }
         session_load(ctx);
+        if (r->needs_user && ctx->cfg->user_param && !ctx->site_user) {
+            page_sign_in_first(ctx);
+            return;
+        }
         r->handler(ctx);
         return;
     }

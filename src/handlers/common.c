@@ -8,11 +8,6 @@
 #include "handlers/handlers.h"
 #include "session.h"
 
-const char *route_url(struct ctx *ctx, const char *route)
-{
-    return arena_printf(ctx->arena, "%s%s", ctx->cfg->base_path, route);
-}
-
 void page_unavailable(struct ctx *ctx, const char *what)
 {
     ctx->outcome = what;

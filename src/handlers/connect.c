@@ -14,10 +14,6 @@
 
 void handle_connect(struct ctx *ctx)
 {
-    if (ctx->cfg->user_param && !ctx->site_user) {
-        page_sign_in_first(ctx);
-        return;
-    }
     const char *return_to = NULL;
     switch (request_query(ctx->req, "return_to", RETURN_TO_MAX, &return_to)) {
     case FORM_MISSING:

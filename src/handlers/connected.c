@@ -8,10 +8,6 @@
 
 void handle_connected(struct ctx *ctx)
 {
-    if (ctx->cfg->user_param && !ctx->site_user) {
-        page_sign_in_first(ctx);
-        return;
-    }
     struct loaded l;
     bool found;
     if (!load_connection_or_503(ctx, &l, &found))

@@ -33,8 +33,6 @@ bool load_connection_or_503(struct ctx *ctx, struct loaded *l, bool *found);
 void page_unavailable(struct ctx *ctx, const char *what);
 /* 403 page for FBCONNECT_USER_PARAM mode without a signed-in site user. */
 void page_sign_in_first(struct ctx *ctx);
-/* The URL of a route under the base path ("connect" → "/base/connect"), in the arena. */
-const char *route_url(struct ctx *ctx, const char *route);
 /* Template variables describing a connection's user and businesses, appended to vars
  * (room for 4 more); returns the new count. */
 size_t identity_vars(struct ctx *ctx, const struct connection *c, struct tvar *vars, size_t n);

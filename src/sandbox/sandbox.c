@@ -610,12 +610,7 @@ static void sbx_handle(void *p, struct fcgi_request *fcgi)
                      "fbsandbox: a FreshBooks OAuth stand-in for fbconnect. Start at /oauth/authorize.\n");
     else
         reply_error(&s->resp, 404, "not_found", "no such endpoint in the sandbox");
-    response_header(&s->resp, "Cache-Control", "no-store");
-    response_header(&s->resp, "X-Content-Type-Options", "nosniff");
-    response_header(&s->resp, "X-Frame-Options", "DENY");
-    response_header(&s->resp, "Referrer-Policy", "no-referrer");
-    response_header(&s->resp, "Content-Security-Policy",
-                    s->resp.csp ? s->resp.csp : "default-src 'none'; frame-ancestors 'none'");
+    response_security_headers(&s->resp);
     response_send(&s->resp, fcgi, strcmp(m, "HEAD") == 0);
 }
 
