@@ -26,11 +26,13 @@ CORE_SRC := src/config.c src/keys.c src/ids.c src/state.c src/seal.c src/record.
             $(wildcard src/handlers/*.c)
 SANDBOX_SRC := $(wildcard src/sandbox/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
+CORE_TEST_SRC := $(wildcard tests/core/core_*.c)
 
 COMMON_OBJ := $(COMMON_SRC:%.c=$(B)/%.o)
 CORE_OBJ := $(CORE_SRC:%.c=$(B)/%.o)
 SANDBOX_OBJ := $(SANDBOX_SRC:%.c=$(B)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+CORE_TEST_BIN := $(CORE_TEST_SRC:tests/core/%.c=$(B)/tests/%)
 
 .PHONY: all deps test check unit run bench asan valgrind clean install fmt FORCE fuzz fuzz-targets
 all: $(B)/fbconnect $(B)/fbsandbox
@@ -62,7 +64,14 @@ $(B)/tests/%: tests/unit/%.c $(B)/libfbc.a
 	@echo "CC $<"
 	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(B)/libfbc.a $(PKG_LIBS) $$(pkg-config --libs cmocka)
 
-unit: $(UNIT_BIN)
+# The core tests drive connection/refresh/store against a private redis-server and the
+# sandbox (they need $(B)/fbsandbox); not under valgrind.
+$(B)/tests/core_%: tests/core/core_%.c $(B)/libfbc.a
+	@mkdir -p $(dir $@)
+	@echo "CC $<"
+	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(B)/libfbc.a $(PKG_LIBS) $$(pkg-config --libs cmocka)
+
+unit: $(UNIT_BIN) $(CORE_TEST_BIN)
 
 deps:
 	@sh scripts/install-deps.sh test

@@ -44,7 +44,8 @@ class Tally:
 
 
 def run_unit(build, tally, only):
-    bins = sorted(glob.glob(os.path.join(build, "tests", "test_*")))
+    bins = sorted(glob.glob(os.path.join(build, "tests", "test_*")) +
+                  glob.glob(os.path.join(build, "tests", "core_*")))
     bins = [b for b in bins if os.access(b, os.X_OK) and not b.endswith(".d")]
     if not bins:
         tally.fail("unit", f"no unit test binaries in {build}/tests")

@@ -13,7 +13,8 @@
  *   GET /_sandbox/stats, GET /_sandbox/user?email=…
  *
  * Configuration: FBSANDBOX_LISTEN, FBSANDBOX_CLIENT_ID, FBSANDBOX_CLIENT_SECRET,
- * FBSANDBOX_REDIRECT_URIS (comma-separated), FBSANDBOX_THREADS, FBSANDBOX_EXPIRES_IN. */
+ * FBSANDBOX_REDIRECT_URIS (comma-separated), FBSANDBOX_THREADS, FBSANDBOX_EXPIRES_IN, and
+ * FBSANDBOX_HTTP_LISTEN (127.0.0.1:PORT: plain HTTP as well, for tests without nginx). */
 #include <curl/curl.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -27,6 +28,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "sandbox/http.h"
 #include "log.h"
 #include "request.h"
 #include "response.h"
@@ -707,8 +709,14 @@ int main(void)
         fprintf(stderr, "fbsandbox: %s\n", err);
         return 1;
     }
-    log_msg(LOG_INFO, "fbsandbox listening on %s (client id %s, %zu redirect URIs)", listen_spec,
-            conf.client_id, conf.n_redirect_uris);
+    const char *http_spec = getenv("FBSANDBOX_HTTP_LISTEN");
+    if (http_spec && *http_spec && sandbox_http_start(http_spec, &app, err, sizeof err) != 0) {
+        fprintf(stderr, "fbsandbox: %s\n", err);
+        return 1;
+    }
+    log_msg(LOG_INFO, "fbsandbox listening on %s%s%s (client id %s, %zu redirect URIs)", listen_spec,
+            http_spec ? " and plain HTTP on " : "", http_spec ? http_spec : "", conf.client_id,
+            conf.n_redirect_uris);
     int sig;
     sigwait(&set, &sig);
     server_stop(5000);
