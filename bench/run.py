@@ -17,7 +17,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
-from harness import Browser, Stack, free_ports, request, wait_until  # noqa: E402
+from checks import wait_until  # noqa: E402
+from stack import Stack, free_ports  # noqa: E402
+from web import Browser, request  # noqa: E402
 
 
 def wrk(url, conns, seconds, headers=None):

@@ -25,7 +25,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(HERE, "lib"))
 sys.path.insert(0, os.path.join(HERE, "integration"))
 
-import harness  # noqa: E402
+import stack as stacks  # noqa: E402
 
 
 class Tally:
@@ -93,7 +93,7 @@ def run_integration(build, tally, only, keep):
     if not tests:
         return
     workdir = tempfile.mkdtemp(prefix="fbconnect-test-")
-    stack = harness.Stack(workdir, build, {
+    stack = stacks.Stack(workdir, build, {
         "FBCONNECT_HTTP_TIMEOUT_MS": "2000",
         "FBCONNECT_REDIS_TIMEOUT_MS": "500",
         "FBCONNECT_INSTANCES": "2",
@@ -122,7 +122,8 @@ def run_integration(build, tally, only, keep):
                 try:
                     stack.run("start-redis")  # a test may have stopped it
                     stack.clear_faults()
-                    if getattr(fn, "restarts_fbconnect", False):
+                    if stack.overrides:  # isolation is the test's own: `with stack.settings(...)`
+                        tally.fail(f"{label} (isolation)", "left fbconnect with its own settings")
                         stack.restart_fbconnect()
                 except Exception as e:  # noqa: BLE001
                     tally.fail(f"{label} (cleanup)", str(e))

@@ -13,7 +13,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
-from harness import kdf, make_state  # noqa: E402
+from forge import kdf, make_state  # noqa: E402
 import fcgi  # noqa: E402
 
 SESSION = "A" * 43

@@ -5,7 +5,8 @@ import os
 import subprocess
 import uuid
 
-from harness import ROOT, check
+from checks import check
+from stack import ROOT
 
 
 def test_pages_in_chromium(stack):

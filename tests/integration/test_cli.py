@@ -1,8 +1,9 @@
 """The operator's command line: connections, disconnect, purge, --check-config's Redis check."""
 import uuid
 
-from harness import Browser, check
-from test_lifecycle import auth, bearer
+from checks import check
+from flows import auth, bearer
+from web import Browser
 
 
 def connected(stack):
@@ -54,18 +55,15 @@ def test_disconnect_and_purge(stack):
 
 
 def test_disconnect_site_user(stack):
-    stack.restart_fbconnect({"FBCONNECT_USER_PARAM": "TEST_SITE_USER"})
-    user = "cli-" + uuid.uuid4().hex[:6]
-    b = Browser(stack, site_user=user)
-    check(b.connect(f"{user}@example.com").status == 303, "connect")
-    r = stack.fbconnect_cmd("disconnect", "--user", user, FBCONNECT_USER_PARAM="TEST_SITE_USER")
-    check(r.returncode == 0, f"disconnect --user: {r.returncode} {r.stdout} {r.stderr}")
-    check(not b.status().json()["connected"], "site user still connected")
-    r = stack.fbconnect_cmd("disconnect", "--user", user, FBCONNECT_USER_PARAM="TEST_SITE_USER")
-    check(r.returncode == 3, f"again: exit {r.returncode}")
-
-
-test_disconnect_site_user.restarts_fbconnect = True
+    with stack.settings({"FBCONNECT_USER_PARAM": "TEST_SITE_USER"}):
+        user = "cli-" + uuid.uuid4().hex[:6]
+        b = Browser(stack, site_user=user)
+        check(b.connect(f"{user}@example.com").status == 303, "connect")
+        r = stack.fbconnect_cmd("disconnect", "--user", user, FBCONNECT_USER_PARAM="TEST_SITE_USER")
+        check(r.returncode == 0, f"disconnect --user: {r.returncode} {r.stdout} {r.stderr}")
+        check(not b.status().json()["connected"], "site user still connected")
+        r = stack.fbconnect_cmd("disconnect", "--user", user, FBCONNECT_USER_PARAM="TEST_SITE_USER")
+        check(r.returncode == 3, f"again: exit {r.returncode}")
 
 
 def test_check_config_warns_about_eviction(stack):

@@ -7,7 +7,10 @@ import time
 import urllib.parse
 import uuid
 
-from harness import Browser, check, make_state, process_gone, request, wait_until
+from checks import check, wait_until
+from forge import make_state, redis_name
+from stack import process_gone
+from web import Browser, request
 
 
 def email():
@@ -431,49 +434,43 @@ def test_kept_alive_connections_beyond_threads(stack):
 
 
 def test_base_path(stack):
-    stack.restart_fbconnect({
+    with stack.settings({
         "FBCONNECT_BASE_PATH": "/fb/",
         "FBCONNECT_REDIRECT_URI": f"http://127.0.0.1:{stack.http_port}/fb/callback",
-    })
-    b = Browser(stack)
-    r = b.get(stack.site("connect"))
-    check(r.status == 200, f"/fb/connect {r.status}")
-    check("Path=/fb/" in (r.header("Set-Cookie") or ""), f"cookie path {r.header('Set-Cookie')}")
-    check(request("GET", f"http://127.0.0.1:{stack.http_port}/connect").status == 404, "/connect outside base")
-    r = b.connect(email())
-    check(r.status == 303 and r.header("Location") == "/fb/connected", f"callback {r.status} {r.header('Location')}")
-    check(b.status().json()["connected"], "not connected under the base path")
-
-
-test_base_path.restarts_fbconnect = True
+    }):
+        b = Browser(stack)
+        r = b.get(stack.site("connect"))
+        check(r.status == 200, f"/fb/connect {r.status}")
+        check("Path=/fb/" in (r.header("Set-Cookie") or ""), f"cookie path {r.header('Set-Cookie')}")
+        check(request("GET", f"http://127.0.0.1:{stack.http_port}/connect").status == 404, "/connect outside base")
+        r = b.connect(email())
+        check(r.status == 303 and r.header("Location") == "/fb/connected", f"callback {r.status} {r.header('Location')}")
+        check(b.status().json()["connected"], "not connected under the base path")
 
 
 def test_site_user_mode(stack):
-    stack.restart_fbconnect({"FBCONNECT_USER_PARAM": "TEST_SITE_USER"})
-    anon = Browser(stack)
-    r = anon.get(stack.site("connect"))
-    check(r.status == 403 and "sign in" in r.text.lower(), f"/connect without a site user: {r.status}")
-    check(anon.get(stack.site("callback?state=x&code=y")).status == 403, "/callback without a site user")
-    j = anon.status().json()
-    check(j["connected"] is False, "status without a site user")
-    alice = Browser(stack, site_user="alice-" + uuid.uuid4().hex[:6])
-    r = alice.connect(email())
-    check(r.status == 303, f"alice connect {r.status}")
-    # Alice's connection follows her site account to another browser.
-    other = Browser(stack, site_user=alice.site_user)
-    check(other.status().json()["connected"], "site user's connection not found from another browser")
-    # A state issued to carol, completed by bob in the same browser: 403.
-    shared = Browser(stack, site_user="carol-" + uuid.uuid4().hex[:6])
-    _, link = shared.start()
-    callback = shared.approve(link, email())
-    shared.site_user = "bob-" + uuid.uuid4().hex[:6]
-    before = stack.stats()
-    r = shared.get(stack.local(callback))
-    check(r.status == 403, f"state of another site user: {r.status}")
-    check(stack.stats()["exchanges"] == before["exchanges"], "code exchanged for another site user")
-
-
-test_site_user_mode.restarts_fbconnect = True
+    with stack.settings({"FBCONNECT_USER_PARAM": "TEST_SITE_USER"}):
+        anon = Browser(stack)
+        r = anon.get(stack.site("connect"))
+        check(r.status == 403 and "sign in" in r.text.lower(), f"/connect without a site user: {r.status}")
+        check(anon.get(stack.site("callback?state=x&code=y")).status == 403, "/callback without a site user")
+        j = anon.status().json()
+        check(j["connected"] is False, "status without a site user")
+        alice = Browser(stack, site_user="alice-" + uuid.uuid4().hex[:6])
+        r = alice.connect(email())
+        check(r.status == 303, f"alice connect {r.status}")
+        # Alice's connection follows her site account to another browser.
+        other = Browser(stack, site_user=alice.site_user)
+        check(other.status().json()["connected"], "site user's connection not found from another browser")
+        # A state issued to carol, completed by bob in the same browser: 403.
+        shared = Browser(stack, site_user="carol-" + uuid.uuid4().hex[:6])
+        _, link = shared.start()
+        callback = shared.approve(link, email())
+        shared.site_user = "bob-" + uuid.uuid4().hex[:6]
+        before = stack.stats()
+        r = shared.get(stack.local(callback))
+        check(r.status == 403, f"state of another site user: {r.status}")
+        check(stack.stats()["exchanges"] == before["exchanges"], "code exchanged for another site user")
 
 
 def test_sigterm_finishes_callback_in_flight(stack):
@@ -512,13 +509,6 @@ def test_sigterm_finishes_callback_in_flight(stack):
     check(b.status().json()["connected"], "connection from the interrupted callback is missing")
 
 
-def redis_name(purpose, value):
-    import base64
-    import hashlib
-    d = hashlib.blake2b(purpose.encode() + b"\0" + value.encode(), digest_size=16).digest()
-    return base64.urlsafe_b64encode(d).rstrip(b"=").decode()
-
-
 def test_ttls(stack):
     b = connected_browser(stack)
     Browser(stack).start()
@@ -554,15 +544,12 @@ def test_provider_certificate_is_verified(stack):
                     other_ca], check=True)
     for ca in (os.path.join(other_ca, "ca.pem"), None):
         overrides = {"FBCONNECT_CA_FILE": ca} if ca else {"FBCONNECT_CA_FILE": ""}
-        stack.restart_fbconnect(overrides)
-        b = Browser(stack)
-        _, link = b.start()
-        r = b.get(stack.local(b.approve(link, email())))
-        check(r.status == 502, f"untrusted provider certificate ({ca or 'system store'}): {r.status}")
-        check(no_connection_for(stack, b), "stored a pair from an unverified provider")
-
-
-test_provider_certificate_is_verified.restarts_fbconnect = True
+        with stack.settings(overrides):
+            b = Browser(stack)
+            _, link = b.start()
+            r = b.get(stack.local(b.approve(link, email())))
+            check(r.status == 502, f"untrusted provider certificate ({ca or 'system store'}): {r.status}")
+            check(no_connection_for(stack, b), "stored a pair from an unverified provider")
 
 
 def csrf_of(b, stack):

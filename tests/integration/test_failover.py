@@ -10,7 +10,10 @@ import threading
 import time
 import uuid
 
-from harness import Browser, check, free_ports, request, wait_until
+from checks import check, wait_until
+from stack import free_ports
+from web import Browser, request
+
 
 MASTER = "fbc"
 # The stated bound of any request (README "Time bounds") with this test's settings: 2 x
@@ -235,45 +238,42 @@ def scenario(stack, cluster, name, trigger):
 def test_sentinel_failover_loses_no_connection(stack):
     cluster = Cluster(stack)
     cluster.start()
-    stack.restart_fbconnect(cluster.env())
-    stack.sandbox("config", {"expires_in": 302})  # every pair needs a refresh after ~2 s
-    try:
-        b = Browser(stack)
-        check(b.connect(f"fo-{uuid.uuid4().hex[:8]}@example.com").status == 303, "connect through sentinels")
-        check(request("GET", stack.site("readyz")).status == 200, "readyz through sentinels")
+    with stack.settings(cluster.env()):
+        stack.sandbox("config", {"expires_in": 302})  # every pair needs a refresh after ~2 s
+        try:
+            b = Browser(stack)
+            check(b.connect(f"fo-{uuid.uuid4().hex[:8]}@example.com").status == 303, "connect through sentinels")
+            check(request("GET", stack.site("readyz")).status == 200, "readyz through sentinels")
 
-        # 1. A graceful failover ordered through the sentinels.
-        load, lost, spent, refreshes = scenario(
-            stack, cluster, "SENTINEL FAILOVER", lambda old: cluster.sentinel("failover", MASTER))
-        check(not load.bad, f"answers other than success or 503: {load.bad[:3]}")
-        check(refreshes > 10, f"only {refreshes} refreshes: the load did not refresh")
-        check(not lost, f"connections lost in a graceful failover: {lost[:3]}")
-        check(spent == 0, f"{spent} refresh tokens spent twice")
-        wait_until(cluster.settled, timeout=30, what="the old primary to rejoin as a replica")
+            # 1. A graceful failover ordered through the sentinels.
+            load, lost, spent, refreshes = scenario(
+                stack, cluster, "SENTINEL FAILOVER", lambda old: cluster.sentinel("failover", MASTER))
+            check(not load.bad, f"answers other than success or 503: {load.bad[:3]}")
+            check(refreshes > 10, f"only {refreshes} refreshes: the load did not refresh")
+            check(not lost, f"connections lost in a graceful failover: {lost[:3]}")
+            check(spent == 0, f"{spent} refresh tokens spent twice")
+            wait_until(cluster.settled, timeout=30, what="the old primary to rejoin as a replica")
 
-        # 2. The primary stopped with SIGTERM (it saves and exits; the sentinels promote).
-        def sigterm(old):
-            os.kill(cluster.pid(old), signal.SIGTERM)
-        load, lost, spent, _ = scenario(stack, cluster, "primary SIGTERM", sigterm)
-        check(not load.bad, f"answers other than success or 503: {load.bad[:3]}")
-        check(not lost, f"connections lost when the primary stopped: {lost[:3]}")
-        check(spent == 0, f"{spent} refresh tokens spent twice")
-        stopped = [p for p in cluster.redis_ports if p != cluster.primary()][0]
-        cluster.start_redis(stopped)  # comes back; the sentinels make it a replica
-        wait_until(cluster.settled, timeout=40, what="the stopped primary to rejoin as a replica")
+            # 2. The primary stopped with SIGTERM (it saves and exits; the sentinels promote).
+            def sigterm(old):
+                os.kill(cluster.pid(old), signal.SIGTERM)
+            load, lost, spent, _ = scenario(stack, cluster, "primary SIGTERM", sigterm)
+            check(not load.bad, f"answers other than success or 503: {load.bad[:3]}")
+            check(not lost, f"connections lost when the primary stopped: {lost[:3]}")
+            check(spent == 0, f"{spent} refresh tokens spent twice")
+            stopped = [p for p in cluster.redis_ports if p != cluster.primary()][0]
+            cluster.start_redis(stopped)  # comes back; the sentinels make it a replica
+            wait_until(cluster.settled, timeout=40, what="the stopped primary to rejoin as a replica")
 
-        # 3. The primary killed: reported (goal 0), not asserted beyond "no crash, clear 503s".
-        def sigkill(old):
-            os.kill(cluster.pid(old), signal.SIGKILL)
-        load, lost, spent, _ = scenario(stack, cluster, "primary SIGKILL", sigkill)
-        check(not load.bad, f"answers other than success or 503: {load.bad[:3]}")
-        for sock in ("fbconnect.sock", "fbconnect2.sock"):
-            check(os.path.exists(os.path.join(stack.dir, sock)), f"{sock} gone: fbconnect died")
-        print(f"     # SIGKILL report: {len(lost)} connections lost (goal 0), "
-              f"interruption {load.interruption():.2f}s, refresh tokens spent twice: {spent}", flush=True)
-    finally:
-        stack.sandbox("config", {"expires_in": 43200})
-        cluster.stop()
-
-
-test_sentinel_failover_loses_no_connection.restarts_fbconnect = True
+            # 3. The primary killed: reported (goal 0), not asserted beyond "no crash, clear 503s".
+            def sigkill(old):
+                os.kill(cluster.pid(old), signal.SIGKILL)
+            load, lost, spent, _ = scenario(stack, cluster, "primary SIGKILL", sigkill)
+            check(not load.bad, f"answers other than success or 503: {load.bad[:3]}")
+            for sock in ("fbconnect.sock", "fbconnect2.sock"):
+                check(os.path.exists(os.path.join(stack.dir, sock)), f"{sock} gone: fbconnect died")
+            print(f"     # SIGKILL report: {len(lost)} connections lost (goal 0), "
+                  f"interruption {load.interruption():.2f}s, refresh tokens spent twice: {spent}", flush=True)
+        finally:
+            stack.sandbox("config", {"expires_in": 43200})
+            cluster.stop()

@@ -7,7 +7,8 @@ import threading
 import time
 
 import fcgi
-from harness import ROOT, check, process_gone, wait_until
+from checks import check, wait_until
+from stack import process_gone, ROOT
 
 
 def test_make_install_and_units(stack):
@@ -92,7 +93,7 @@ def test_restart_on_inherited_socket_drops_nothing(stack):
 def run_make_run(stack, run_dir, env_extra, https=False):
     """Starts scripts/run.sh (what `make run` runs) in the background, returns (proc, output
     so far, ports)."""
-    http_port, https_port, internal, sandbox, sandbox_http, redis = __import__("harness").free_ports(6)
+    http_port, https_port, internal, sandbox, sandbox_http, redis = __import__("stack").free_ports(6)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FBCONNECT_")}
     env.update(RUN_DIR=run_dir, HTTP_PORT=str(http_port), HTTPS_PORT=str(https_port),
                INTERNAL_PORT=str(internal), SANDBOX_PORT=str(sandbox),
@@ -118,7 +119,7 @@ def stop_make_run(proc, text):
 
 
 def test_make_run_twice_with_the_sandbox(stack):
-    from harness import request
+    from web import request
     run_dir = os.path.join(stack.dir, "make-run")
     for attempt in (1, 2):
         proc, text, port, _ = run_make_run(stack, run_dir, {})

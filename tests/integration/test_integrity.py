@@ -5,9 +5,10 @@ import os
 import re
 import time
 
-from harness import Browser, check
-from test_connect import redis_name
-from test_lifecycle import auth, bearer, email, works_at_freshbooks
+from checks import check
+from flows import auth, bearer, email, works_at_freshbooks
+from forge import redis_name
+from web import Browser
 
 
 def session_key(b):

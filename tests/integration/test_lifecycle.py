@@ -6,38 +6,9 @@ import threading
 import time
 import uuid
 
-from harness import Browser, check, request, wait_until
-
-
-def email():
-    return f"life-{uuid.uuid4().hex[:10]}@example.com"
-
-
-def connect_expiring(stack, who=None, expires_in=200):
-    """A browser connected with a pair that is already within the refresh margin (300 s)."""
-    stack.sandbox("config", {"expires_in": expires_in})
-    try:
-        b = Browser(stack)
-        r = b.connect(who or email())
-        check(r.status == 303, f"connect {r.status}")
-    finally:
-        stack.sandbox("config", {"expires_in": 43200})
-    return b
-
-
-def auth(stack, b):
-    return stack.internal_get("auth", cookies=b.cookies)
-
-
-def bearer(r):
-    v = r.header("X-FreshBooks-Authorization") or ""
-    check(v.startswith("Bearer ") and len(v) > 400, f"no bearer token: {v[:20]!r}")
-    return v[7:]
-
-
-def works_at_freshbooks(stack, token):
-    me = stack.provider("GET", "/auth/api/v1/users/me", headers={"Authorization": "Bearer " + token})
-    return me.status == 200
+from checks import check, wait_until
+from flows import auth, bearer, connect_expiring, email, works_at_freshbooks
+from web import Browser, request
 
 
 def test_auth_answers(stack):
@@ -260,42 +231,39 @@ def test_reconnect_during_a_refresh_keeps_the_new_connection(stack):
 
 
 def test_internal_token(stack):
-    stack.restart_fbconnect({"FBCONNECT_USER_PARAM": "TEST_SITE_USER"})
-    user = "backend-" + uuid.uuid4().hex[:6]
-    b = Browser(stack, site_user=user)
-    stack.sandbox("config", {"expires_in": 200})
-    try:
-        check(b.connect(email()).status == 303, "connect")
-    finally:
-        stack.sandbox("config", {"expires_in": 43200})
-    r = request("GET", stack.internal(f"internal/token?user={user}"))
-    check(r.status == 200, f"/internal/token {r.status} {r.text[:200]}")
-    j = r.json()
-    check(set(j) == {"access_token", "expires_at", "account_ids"}, f"fields {set(j)}")
-    check(j["expires_at"] > time.time() + 40000, "not refreshed although close to expiry")
-    check(works_at_freshbooks(stack, j["access_token"]) and len(j["account_ids"]) == 1, "token/account ids")
-    check(r.header("Cache-Control") == "no-store", "cacheable token")
-    check(request("GET", stack.internal("internal/token")).status == 400, "without user")
-    check(request("GET", stack.internal("internal/token?user=nobody-" + uuid.uuid4().hex)).status == 404,
-          "unknown user")
-    check(request("GET", stack.site(f"internal/token?user={user}")).status == 404, "public access")
-    # /auth for the site user (any browser of theirs).
-    other = Browser(stack, site_user=user)
-    check(request("GET", stack.internal("auth"), headers={"X-Test-Site-User": user}).status in (200, 401),
-          "auth")
-    b2 = Browser(stack, site_user="marked-" + uuid.uuid4().hex[:6])
-    stack.sandbox("config", {"expires_in": 200})
-    try:
-        check(b2.connect(email()).status == 303, "connect 2")
-    finally:
-        stack.sandbox("config", {"expires_in": 43200})
-    stack.fault("token", "invalid_grant", count=1)
-    r = request("GET", stack.internal(f"internal/token?user={b2.site_user}"))
-    check(r.status == 409 and r.json()["error"] == "reconnect_required", f"reconnect required: {r.status}")
-    del other
-
-
-test_internal_token.restarts_fbconnect = True
+    with stack.settings({"FBCONNECT_USER_PARAM": "TEST_SITE_USER"}):
+        user = "backend-" + uuid.uuid4().hex[:6]
+        b = Browser(stack, site_user=user)
+        stack.sandbox("config", {"expires_in": 200})
+        try:
+            check(b.connect(email()).status == 303, "connect")
+        finally:
+            stack.sandbox("config", {"expires_in": 43200})
+        r = request("GET", stack.internal(f"internal/token?user={user}"))
+        check(r.status == 200, f"/internal/token {r.status} {r.text[:200]}")
+        j = r.json()
+        check(set(j) == {"access_token", "expires_at", "account_ids"}, f"fields {set(j)}")
+        check(j["expires_at"] > time.time() + 40000, "not refreshed although close to expiry")
+        check(works_at_freshbooks(stack, j["access_token"]) and len(j["account_ids"]) == 1, "token/account ids")
+        check(r.header("Cache-Control") == "no-store", "cacheable token")
+        check(request("GET", stack.internal("internal/token")).status == 400, "without user")
+        check(request("GET", stack.internal("internal/token?user=nobody-" + uuid.uuid4().hex)).status == 404,
+              "unknown user")
+        check(request("GET", stack.site(f"internal/token?user={user}")).status == 404, "public access")
+        # /auth for the site user (any browser of theirs).
+        other = Browser(stack, site_user=user)
+        check(request("GET", stack.internal("auth"), headers={"X-Test-Site-User": user}).status in (200, 401),
+              "auth")
+        b2 = Browser(stack, site_user="marked-" + uuid.uuid4().hex[:6])
+        stack.sandbox("config", {"expires_in": 200})
+        try:
+            check(b2.connect(email()).status == 303, "connect 2")
+        finally:
+            stack.sandbox("config", {"expires_in": 43200})
+        stack.fault("token", "invalid_grant", count=1)
+        r = request("GET", stack.internal(f"internal/token?user={b2.site_user}"))
+        check(r.status == 409 and r.json()["error"] == "reconnect_required", f"reconnect required: {r.status}")
+        del other
 
 
 def test_internal_token_needs_user_param(stack):

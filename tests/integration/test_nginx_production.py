@@ -8,7 +8,9 @@ import subprocess
 import time
 import uuid
 
-from harness import Browser, check, free_ports, wait_until
+from checks import check, wait_until
+from stack import free_ports
+from web import Browser
 
 
 class Prod:

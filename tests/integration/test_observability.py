@@ -5,7 +5,8 @@ import re
 import urllib.parse
 import uuid
 
-from harness import Browser, check, request
+from checks import check
+from web import Browser, request
 
 
 def metrics(stack):
@@ -61,7 +62,7 @@ def test_metrics_move_with_a_flow(stack):
 
 
 def test_refresh_metrics(stack):
-    from test_lifecycle import connect_expiring, auth
+    from flows import auth, connect_expiring
     b = connect_expiring(stack)
     before = metrics(stack)
     check(auth(stack, b).status == 200, "/auth")
@@ -89,7 +90,7 @@ def test_logs_hold_no_secret(stack):
     r = b.get(stack.local(callback))
     check(r.status == 303, "callback")
     secrets.add(b.session)
-    from test_lifecycle import auth, bearer
+    from flows import auth, bearer
     token = bearer(auth(stack, b))
     secrets.add(token)
     secrets.add(token.split(".")[2])  # the JWT's signature part alone

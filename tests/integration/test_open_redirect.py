@@ -5,7 +5,9 @@ import os
 import urllib.parse
 import uuid
 
-from harness import ROOT, Browser, check, request
+from checks import check
+from stack import ROOT
+from web import Browser, request
 
 
 def payloads():

@@ -4,9 +4,10 @@ whatever created_at says."""
 import concurrent.futures
 import time
 
-from harness import Browser, check, wait_until
-from test_connect import redis_name
-from test_lifecycle import auth, bearer, email, works_at_freshbooks
+from checks import check, wait_until
+from flows import auth, bearer, email, works_at_freshbooks
+from forge import redis_name
+from web import Browser
 
 
 def pinned(stack, **conf):
@@ -123,7 +124,7 @@ def test_identity_move_never_races_a_refresh(stack):
     move waits for the refresh's lock, so the spent pair is never moved and nobody is
     marked.  (Found in review: the move ran outside the lock.)"""
     import threading
-    from test_lifecycle import connect_expiring
+    from flows import connect_expiring
     stack.fault("me", "status", status=500, count=1)
     b = connect_expiring(stack)  # 200 s left: in the margin, usable; identity unknown
     pointer = stack.redis("GET", "fbc:s:" + redis_name("session", b.session))

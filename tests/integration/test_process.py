@@ -5,7 +5,8 @@ import subprocess
 import time
 
 import fcgi
-from harness import ROOT, check, wait_until
+from checks import check, wait_until
+from stack import ROOT
 
 
 def own_env(stack, sock, **overrides):

@@ -4,10 +4,10 @@ import base64
 import os
 import re
 import subprocess
-
 import uuid
 
-from harness import Browser, check
+from checks import check
+from web import Browser
 
 
 def email():
@@ -51,32 +51,29 @@ def test_rotation_and_rekey(stack):
     names_before = set(stack.keys("fbc:[scpu]:*"))
 
     # Rotate: B is current, A still accepted.
-    stack.restart_fbconnect({"FBCONNECT_SECRET_KEY_FILE": file_b, "FBCONNECT_OLD_SECRET_KEYS": a_b64})
-    check(pending.get(stack.local(callback)).status == 303, "a state issued under the old key")
-    check(used.status().json()["connected"], "a record sealed under the old key does not open")
-    check(used.post(stack.site("disconnect"), {"csrf": "x"}).status == 403, "csrf check")
-    r = stack.fbconnect_cmd("rekey", FBCONNECT_SECRET_KEY_FILE=file_b, FBCONNECT_OLD_SECRET_KEYS=a_b64)
-    check(r.returncode == 0 and "re-sealed" in r.stdout, f"rekey: {r.returncode} {r.stdout} {r.stderr}")
-    m = re.search(r"(\d+) re-sealed", r.stdout)
-    check(int(m.group(1)) >= 1, f"rekey re-sealed nothing: {r.stdout}")
-    check(set(stack.keys("fbc:[scpu]:*")) >= names_before, "rotation renamed or dropped Redis keys")
+    with stack.settings({"FBCONNECT_SECRET_KEY_FILE": file_b, "FBCONNECT_OLD_SECRET_KEYS": a_b64}):
+        check(pending.get(stack.local(callback)).status == 303, "a state issued under the old key")
+        check(used.status().json()["connected"], "a record sealed under the old key does not open")
+        check(used.post(stack.site("disconnect"), {"csrf": "x"}).status == 403, "csrf check")
+        r = stack.fbconnect_cmd("rekey", FBCONNECT_SECRET_KEY_FILE=file_b, FBCONNECT_OLD_SECRET_KEYS=a_b64)
+        check(r.returncode == 0 and "re-sealed" in r.stdout, f"rekey: {r.returncode} {r.stdout} {r.stderr}")
+        m = re.search(r"(\d+) re-sealed", r.stdout)
+        check(int(m.group(1)) >= 1, f"rekey re-sealed nothing: {r.stdout}")
+        check(set(stack.keys("fbc:[scpu]:*")) >= names_before, "rotation renamed or dropped Redis keys")
 
-    # Retire A: everything still opens with B alone.
-    stack.restart_fbconnect({"FBCONNECT_SECRET_KEY_FILE": file_b})
-    for b in (used, idle, pending):
-        check(b.status().json()["connected"], "a connection lost after retiring the old key")
-    check(len(kids_in_use(stack)) == 1, "records under more than one key after rekey")
-    # The old key's CSRF value no longer works; a fresh one does.
-    check(used.post(stack.site("disconnect"), {"csrf": csrf_a}).status == 403, "retired key's csrf accepted")
+        # Retire A: everything still opens with B alone.
+        stack.restart_fbconnect({"FBCONNECT_SECRET_KEY_FILE": file_b})
+        for b in (used, idle, pending):
+            check(b.status().json()["connected"], "a connection lost after retiring the old key")
+        check(len(kids_in_use(stack)) == 1, "records under more than one key after rekey")
+        # The old key's CSRF value no longer works; a fresh one does.
+        check(used.post(stack.site("disconnect"), {"csrf": csrf_a}).status == 403, "retired key's csrf accepted")
 
-    # Rotate back so the rest of the suite keeps its key.
-    r = stack.fbconnect_cmd("rekey", FBCONNECT_SECRET_KEY_FILE=file_a,
-                      FBCONNECT_OLD_SECRET_KEYS=base64.b64encode(key_b).decode())
-    check(r.returncode == 0, f"rekey back: {r.stdout} {r.stderr}")
+        # Rotate back so the rest of the suite keeps its key.
+        r = stack.fbconnect_cmd("rekey", FBCONNECT_SECRET_KEY_FILE=file_a,
+                          FBCONNECT_OLD_SECRET_KEYS=base64.b64encode(key_b).decode())
+        check(r.returncode == 0, f"rekey back: {r.stdout} {r.stderr}")
 
-
-
-test_rotation_and_rekey.restarts_fbconnect = True
 
 
 def test_csrf_from_before_rotation(stack):
@@ -85,10 +82,7 @@ def test_csrf_from_before_rotation(stack):
     page = b.get(stack.site("connect"))
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
     key_b = os.urandom(32)
-    stack.restart_fbconnect({"FBCONNECT_SECRET_KEY_FILE": key_file(stack, "secret_key_c", key_b),
-                             "FBCONNECT_OLD_SECRET_KEYS": base64.b64encode(stack.secret_key()).decode()})
-    r = b.post(stack.site("disconnect"), {"csrf": csrf})
-    check(r.status == 303, f"a CSRF value from before the rotation: {r.status}")
-
-
-test_csrf_from_before_rotation.restarts_fbconnect = True
+    with stack.settings({"FBCONNECT_SECRET_KEY_FILE": key_file(stack, "secret_key_c", key_b),
+                             "FBCONNECT_OLD_SECRET_KEYS": base64.b64encode(stack.secret_key()).decode()}):
+        r = b.post(stack.site("disconnect"), {"csrf": csrf})
+        check(r.status == 303, f"a CSRF value from before the rotation: {r.status}")

@@ -3,7 +3,8 @@ import json
 import urllib.parse
 import uuid
 
-from harness import Browser, check
+from checks import check
+from web import Browser
 
 
 def code_for(stack, who):

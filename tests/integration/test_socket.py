@@ -13,10 +13,12 @@ import struct
 import subprocess
 import time
 import uuid
+from test_process import own_env, start_own
 
 import fcgi
-from harness import Browser, check, request, wait_until
-from test_process import own_env, start_own
+from checks import check, wait_until
+from web import Browser, request
+
 
 # server.c's deadlines, in seconds.
 FRESH_TIMEOUT, READ_DEADLINE, IDLE_TIMEOUT = 5.0, 10.0, 75.0

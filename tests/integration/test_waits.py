@@ -6,9 +6,11 @@ nobody marked."""
 import concurrent.futures
 import time
 
-from harness import Browser, check
-from test_connect import redis_name
-from test_lifecycle import auth, bearer, connect_expiring, email, works_at_freshbooks
+from checks import check
+from flows import auth, bearer, connect_expiring, email, works_at_freshbooks
+from forge import redis_name
+from web import Browser
+
 
 WAIT_S = 1.5  # FBCONNECT_REFRESH_WAIT_MS's default
 
@@ -136,33 +138,30 @@ def test_invalid_client_answered_one_way(stack):
 
 def test_invalid_client_internal_token(stack):
     """Site users: /internal/token answers as /auth does."""
-    stack.restart_fbconnect({"FBCONNECT_USER_PARAM": "TEST_SITE_USER"})
-    results = {}
-    for name, expires_in in (("usable", 200), ("expired", 3)):
-        user = f"ic-{name}-" + email()
-        b = Browser(stack, site_user=user)
-        stack.sandbox("config", {"expires_in": expires_in})
-        try:
-            check(b.connect(email()).status == 303, "connect")
-        finally:
-            stack.sandbox("config", {"expires_in": 43200})
-        results[name] = (b, user)
-    stack.fault("token", "invalid_client")
-    b, user = results["usable"]
-    for _ in range(4):
-        r = stack.internal_get(f"internal/token?user={user}")
-        check(r.status == 200 and r.json()["access_token"], f"/internal/token, usable: {r.status}")
-    b, user = results["expired"]
-    for _ in range(4):
-        r = stack.internal_get(f"internal/token?user={user}")
-        check(r.status == 503 and r.header("Retry-After") == "1",
-              f"/internal/token, expired: {r.status} {r.header('Retry-After')!r}")
-    for b, _ in results.values():
-        j = b.status().json()
-        check(j["connected"] and not j["reconnect_required"], f"marked for the app's problem: {j}")
-
-
-test_invalid_client_internal_token.restarts_fbconnect = True
+    with stack.settings({"FBCONNECT_USER_PARAM": "TEST_SITE_USER"}):
+        results = {}
+        for name, expires_in in (("usable", 200), ("expired", 3)):
+            user = f"ic-{name}-" + email()
+            b = Browser(stack, site_user=user)
+            stack.sandbox("config", {"expires_in": expires_in})
+            try:
+                check(b.connect(email()).status == 303, "connect")
+            finally:
+                stack.sandbox("config", {"expires_in": 43200})
+            results[name] = (b, user)
+        stack.fault("token", "invalid_client")
+        b, user = results["usable"]
+        for _ in range(4):
+            r = stack.internal_get(f"internal/token?user={user}")
+            check(r.status == 200 and r.json()["access_token"], f"/internal/token, usable: {r.status}")
+        b, user = results["expired"]
+        for _ in range(4):
+            r = stack.internal_get(f"internal/token?user={user}")
+            check(r.status == 503 and r.header("Retry-After") == "1",
+                  f"/internal/token, expired: {r.status} {r.header('Retry-After')!r}")
+        for b, _ in results.values():
+            j = b.status().json()
+            check(j["connected"] and not j["reconnect_required"], f"marked for the app's problem: {j}")
 
 
 def test_a_release_redis_did_not_take_is_retried(stack):
@@ -170,7 +169,7 @@ def test_a_release_redis_did_not_take_is_retried(stack):
     is kept in memory, and once Redis is back (with the lock in its saved data) the release
     is retried in the background — the lock does not live out its TTL."""
     import threading
-    from harness import wait_until
+    from checks import wait_until
     b = connect_expiring(stack)
     record = record_of(stack, b)
     stack.fault("token", "slow", delay_ms=1200, count=1)

@@ -1,19 +1,14 @@
-"""Test harness: the local stack (scripts/stack.sh) on free ports, a small browser with a
-cookie jar that never follows redirects, the sandbox's control interface, and Redis
-inspection.  Standard library only."""
-
-import hashlib
-import hmac
-import html
-import http.client
+"""The local stack (scripts/stack.sh) in its own folder on free ports: Redis, the sandbox
+FreshBooks, fbconnect (two processes) and nginx; the sandbox's control interface; Redis
+inspection; fbconnect's settings changed for a block and restored."""
+import contextlib
 import json
 import os
-import re
 import socket
-import struct
 import subprocess
-import time
-import urllib.parse
+
+from checks import TestFailure, check
+from web import request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -39,147 +34,6 @@ def process_gone(pid):
         return True
 
 
-class TestFailure(AssertionError):
-    pass
-
-
-def check(cond, message):
-    if not cond:
-        raise TestFailure(message)
-
-
-def wait_until(cond, timeout=10.0, what="condition"):
-    """A latch: polls cond() until it is true, failing after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TestFailure(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-class Response:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers  # list of (name, value)
-        self.body = body
-
-    def header(self, name):
-        for k, v in self.headers:
-            if k.lower() == name.lower():
-                return v
-        return None
-
-    def headers_named(self, name):
-        return [v for k, v in self.headers if k.lower() == name.lower()]
-
-    @property
-    def text(self):
-        return self.body.decode("utf-8", "replace")
-
-    def json(self):
-        return json.loads(self.body)
-
-
-def request(method, url, body=None, headers=None, timeout=30, cafile=None):
-    u = urllib.parse.urlsplit(url)
-    if u.scheme == "https":
-        import ssl
-        ctx = ssl.create_default_context(cafile=cafile)
-        conn = http.client.HTTPSConnection(u.hostname, u.port, timeout=timeout, context=ctx)
-    else:
-        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
-    path = u.path or "/"
-    if u.query:
-        path += "?" + u.query
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        r = conn.getresponse()
-        return Response(r.status, r.getheaders(), r.read())
-    finally:
-        conn.close()
-
-
-class Browser:
-    """Cookies by name (every test host is loopback), no redirects followed."""
-
-    def __init__(self, stack, site_user=None):
-        self.stack = stack
-        self.cookies = {}
-        self.site_user = site_user
-
-    def _send(self, method, url, body=None, headers=None):
-        h = dict(headers or {})
-        if self.cookies:
-            h["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        if self.site_user:
-            h["X-Test-Site-User"] = self.site_user
-        r = request(method, url, body, h)
-        for sc in r.headers_named("Set-Cookie"):
-            name, _, rest = sc.partition("=")
-            value = rest.split(";", 1)[0]
-            if "Max-Age=0" in sc:
-                self.cookies.pop(name, None)
-            else:
-                self.cookies[name] = value
-        return r
-
-    def get(self, url, headers=None):
-        return self._send("GET", url, headers=headers)
-
-    def post(self, url, form, headers=None):
-        h = {"Content-Type": "application/x-www-form-urlencoded"}
-        h.update(headers or {})
-        return self._send("POST", url, urllib.parse.urlencode(form).encode(), h)
-
-    @property
-    def session(self):
-        return self.cookies.get(self.stack.cookie_name)
-
-    def authorize_link(self, connect_path="connect"):
-        r = self.get(self.stack.site(connect_path))
-        check(r.status == 200, f"/connect answered {r.status}")
-        m = re.search(r'<a class="button" href="([^"]+)"', r.text)
-        check(m, "no authorize link on the connect page")
-        return html.unescape(m.group(1)), r
-
-    def start(self, connect_path="connect"):
-        """Opens the connect page and returns the state of its authorize link."""
-        link, _ = self.authorize_link(connect_path)
-        q = urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)
-        return q["state"][0], link
-
-    def approve(self, link, email, action="authorize"):
-        """Acts at the sandbox's authorize page; returns the callback URL it redirects to."""
-        q = urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)
-        page = request("GET", link)
-        check(page.status == 200, f"sandbox authorize page answered {page.status}")
-        form = {
-            "client_id": q["client_id"][0],
-            "redirect_uri": q["redirect_uri"][0],
-            "state": q.get("state", [""])[0],
-            "scope": q.get("scope", [""])[0],
-            "email": email,
-            "action": action,
-        }
-        r = request("POST", link.split("?")[0], urllib.parse.urlencode(form).encode(),
-                    {"Content-Type": "application/x-www-form-urlencoded"})
-        check(r.status == 302, f"sandbox authorize POST answered {r.status}")
-        return r.header("Location")
-
-    def connect(self, email, connect_path="connect"):
-        """The whole flow; returns the callback's response."""
-        _, link = self.start(connect_path)
-        callback = self.approve(link, email)
-        return self.get(self.stack.local(callback))
-
-    def status(self):
-        r = self.get(self.stack.site("status"))
-        return r
-
-
 class Stack:
     """The local stack in its own folder on free ports."""
 
@@ -191,6 +45,7 @@ class Stack:
         self.base_path = "/"
         self.cookie_name = "fbconnect_session"
         self.extra_env = dict(extra_env or {})
+        self.overrides = {}  # fbconnect's settings beyond the stack's own, while a test runs
 
     def env(self, overrides=None):
         e = dict(os.environ)
@@ -230,6 +85,17 @@ class Stack:
         self.run("stop-fbconnect")
         self.run("start-fbconnect", overrides=overrides)
         self.base_path = (overrides or {}).get("FBCONNECT_BASE_PATH", "/")
+        self.overrides = dict(overrides or {})
+
+    @contextlib.contextmanager
+    def settings(self, overrides):
+        """fbconnect restarted with these settings for a block (it may restart again inside);
+        the stack's own settings are back afterwards, whatever happened."""
+        self.restart_fbconnect(overrides)
+        try:
+            yield self
+        finally:
+            self.restart_fbconnect()
 
     # URLs
     def site(self, path=""):
@@ -329,25 +195,3 @@ class Stack:
         import base64
         with open(os.path.join(self.dir, "secrets", "secret_key")) as f:
             return base64.b64decode(f.read().strip())
-
-
-# ---- an independent implementation of fbconnect's state format, for forging tests ----
-
-def kdf(master, subkey_id, length=32):
-    """libsodium crypto_kdf_derive_from_key with context "fbconnct"."""
-    return hashlib.blake2b(b"", digest_size=length, key=master,
-                           salt=struct.pack("<Q", subkey_id) + b"\0" * 8,
-                           person=b"fbconnct" + b"\0" * 8).digest()
-
-
-def make_state(master, session_id, expires, site_user=None, return_to=b"", nonce=None):
-    kid = kdf(master, 4, 16)[:4]
-    state_key = kdf(master, 2)
-    sbind = hashlib.blake2b(b"state-session\0" + session_id.encode(), digest_size=16).digest()
-    ubind = (hashlib.blake2b(b"state-user\0" + site_user.encode(), digest_size=16).digest()
-             if site_user else b"\0" * 16)
-    body = (b"\x01" + kid + (nonce or os.urandom(32)) + struct.pack(">Q", expires) + sbind +
-            ubind + struct.pack(">H", len(return_to)) + return_to)
-    mac = hmac.new(state_key, body, hashlib.sha512).digest()[:32]
-    import base64
-    return base64.urlsafe_b64encode(body + mac).rstrip(b"=").decode()
