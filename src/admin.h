@@ -6,7 +6,7 @@
 
 #include <stdio.h>
 
-#include "app.h"
+#include "ctx.h"
 
 /* Exit statuses of the operator's commands. */
 enum admin_exit {

@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include "app.h"
+#include "ctx.h"
 
 /* Scans every record under the prefix and re-seals those opened with an old key
  * (compare-and-set; a record written meanwhile is current already), then binds every owner

@@ -4,7 +4,7 @@
 #ifndef FBC_ROUTER_H
 #define FBC_ROUTER_H
 
-#include "app.h"
+#include "ctx.h"
 
 /* Sets ctx->route and ctx->route_id (-1 when nothing matched) and runs the handler. */
 void router_dispatch(struct ctx *ctx);

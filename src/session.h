@@ -5,7 +5,7 @@
 
 #include <stdbool.h>
 
-#include "app.h"
+#include "ctx.h"
 
 /* Finds the first cookie named `name` in a Cookie header whose value is a well-formed
  * session id; copies it to out.  Malformed or junk cookies are skipped. */

@@ -5,7 +5,7 @@
 
 #include <stdbool.h>
 
-#include "app.h"
+#include "ctx.h"
 
 void handle_connect(struct ctx *ctx);
 void handle_callback(struct ctx *ctx);
