@@ -539,6 +539,19 @@ static bool check_cookie_name(struct config *c, const struct setting *s, char *e
         snprintf(c->cookie_name, nl, "__Host-%s", name);
         free(name);
     }
+    /* The earlier-sessions cookie lives on the callback's path alone, which a __Host-
+     * cookie may not: __Secure- instead. */
+    const char *base = c->cookie_name;
+    bool secure = c->redirect_https;
+    if (strncmp(base, "__Host-", 7) == 0)
+        base += 7;
+    else if (strncmp(base, "__Secure-", 9) == 0)
+        base += 9;
+    else
+        secure = false;
+    size_t el = strlen(base) + 20;
+    c->earlier_cookie_name = xmalloc(el);
+    snprintf(c->earlier_cookie_name, el, "%s%s_earlier", secure ? "__Secure-" : "", base);
     return true;
 }
 
@@ -567,6 +580,17 @@ static bool check_user_param(struct config *c, const struct setting *s, char *er
         }
     if (!chars_in(c->user_param, "_") || strlen(c->user_param) > 64) {
         fail(err, errsz, "FBCONNECT_USER_PARAM: expected a FastCGI param name like REMOTE_USER");
+        return false;
+    }
+    return true;
+}
+
+static bool check_pkce(struct config *c, const struct setting *s, char *err, size_t errsz)
+{
+    (void)s;
+    c->pkce = strcmp(c->pkce_mode, "s256") == 0;
+    if (!c->pkce && strcmp(c->pkce_mode, "off") != 0) {
+        fail(err, errsz, "FBCONNECT_PKCE: expected s256 or off, got '%s'", c->pkce_mode);
         return false;
     }
     return true;
@@ -658,6 +682,7 @@ static const struct setting settings[] = {
     {"FBCONNECT_SESSION_TTL", NUMBER(session_ttl), .def_n = 2592000, .min = 60, .max = 400L * 86400},
     {"FBCONNECT_REFRESH_MARGIN", NUMBER(refresh_margin), .def_n = 300, .min = 0, .max = 43000},
     {"FBCONNECT_REFRESH_WAIT_MS", NUMBER(refresh_wait_ms), .def_n = 1500, .min = 0, .max = 60000},
+    {"FBCONNECT_PKCE", TEXT(pkce_mode), .def = "s256", .check = check_pkce},
     {"FBCONNECT_USER_PARAM", TEXT(user_param), .check = check_user_param, .unset = "(off)"},
 };
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
@@ -754,7 +779,9 @@ void config_free(struct config *c)
     free(c->base_path);
     free(c->template_dir);
     free(c->cookie_name);
+    free(c->earlier_cookie_name);
     free(c->user_param);
+    free(c->pkce_mode);
     sodium_memzero(c, sizeof *c);
 }
 

@@ -50,10 +50,13 @@ struct config {
     char *base_path; /* starts and ends with '/' */
     char *template_dir;
     char *cookie_name; /* effective name, __Host- prefixed where PRODUCT.md says */
+    char *earlier_cookie_name; /* the callback's cookie of earlier sessions (session.h) */
     long session_ttl;
     long refresh_margin;
     long refresh_wait_ms; /* the longest a request waits for someone else's refresh */
     char *user_param; /* NULL: off */
+    char *pkce_mode;  /* "s256" or "off" */
+    bool pkce;        /* the authorize link carries a PKCE S256 challenge */
 };
 
 /* Looks a variable up; getenv in production, a table in tests. */

@@ -18,6 +18,7 @@
 #define IDENTITY_RETRY_MS 5000
 
 static metric_counter revokes[2]; /* disconnects' revokes: [1] confirmed by FreshBooks */
+static metric_counter marks[RECONNECT__MAX]; /* connections marked, by reason */
 
 void connection_metrics_render(struct buf *out)
 {
@@ -25,6 +26,13 @@ void connection_metrics_render(struct buf *out)
                   "Disconnects by whether FreshBooks confirmed the revoke.");
     metric_sample(out, "fbconnect_revokes_total", "result=\"confirmed\"", metric_get(&revokes[1]));
     metric_sample(out, "fbconnect_revokes_total", "result=\"unconfirmed\"", metric_get(&revokes[0]));
+    metric_family(out, "fbconnect_reconnect_marks_total", "counter",
+                  "Connections marked as needing a new connect, by reason.");
+    for (int i = 0; i < RECONNECT__MAX; i++) {
+        char labels[48];
+        snprintf(labels, sizeof labels, "reason=\"%s\"", reconnect_reason_name((enum reconnect_reason)i));
+        metric_sample(out, "fbconnect_reconnect_marks_total", labels, metric_get(&marks[i]));
+    }
 }
 
 /* Sleeps ms, but not beyond until_us (monotonic). */
@@ -150,6 +158,41 @@ static void reseal(struct svc *svc, struct loaded *l)
     }
 }
 
+/* ---- reconnect marks ---- */
+
+struct mark {
+    enum reconnect_reason reason;
+    const char *generation, *refused; /* the connection, and its refresh token as l read it */
+};
+
+static enum update_step mark_step(const struct connection *cur, struct connection *next, void *arg)
+{
+    const struct mark *m = arg;
+    /* Gone, or disconnected and connected again (not ours to mark), or another pair stored
+     * meanwhile (not the one judged): nobody is marked.  A mark stays as it was. */
+    if (!cur || cur->reconnect_required || strcmp(cur->generation, m->generation) != 0 ||
+        strcmp(cur->pair.refresh_token, m->refused) != 0)
+        return STEP_KEEP;
+    next->reconnect_required = true;
+    next->reconnect_reason = m->reason;
+    return STEP_WRITE;
+}
+
+enum update_result connection_mark_reconnect(struct svc *svc, const struct loaded *l,
+                                             enum reconnect_reason reason, struct connection *now)
+{
+    struct mark m = {.reason = reason, .generation = l->c.generation,
+                     .refused = l->c.pair.refresh_token};
+    struct record_change change = {.decide = mark_step, .arg = &m};
+    enum update_result r = record_update(svc, l->record_name, &l->c, &change, now);
+    if (r == UPDATE_WRITTEN || r == UPDATE_NOT_DURABLE) {
+        metric_add(&marks[reason]);
+        log_msg(LOG_WARN, "connection %.10s… needs connecting again: %s", l->record_name,
+                reconnect_reason_name(reason));
+    }
+    return r;
+}
+
 /* ---- the per-worker cache ---- */
 
 #define CACHE_SLOTS 8
@@ -157,7 +200,7 @@ static void reseal(struct svc *svc, struct loaded *l)
 
 struct cached_owner {
     char owner[48];
-    char pointer[128]; /* as stored: "<record name>/<generation>/<tag>" */
+    char pointer[160]; /* as stored: "<record name>/<generation>/<business>/<tag>" */
     int64_t checked_at;
 };
 
@@ -261,6 +304,48 @@ static enum store_result fetch_owner(struct svc *svc, const char *owner, char **
     return r;
 }
 
+/* The business with id `id` among c's identity's, or NULL. */
+static const struct business *business_listed(const struct connection *c, int64_t id)
+{
+    if (id <= 0 || !c->has_identity)
+        return NULL;
+    for (size_t i = 0; i < c->ident.n_businesses; i++)
+        if (c->ident.businesses[i].id == id)
+            return &c->ident.businesses[i];
+    return NULL;
+}
+
+const struct business *connection_business_of(const struct loaded *l, const char *key)
+{
+    if (!l->c.has_identity || !key || !*key)
+        return NULL;
+    for (size_t i = 0; i < l->c.ident.n_businesses; i++) {
+        const struct business *b = &l->c.ident.businesses[i];
+        char id[24];
+        snprintf(id, sizeof id, "%" PRId64, b->id);
+        if (strcmp(b->account_id[0] ? b->account_id : id, key) == 0)
+            return b;
+    }
+    return NULL;
+}
+
+const char *connection_business_key(struct arena *a, const struct business *b)
+{
+    return b->account_id[0] ? b->account_id : arena_printf(a, "%" PRId64, b->id);
+}
+
+enum store_result connection_choose(struct svc *svc, struct loaded *l, const struct business *b)
+{
+    char *now = pointer_make(svc->arena, svc->keys, l->owner, l->record_name, l->c.generation,
+                             b ? b->id : 0);
+    enum store_result r = store_owner_rebind(svc->store, l->owner, l->pointer, now);
+    if (r == STORE_OK) {
+        l->pointer = now;
+        l->business = b;
+    }
+    return r;
+}
+
 enum lookup_result connection_load(struct svc *svc, const char *owner, struct loaded *out)
 {
     memset(out, 0, sizeof *out);
@@ -278,8 +363,9 @@ enum lookup_result connection_load(struct svc *svc, const char *owner, struct lo
         return LOOKUP_NONE;
     }
     const char *name = NULL, *generation = NULL;
+    int64_t choice = 0;
     enum pointer_result pr = pointer_open(svc->arena, svc->keys, out->owner, pointer, &name,
-                                          &generation);
+                                          &generation, &choice);
     if (pr == POINTER_UNBOUND || pr == POINTER_BAD) {
         /* Copied from another owner, edited, or from before pointers were bound (`fbconnect
          * rekey` binds those): not this owner's connection.  Left in place for rekey. */
@@ -288,6 +374,7 @@ enum lookup_result connection_load(struct svc *svc, const char *owner, struct lo
         return LOOKUP_NONE;
     }
     out->record_name = name;
+    out->pointer = pointer;
     enum store_result got = data ? STORE_OK : STORE_NOT_FOUND;
     if (got == STORE_OK && open_record(svc, name, data, len, &out->c) != RECORD_OK) {
         log_msg(LOG_ERROR, "connection record %.12s… does not open with any configured key", name);
@@ -301,9 +388,24 @@ enum lookup_result connection_load(struct svc *svc, const char *owner, struct lo
     }
     if (out->c.opened_with_old_key)
         reseal(svc, out);
-    if (pr == POINTER_OLD_KEY) /* bound before a key rotation: bind it with the current key */
-        store_owner_rebind(svc->store, out->owner, pointer,
-                           pointer_make(svc->arena, svc->keys, out->owner, name, generation));
+    if (!out->c.reconnect_required && oauth_scopes_missing(svc->cfg->scopes, out->c.pair.scope)) {
+        /* FreshBooks cannot widen a token: only a new connect grants what is asked now. */
+        struct connection now;
+        enum update_result m = connection_mark_reconnect(svc, out, RECONNECT_SCOPES_CHANGED, &now);
+        if ((m == UPDATE_WRITTEN || m == UPDATE_NOT_DURABLE || m == UPDATE_KEPT) &&
+            strcmp(now.generation, out->c.generation) == 0)
+            out->c = now;
+    }
+    out->business = business_listed(&out->c, choice);
+    if (choice && !out->business) {
+        /* The identity no longer lists the business chosen: the choice is cleared. */
+        log_msg(LOG_INFO, "a chosen business is no longer among the identity's: choice cleared");
+        connection_choose(svc, out, NULL);
+    } else if (pr == POINTER_OLD_KEY) { /* bound before a key rotation: bind it anew */
+        char *now = pointer_make(svc->arena, svc->keys, out->owner, name, generation, choice);
+        if (store_owner_rebind(svc->store, out->owner, pointer, now) == STORE_OK)
+            out->pointer = now;
+    }
     return LOOKUP_FOUND;
 }
 
@@ -387,7 +489,7 @@ static enum store_result put_newest(struct svc *svc, const char *name, struct co
 
 enum store_result connection_connect(struct svc *svc, const struct token_pair *pair,
                                      const struct identity *ident, const char *owner,
-                                     const char *old_owner)
+                                     const char *old_owner, int64_t business)
 {
     struct connection fresh;
     memset(&fresh, 0, sizeof fresh);
@@ -420,7 +522,7 @@ enum store_result connection_connect(struct svc *svc, const struct token_pair *p
         new_generation(fresh.generation);
         struct buf value = {0};
         record_encode(svc->keys, name, &fresh, record_first_version(), &value);
-        char *pointer = pointer_make(svc->arena, svc->keys, owner, name, fresh.generation);
+        char *pointer = pointer_make(svc->arena, svc->keys, owner, name, fresh.generation, business);
         enum store_result r = store_record_create(svc->store, name, value.data, value.len, ttl,
                                                   owner, pointer, old_owner);
         sodium_memzero(value.data, value.cap);
@@ -430,7 +532,7 @@ enum store_result connection_connect(struct svc *svc, const struct token_pair *p
              * newest pair wins by compare-and-set, keeping the record's generation. */
             if (put_newest(svc, name, &fresh, until) != STORE_OK)
                 continue;
-            pointer = pointer_make(svc->arena, svc->keys, owner, name, fresh.generation);
+            pointer = pointer_make(svc->arena, svc->keys, owner, name, fresh.generation, business);
             r = store_owner_set(svc->store, owner, pointer, ttl, old_owner);
             if (r != STORE_OK)
                 continue;
@@ -485,7 +587,8 @@ bool connection_move_to_identity(struct svc *svc, struct loaded *l, bool lock_he
         const char *name = connection_identity_record(svc, ident.user_id);
         char *pointer = NULL;
         if (put_newest(svc, name, &moved, clock_mono_us() + STORE_BUDGET_MS * 1000) == STORE_OK)
-            pointer = pointer_make(svc->arena, svc->keys, l->owner, name, moved.generation);
+            pointer = pointer_make(svc->arena, svc->keys, l->owner, name, moved.generation,
+                                   ident.n_businesses == 1 ? ident.businesses[0].id : 0);
         if (pointer &&
             store_owner_set(svc->store, l->owner, pointer, config_record_ttl(svc->cfg), NULL) == STORE_OK) {
             store_record_delete(svc->store, l->record_name, cur.version);
@@ -495,6 +598,71 @@ bool connection_move_to_identity(struct svc *svc, struct loaded *l, bool lock_he
     if (!lock_held)
         store_lock_release(svc->store, l->record_name, &lock, 0); /* else its TTL ends it */
     return moved_it;
+}
+
+static bool text_same(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+/* Whether two identities say the same (user, names, every business as listed). */
+static bool identity_same(const struct identity *a, const struct identity *b)
+{
+    if (a->user_id != b->user_id || !text_same(a->email, b->email) ||
+        !text_same(a->first_name, b->first_name) || !text_same(a->last_name, b->last_name) ||
+        a->n_businesses != b->n_businesses)
+        return false;
+    for (size_t i = 0; i < a->n_businesses; i++) {
+        const struct business *x = &a->businesses[i], *y = &b->businesses[i];
+        if (x->id != y->id || !text_same(x->uuid, y->uuid) || !text_same(x->name, y->name) ||
+            !text_same(x->account_id, y->account_id) || !text_same(x->role, y->role))
+            return false;
+    }
+    return true;
+}
+
+struct reread {
+    const char *generation;
+    const struct identity *ident;
+};
+
+/* The identity just read goes into the record it was read for (same generation, same
+ * FreshBooks user), unless it says what the record says already. */
+static enum update_step reread_step(const struct connection *cur, struct connection *next,
+                                    void *arg)
+{
+    const struct reread *r = arg;
+    if (!cur || !cur->has_identity || strcmp(cur->generation, r->generation) != 0 ||
+        cur->ident.user_id != r->ident->user_id || identity_same(&cur->ident, r->ident))
+        return STEP_KEEP;
+    next->ident = *r->ident;
+    return STEP_WRITE;
+}
+
+bool connection_reread_identity(struct svc *svc, const char *name)
+{
+    struct connection c;
+    if (connection_read(svc, name, &c) != STORE_OK || !c.has_identity || c.reconnect_required ||
+        c.pair.expires_at <= clock_wall())
+        return false;
+    struct identity ident;
+    if (oauth_fetch_identity(svc->oauth, svc->arena, c.pair.access_token, &ident) != OAUTH_OK) {
+        log_msg(LOG_WARN, "identity re-read failed (kept as it was): %s", oauth_last_error(svc->oauth));
+        return false;
+    }
+    if (ident.user_id != c.ident.user_id) {
+        log_msg(LOG_ERROR, "users/me answered for another FreshBooks user than the record's: "
+                           "identity not updated");
+        return false;
+    }
+    struct reread r = {.generation = c.generation, .ident = &ident};
+    struct record_change change = {.decide = reread_step, .arg = &r};
+    struct connection now;
+    if (record_update(svc, name, &c, &change, &now) != UPDATE_WRITTEN)
+        return false;
+    log_msg(LOG_INFO, "identity of connection %.10s… updated: %zu businesses", name,
+            ident.n_businesses);
+    return true;
 }
 
 void connection_resolve_identity(struct svc *svc, struct loaded *l)

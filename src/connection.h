@@ -16,12 +16,16 @@ struct loaded {
     struct connection c;
     const char *owner;       /* "s:…" or "u:…" */
     const char *record_name; /* "c:…" or "p:…" */
+    const char *pointer;     /* the owner's pointer as stored */
+    /* The owner's chosen business, one of c.ident.businesses; NULL when none is chosen. */
+    const struct business *business;
 };
 
 /* Loads the connection of `owner` ("s:…" or "u:…"; NULL: LOOKUP_NONE), sliding the
- * session's and the record's TTLs.  A pointer whose record is gone or belongs to a later generation (the connection
- * was deleted and made again) is deleted and reported as LOOKUP_NONE; so is a record that
- * no key opens (logged). */
+ * session's and the record's TTLs.  A pointer whose record is gone or belongs to a later
+ * generation (the connection was deleted and made again) is deleted and reported as
+ * LOOKUP_NONE; so is a record that no key opens (logged).  A chosen business the identity
+ * no longer lists is cleared from the owner's pointer (l->business NULL). */
 enum lookup_result connection_load(struct svc *svc, const char *owner, struct loaded *out);
 
 /* ---- the one read-modify-write of a record ---- */
@@ -57,6 +61,12 @@ enum update_result {
 enum update_result record_update(struct svc *svc, const char *name, const struct connection *known,
                                  const struct record_change *change, struct connection *out);
 
+/* Marks l's connection as needing a new connect, for `reason`, by compare-and-set: only
+ * the connection l read (same generation, same refresh token) and only once (a mark stays
+ * until a new connect).  Counted on /metrics and logged.  *now: the record as stored. */
+enum update_result connection_mark_reconnect(struct svc *svc, const struct loaded *l,
+                                             enum reconnect_reason reason, struct connection *now);
+
 /* Seals a record opened with an old key again with the current one (record_update from
  * `known`, or from a fresh read when NULL): UPDATE_WRITTEN re-sealed, UPDATE_KEPT current
  * already (a record that moved meanwhile was written with the current key anyway),
@@ -64,14 +74,27 @@ enum update_result record_update(struct svc *svc, const char *name, const struct
 enum update_result connection_reseal(struct svc *svc, const char *name, const struct connection *known,
                                      struct connection *out);
 
-/* Stores a pair just obtained from FreshBooks and points `owner` at it (deleting
- * old_owner's pointer when not NULL).  With an identity, in that identity's record: a new
+/* Stores a pair just obtained from FreshBooks and points `owner` at it, with `business`
+ * (a business id of ident's; 0: none) as its choice, deleting old_owner's pointer when not
+ * NULL.  With an identity, in that identity's record: a new
  * one in a single round trip, or an existing one by compare-and-set (the newest pair wins,
  * every owner pointing there shares it); without an identity, in a new record of its own.
  * Retries briefly when Redis blips.  STORE_OK or STORE_UNAVAILABLE. */
 enum store_result connection_connect(struct svc *svc, const struct token_pair *pair,
                                      const struct identity *ident, const char *owner,
-                                     const char *old_owner);
+                                     const char *old_owner, int64_t business);
+
+/* The business of l's identity whose account id is `account_id` (or, for a business
+ * FreshBooks gave no account id, whose id in decimal it is); NULL when none is. */
+const struct business *connection_business_of(const struct loaded *l, const char *account_id);
+
+/* The value that names b in a form (its account id, or its id for one without). */
+const char *connection_business_key(struct arena *a, const struct business *b);
+
+/* Makes b (one of l's businesses; NULL: none) the owner's choice, by compare-and-set of
+ * the owner's pointer as l read it.  STORE_OK (l->business updated), STORE_CONFLICT (the
+ * pointer changed meanwhile: load again) or STORE_UNAVAILABLE. */
+enum store_result connection_choose(struct svc *svc, struct loaded *l, const struct business *b);
 
 /* For a record whose identity is unknown (users/me failed at connect): asks FreshBooks
  * again (at most once every 5 seconds per record, across every host) and, on success,
@@ -80,6 +103,12 @@ enum store_result connection_connect(struct svc *svc, const struct token_pair *p
  * someone else holds it, nothing moves).  True when it moved; l is left as it was.
  * Never drops the pair: FreshBooks or Redis failing leaves everything in place. */
 bool connection_move_to_identity(struct svc *svc, struct loaded *l, bool lock_held);
+
+/* Reads record `name`'s identity from FreshBooks again (users/me with its access token)
+ * and stores it when it changed (businesses added, renamed or gone: an owner's choice of a
+ * business no longer listed is cleared at its next load).  True when it stored a change;
+ * FreshBooks or Redis failing changes nothing. */
+bool connection_reread_identity(struct svc *svc, const char *name);
 
 /* connection_move_to_identity, then l = what l->owner has stored now. */
 void connection_resolve_identity(struct svc *svc, struct loaded *l);

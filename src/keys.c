@@ -5,7 +5,14 @@
 
 #define KDF_CONTEXT "fbconnct"
 
-enum { SUBKEY_SEAL = 1, SUBKEY_STATE = 2, SUBKEY_CSRF = 3, SUBKEY_KID = 4, SUBKEY_POINTER = 5 };
+enum {
+    SUBKEY_SEAL = 1,
+    SUBKEY_STATE = 2,
+    SUBKEY_CSRF = 3,
+    SUBKEY_KID = 4,
+    SUBKEY_POINTER = 5,
+    SUBKEY_PKCE = 6
+};
 
 static void derive(struct keyset *ks, const uint8_t master[SECRET_KEY_BYTES])
 {
@@ -14,6 +21,7 @@ static void derive(struct keyset *ks, const uint8_t master[SECRET_KEY_BYTES])
     crypto_kdf_derive_from_key(ks->state, SUBKEY_BYTES, SUBKEY_STATE, KDF_CONTEXT, master);
     crypto_kdf_derive_from_key(ks->csrf, SUBKEY_BYTES, SUBKEY_CSRF, KDF_CONTEXT, master);
     crypto_kdf_derive_from_key(ks->pointer, SUBKEY_BYTES, SUBKEY_POINTER, KDF_CONTEXT, master);
+    crypto_kdf_derive_from_key(ks->pkce, SUBKEY_BYTES, SUBKEY_PKCE, KDF_CONTEXT, master);
     crypto_kdf_derive_from_key(kid, sizeof kid, SUBKEY_KID, KDF_CONTEXT, master);
     memcpy(ks->kid, kid, KID_BYTES);
 }

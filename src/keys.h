@@ -18,6 +18,7 @@ struct keyset {
     uint8_t state[SUBKEY_BYTES];/* HMAC-SHA512-256 for OAuth state */
     uint8_t csrf[SUBKEY_BYTES]; /* HMAC-SHA512-256 for the disconnect form */
     uint8_t pointer[SUBKEY_BYTES]; /* keyed BLAKE2b binding owner pointers to their owner */
+    uint8_t pkce[SUBKEY_BYTES];    /* HMAC-SHA512-256 deriving a state's PKCE code_verifier */
 };
 
 struct keyring {

@@ -108,9 +108,12 @@ void oauth_global_free(void)
     pool.size = pool.n_free = 0;
 }
 
-char *oauth_authorize_url(struct arena *a, const char *state)
+char *oauth_authorize_url(struct arena *a, const char *state, const char *code_challenge)
 {
-    /* state is base64url: nothing in it needs escaping. */
+    /* state and the challenge are base64url: nothing in them needs escaping. */
+    if (code_challenge)
+        return arena_printf(a, "%s&state=%s&code_challenge=%s&code_challenge_method=S256",
+                            authorize_prefix, state, code_challenge);
     return arena_printf(a, "%s&state=%s", authorize_prefix, state);
 }
 
@@ -451,15 +454,27 @@ enum oauth_result oauth_parse_identity(struct arena *a, long http_status, const 
         n = 256;
     out->businesses = arena_calloc(a, (n ? n : 1) * sizeof(struct business));
     for (size_t i = 0; i < n; i++) {
-        json_t *b = json_object_get(json_array_get(memberships, i), "business");
+        /* The membership's own "id" is not the business's: the business is inside it. */
+        json_t *m = json_array_get(memberships, i);
+        json_t *b = json_object_get(m, "business");
         json_t *bid = json_object_get(b, "id");
         const char *acct = json_string_value(json_object_get(b, "account_id"));
-        if (!json_is_integer(bid))
+        /* A business FreshBooks says is inactive (its API calls fail: errno 1042) is not
+         * offered; nor is a second membership of a business already listed. */
+        if (!json_is_integer(bid) || json_integer_value(bid) <= 0 ||
+            json_is_false(json_object_get(b, "active")))
+            continue;
+        bool listed = false;
+        for (size_t k = 0; k < out->n_businesses && !listed; k++)
+            listed = out->businesses[k].id == json_integer_value(bid);
+        if (listed)
             continue;
         struct business *ob = &out->businesses[out->n_businesses++];
         ob->id = json_integer_value(bid);
         ob->name = str_or_empty(a, b, "name");
         ob->account_id = arena_strdup(a, acct && strlen(acct) <= 256 ? acct : "");
+        ob->uuid = str_or_empty(a, b, "business_uuid");
+        ob->role = str_or_empty(a, m, "role");
     }
     res = OAUTH_OK;
 done:
@@ -469,11 +484,13 @@ done:
 
 /* The JSON body of a token request (client credentials, redirect URI and `extra`). */
 static char *token_request(const struct config *cfg, const char *grant, const char *key,
-                           const char *value)
+                           const char *value, const char *code_verifier)
 {
     json_t *req = json_pack("{s:s,s:s,s:s,s:s,s:s}", "grant_type", grant, "client_id",
                             cfg->client_id, "client_secret", cfg->client_secret, key, value,
                             "redirect_uri", cfg->redirect_uri);
+    if (req && code_verifier)
+        json_object_set_new(req, "code_verifier", json_string(code_verifier));
     char *text = json_dumps(req, JSON_COMPACT);
     json_decref(req);
     return text;
@@ -523,9 +540,10 @@ void oauth_metrics_render(struct buf *out)
 }
 
 static enum oauth_result token_call(struct oauth *o, struct arena *a, const char *grant,
-                                    const char *key, const char *value, struct token_pair *out)
+                                    const char *key, const char *value, const char *code_verifier,
+                                    struct token_pair *out)
 {
-    char *req = token_request(o->cfg, grant, key, value);
+    char *req = token_request(o->cfg, grant, key, value, code_verifier);
     if (!req)
         return OAUTH_UNAVAILABLE;
     int64_t sent = clock_wall(); /* the pair is issued after this: its life is counted from here */
@@ -542,16 +560,17 @@ static enum oauth_result token_call(struct oauth *o, struct arena *a, const char
 }
 
 enum oauth_result oauth_exchange_code(struct oauth *o, struct arena *a, const char *code,
-                                      struct token_pair *out)
+                                      const char *code_verifier, struct token_pair *out)
 {
-    return counted(o, FB_EXCHANGE, token_call(o, a, "authorization_code", "code", code, out));
+    return counted(o, FB_EXCHANGE,
+                   token_call(o, a, "authorization_code", "code", code, code_verifier, out));
 }
 
 enum oauth_result oauth_refresh(struct oauth *o, struct arena *a, const char *refresh_token,
                                 struct token_pair *out)
 {
     return counted(o, FB_REFRESH,
-                   token_call(o, a, "refresh_token", "refresh_token", refresh_token, out));
+                   token_call(o, a, "refresh_token", "refresh_token", refresh_token, NULL, out));
 }
 
 enum oauth_result oauth_fetch_identity(struct oauth *o, struct arena *a, const char *access_token,
@@ -590,4 +609,25 @@ enum oauth_result oauth_revoke(struct oauth *o, const char *token)
     json_decref(root);
     snprintf(o->last_error, sizeof o->last_error, "revoke HTTP %ld: %s", status, oauth_result_name(r));
     return counted(o, FB_REVOKE, r);
+}
+
+bool oauth_scopes_missing(const char *wanted, const char *granted)
+{
+    if (!wanted || !granted || !*granted)
+        return false;
+    for (const char *w = wanted + strspn(wanted, " "); *w;) {
+        size_t n = strcspn(w, " ");
+        bool found = false;
+        for (const char *g = granted + strspn(granted, " "); *g && !found;) {
+            size_t m = strcspn(g, " ");
+            found = m == n && strncmp(g, w, n) == 0;
+            g += m;
+            g += strspn(g, " ");
+        }
+        if (!found)
+            return true;
+        w += n;
+        w += strspn(w, " ");
+    }
+    return false;
 }

@@ -5,6 +5,7 @@
 #ifndef FBC_OAUTH_H
 #define FBC_OAUTH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,12 +53,14 @@ void oauth_free(struct oauth *o);
  * "the request's time is up").  Set per request. */
 void oauth_set_deadline(struct oauth *o, int64_t deadline_us);
 
-/* The authorize link carrying `state`, allocated in `a`. */
-char *oauth_authorize_url(struct arena *a, const char *state);
+/* The authorize link carrying `state` and, when not NULL, a PKCE S256 code_challenge,
+ * allocated in `a`. */
+char *oauth_authorize_url(struct arena *a, const char *state, const char *code_challenge);
 
-/* POSTs grant_type=authorization_code.  On OAUTH_OK fills *out (strings in `a`). */
+/* POSTs grant_type=authorization_code (with the PKCE code_verifier when not NULL).  On
+ * OAUTH_OK fills *out (strings in `a`). */
 enum oauth_result oauth_exchange_code(struct oauth *o, struct arena *a, const char *code,
-                                      struct token_pair *out);
+                                      const char *code_verifier, struct token_pair *out);
 /* POSTs grant_type=refresh_token. */
 enum oauth_result oauth_refresh(struct oauth *o, struct arena *a, const char *refresh_token,
                                 struct token_pair *out);
@@ -90,6 +93,11 @@ enum oauth_result oauth_parse_token(struct arena *a, long http_status, const cha
                                     size_t len, int64_t now, struct token_pair *out);
 enum oauth_result oauth_parse_identity(struct arena *a, long http_status, const char *body,
                                        size_t len, struct identity *out);
+
+/* Whether `wanted` (FBCONNECT_SCOPES: space-separated) names a scope that `granted` (a
+ * pair's scope as FreshBooks stated it) lacks — order and repeats aside.  False when either
+ * is NULL or nothing was stated (granted ""): then what was asked is taken as granted. */
+bool oauth_scopes_missing(const char *wanted, const char *granted);
 
 const char *oauth_result_name(enum oauth_result r);
 

@@ -6,7 +6,8 @@
 
 #include "arena.h"
 
-static const char *const page_files[PAGE__MAX] = {"connect.html", "connected.html", "error.html"};
+static const char *const page_files[PAGE__MAX] = {"connect.html", "connected.html", "error.html",
+                                                      "business.html"};
 
 struct pages {
     struct template *t[PAGE__MAX];

@@ -1,12 +1,13 @@
-/* pages.h — the HTML pages: templates/connect.html, connected.html and error.html,
- * loaded once at startup, rendered with the security headers every page carries. */
+/* pages.h — the HTML pages: templates/connect.html, connected.html, error.html and
+ * business.html, loaded once at startup, rendered with the security headers every page
+ * carries. */
 #ifndef FBC_PAGES_H
 #define FBC_PAGES_H
 
 #include "response.h"
 #include "template.h"
 
-enum page_id { PAGE_CONNECT, PAGE_CONNECTED, PAGE_ERROR, PAGE__MAX };
+enum page_id { PAGE_CONNECT, PAGE_CONNECTED, PAGE_ERROR, PAGE_BUSINESS, PAGE__MAX };
 
 struct pages;
 

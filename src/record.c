@@ -11,6 +11,16 @@
 #include "log.h"
 #include "seal.h"
 
+static const char *const reason_names[RECONNECT__MAX] = {
+    [RECONNECT_REFRESH_REFUSED] = "refresh_refused",
+    [RECONNECT_SCOPES_CHANGED] = "scopes_changed",
+};
+
+const char *reconnect_reason_name(enum reconnect_reason r)
+{
+    return (unsigned)r < RECONNECT__MAX ? reason_names[r] : reason_names[RECONNECT_REFRESH_REFUSED];
+}
+
 #define FORMAT "r1"
 #define AD_LABEL "fbconnect-record-1"
 
@@ -27,9 +37,10 @@ void record_encode(const struct keyring *kr, const char *record_name, const stru
     json_t *businesses = json_array();
     for (size_t i = 0; i < c->ident.n_businesses; i++) {
         const struct business *b = &c->ident.businesses[i];
-        json_array_append_new(businesses, json_pack("{s:I,s:s,s:s}", "id", (json_int_t)b->id, "n",
-                                                    b->name ? b->name : "", "a",
-                                                    b->account_id ? b->account_id : ""));
+        json_array_append_new(businesses, json_pack("{s:I,s:s,s:s,s:s,s:s}", "id", (json_int_t)b->id,
+                                                    "n", b->name ? b->name : "", "a",
+                                                    b->account_id ? b->account_id : "", "u",
+                                                    b->uuid ? b->uuid : "", "r", b->role ? b->role : ""));
     }
     json_t *user = json_null();
     if (c->has_identity)
@@ -49,6 +60,8 @@ void record_encode(const struct keyring *kr, const char *record_name, const stru
                              user, "b", businesses);
     if (root && json_array_size(alternates))
         json_object_set(root, "alt", alternates);
+    if (root && c->reconnect_required)
+        json_object_set_new(root, "rq", json_string(reconnect_reason_name(c->reconnect_reason)));
     json_decref(alternates);
     char *json = root ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
@@ -148,6 +161,8 @@ void record_copy(struct arena *a, const struct connection *src, struct connectio
         dst->ident.businesses[i] = src->ident.businesses[i];
         dst->ident.businesses[i].name = copy_str(a, src->ident.businesses[i].name);
         dst->ident.businesses[i].account_id = copy_str(a, src->ident.businesses[i].account_id);
+        dst->ident.businesses[i].uuid = copy_str(a, src->ident.businesses[i].uuid);
+        dst->ident.businesses[i].role = copy_str(a, src->ident.businesses[i].role);
     }
 }
 
@@ -198,6 +213,12 @@ enum record_result record_decode(struct arena *a, const struct keyring *kr,
     out->pair.created_at = json_integer_value(json_object_get(root, "ca"));
     out->pair.expires_at = json_integer_value(json_object_get(root, "ex"));
     out->reconnect_required = json_is_true(json_object_get(root, "rr"));
+    /* A mark without a reason is from before reasons: FreshBooks refused its refresh. */
+    const char *why = json_string_value(json_object_get(root, "rq"));
+    out->reconnect_reason = RECONNECT_REFRESH_REFUSED;
+    for (int i = 0; why && i < RECONNECT__MAX; i++)
+        if (strcmp(why, reconnect_reason_name((enum reconnect_reason)i)) == 0)
+            out->reconnect_reason = (enum reconnect_reason)i;
     out->connected_at = json_integer_value(json_object_get(root, "ct"));
     if (!out->pair.access_token || !out->pair.refresh_token || !out->pair.scope)
         goto done;
@@ -224,6 +245,12 @@ enum record_result record_decode(struct arena *a, const struct keyring *kr,
         ob->id = json_integer_value(json_object_get(b, "id"));
         ob->name = dup_str(a, b, "n");
         ob->account_id = dup_str(a, b, "a");
+        ob->uuid = dup_str(a, b, "u");
+        ob->role = dup_str(a, b, "r");
+        if (!ob->uuid) /* records written before uuids and roles were kept */
+            ob->uuid = "";
+        if (!ob->role)
+            ob->role = "";
         if (ob->name && ob->account_id)
             out->ident.n_businesses++;
     }

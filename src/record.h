@@ -16,10 +16,15 @@
 #include "buf.h"
 #include "keys.h"
 
+/* A business the FreshBooks user belongs to (one of users/me's business_memberships):
+ * the business's own id (not the membership's), its uuid, name and account_id, and the
+ * user's role in it.  Strings are "" when FreshBooks gave none. */
 struct business {
     int64_t id;
+    const char *uuid;
     const char *name;
     const char *account_id;
+    const char *role;
 };
 
 struct identity {
@@ -47,6 +52,16 @@ struct token_pair {
 
 #define GENERATION_LEN 22 /* 128 random bits, base64url */
 
+/* Why a connection needs connecting again (one name table: reconnect_reason_name). */
+enum reconnect_reason {
+    RECONNECT_REFRESH_REFUSED, /* FreshBooks refused the refresh token (invalid_grant) */
+    RECONNECT_SCOPES_CHANGED,  /* FBCONNECT_SCOPES asks for scopes the pair was not granted */
+    RECONNECT__MAX
+};
+
+/* "refresh_refused" or "scopes_changed", as /status, the 409 and the metrics say it. */
+const char *reconnect_reason_name(enum reconnect_reason r);
+
 struct connection {
     uint64_t version; /* compare-and-set version; 0: not stored yet */
     /* Names this connection from its first connect until it is deleted: owner pointers
@@ -57,6 +72,7 @@ struct connection {
     bool has_identity;
     struct identity ident;
     bool reconnect_required;
+    enum reconnect_reason reconnect_reason; /* why, when reconnect_required */
     int64_t connected_at;
     bool opened_with_old_key; /* set by record_decode: re-seal with the current key */
 };

@@ -353,7 +353,8 @@ static void resolve_later(const char *name, const char *owner)
     pthread_mutex_unlock(&vault.mu);
 }
 
-/* Asks FreshBooks for every queued identity once (connection_move_to_identity). */
+/* Asks FreshBooks for every queued identity once (connection_move_to_identity, or
+ * connection_reread_identity for a record that has one). */
 static void identities_flush(struct svc *bg)
 {
     pthread_mutex_lock(&vault.mu);
@@ -366,7 +367,10 @@ static void identities_flush(struct svc *bg)
         todo = p->next;
         svc_begin(bg, 0);
         struct loaded l = {.owner = p->owner, .record_name = p->name};
-        if (connection_read(bg, p->name, &l.c) == STORE_OK)
+        bool read = connection_read(bg, p->name, &l.c) == STORE_OK;
+        if (read && l.c.has_identity)
+            connection_reread_identity(bg, p->name); /* after a refresh */
+        else if (read)
             connection_move_to_identity(bg, &l, false);
         free(p);
     }
@@ -546,30 +550,12 @@ static void flight_leave(struct flight *f)
 
 /* ---- the refresh itself ---- */
 
-/* Marks the record reconnect-required by compare-and-set.  When another pair was stored
- * meanwhile, marks nothing and takes it instead (FRESH_OK when usable). */
-struct mark {
-    const char *generation, *refused; /* the connection, and the refresh token refused */
-};
-
-static enum update_step mark_step(const struct connection *cur, struct connection *next, void *arg)
-{
-    const struct mark *m = arg;
-    /* Gone, or disconnected and connected again (not ours to mark), or another pair stored
-     * meanwhile (not the one FreshBooks refused): nobody is marked. */
-    if (!cur || strcmp(cur->generation, m->generation) != 0 ||
-        strcmp(cur->pair.refresh_token, m->refused) != 0)
-        return STEP_KEEP;
-    next->reconnect_required = true;
-    return STEP_WRITE;
-}
-
+/* Marks the record reconnect-required (refresh_refused) by compare-and-set.  When another
+ * pair was stored meanwhile, marks nothing and takes it instead (FRESH_OK when usable). */
 static enum fresh_result mark_reconnect(struct svc *svc, struct loaded *l)
 {
-    struct mark m = {.generation = l->c.generation, .refused = l->c.pair.refresh_token};
-    struct record_change change = {.decide = mark_step, .arg = &m};
     struct connection now;
-    switch (record_update(svc, l->record_name, &l->c, &change, &now)) {
+    switch (connection_mark_reconnect(svc, l, RECONNECT_REFRESH_REFUSED, &now)) {
     case UPDATE_WRITTEN:
     case UPDATE_NOT_DURABLE:
         l->c = now;
@@ -577,6 +563,10 @@ static enum fresh_result mark_reconnect(struct svc *svc, struct loaded *l)
     case UPDATE_KEPT:
         if (strcmp(now.generation, l->c.generation) != 0)
             return FRESH_RECONNECT;
+        if (now.reconnect_required) { /* marked meanwhile, by someone else */
+            l->c = now;
+            return FRESH_RECONNECT;
+        }
         /* Another pair was stored meanwhile (a connect, a refresh elsewhere): it is served,
          * or refreshed next. */
         l->c = now;
@@ -934,7 +924,9 @@ enum token_result refresh_valid_token(struct svc *svc, const char *owner, struct
     case FRESH_MISCONFIGURED:
         return TOKEN_UNAVAILABLE;
     }
-    if (!l->c.has_identity) /* asked in the background: this request does not wait for it */
+    /* Asked in the background, this request not waiting: an identity still unknown, or
+     * (after a refresh) read again, so businesses gone at FreshBooks go here too. */
+    if (!l->c.has_identity || *why == RO_REFRESHED)
         resolve_later(l->record_name, l->owner);
     return TOKEN_OK;
 }

@@ -61,7 +61,8 @@ static int rebind_pointers(const struct app *app, bool bind_unbound, FILE *out)
         enum store_result r = store_owner_get(s, owner, svc.arena, &pointer);
         if (r == STORE_OK) {
             const char *name, *generation;
-            switch (pointer_open(svc.arena, svc.keys, owner, pointer, &name, &generation)) {
+            int64_t business;
+            switch (pointer_open(svc.arena, svc.keys, owner, pointer, &name, &generation, &business)) {
             case POINTER_OK:
                 current++;
                 break;
@@ -76,7 +77,7 @@ static int rebind_pointers(const struct app *app, bool bind_unbound, FILE *out)
                 /* fall through */
             case POINTER_OLD_KEY:
                 r = store_owner_rebind(s, owner, pointer,
-                                       pointer_make(svc.arena, svc.keys, owner, name, generation));
+                                       pointer_make(svc.arena, svc.keys, owner, name, generation, business));
                 if (r == STORE_OK)
                     rebound++;
                 else if (r == STORE_UNAVAILABLE)

@@ -15,6 +15,7 @@ enum route_id {
     R_CONNECTED,
     R_STATUS,
     R_DISCONNECT,
+    R_BUSINESS,
     R_HEALTHZ,
     R_READYZ,
     R_AUTH,
@@ -39,6 +40,7 @@ static const struct route routes[R__MAX] = {
     [R_CONNECTED] = {"connected", M_GET | M_HEAD, false, true, handle_connected},
     [R_STATUS] = {"status", M_GET | M_HEAD, false, false, handle_status},
     [R_DISCONNECT] = {"disconnect", M_POST, false, false, handle_disconnect},
+    [R_BUSINESS] = {"business", M_GET | M_HEAD | M_POST, false, true, handle_business},
     [R_HEALTHZ] = {"healthz", M_GET | M_HEAD, false, false, handle_healthz},
     [R_READYZ] = {"readyz", M_GET | M_HEAD, false, false, handle_readyz},
     [R_AUTH] = {"auth", M_ANY, true, false, handle_auth},
@@ -123,8 +125,10 @@ void router_dispatch(struct ctx *ctx)
             page_error(ctx->app->pages, ctx->resp, 405, "Method not allowed",
                        "This address doesn't accept that kind of request.",
                        route_url(ctx, "connect"), "Go to the FreshBooks connect page");
-            response_header(ctx->resp, "Allow",
-                            r->methods == M_POST ? "POST" : r->methods & M_HEAD ? "GET, HEAD" : "GET");
+            char *allow = arena_printf(ctx->arena, "%s%s%s", r->methods & M_GET ? ", GET" : "",
+                                       r->methods & M_HEAD ? ", HEAD" : "",
+                                       r->methods & M_POST ? ", POST" : "");
+            response_header(ctx->resp, "Allow", allow + 2);
             return;
         }
         session_load(ctx);

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "state.h"
+
 bool session_cookie_find(const char *header, const char *name, id_text out)
 {
     if (!header)
@@ -28,6 +30,59 @@ bool session_cookie_find(const char *header, const char *name, id_text out)
         p += len;
     }
     return false;
+}
+
+/* The value of the first cookie `name` in a Cookie header that is 1 to max characters of
+ * base64url and '.', in `a`; NULL when there is none. */
+static const char *cookie_text(struct arena *a, const char *header, const char *name, size_t max)
+{
+    size_t name_len = strlen(name);
+    for (const char *p = header; p && *p;) {
+        p += strspn(p, " \t;");
+        size_t len = strcspn(p, ";");
+        if (len > name_len + 1 && strncmp(p, name, name_len) == 0 && p[name_len] == '=') {
+            const char *v = p + name_len + 1;
+            size_t n = len - name_len - 1;
+            static const char ok[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.";
+            if (n <= max && strspn(v, ok) >= n)
+                return arena_strndup(a, v, n);
+        }
+        p += len;
+    }
+    return NULL;
+}
+
+const char *session_earlier(struct ctx *ctx)
+{
+    return cookie_text(ctx->arena, ctx->req->cookies, ctx->cfg->earlier_cookie_name,
+                       STATE_EARLIER_MAX * (STATE_BINDING_TEXT_LEN + 1));
+}
+
+void session_remember_earlier(struct ctx *ctx, const char *old_id)
+{
+    const struct config *cfg = ctx->cfg;
+    char b[STATE_BINDING_TEXT_LEN + 1];
+    state_session_binding(old_id, b);
+    struct buf list = {0};
+    buf_puts(&list, b);
+    /* then the ones remembered already, newest first, up to STATE_EARLIER_MAX in all */
+    const char *had = session_earlier(ctx);
+    for (int kept = 1; had && *had && kept < STATE_EARLIER_MAX; kept++) {
+        size_t k = strcspn(had, ".");
+        if (k == STATE_BINDING_TEXT_LEN && strncmp(had, b, k) != 0) {
+            buf_putc(&list, '.');
+            buf_append(&list, had, k);
+        }
+        had += k;
+        had += *had == '.';
+    }
+    buf_putc(&list, '\0');
+    response_header(ctx->resp, "Set-Cookie",
+                    arena_printf(ctx->arena, "%s=%s; Path=%scallback; Max-Age=%d; HttpOnly; "
+                                             "SameSite=Lax%s",
+                                 cfg->earlier_cookie_name, list.data, cfg->base_path, STATE_TTL,
+                                 cfg->redirect_https ? "; Secure" : ""));
+    buf_free(&list);
 }
 
 void session_load(struct ctx *ctx)

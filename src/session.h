@@ -17,6 +17,13 @@ void session_load(struct ctx *ctx);
 /* Gives the browser a new session id: updates ctx and adds the Set-Cookie header. */
 void session_issue(struct ctx *ctx);
 
+/* This browser's earlier session ids, as state bindings ("b1.b2.b3", from the cookie the
+ * callback alone sees), or NULL. */
+const char *session_earlier(struct ctx *ctx);
+/* Adds old_id (the session id a connect just replaced) to those, keeping the newest
+ * STATE_EARLIER_MAX, in a cookie for the callback's path that lasts as long as a state. */
+void session_remember_earlier(struct ctx *ctx, const char *old_id);
+
 /* Adds Set-Cookie for the current id again (slides the cookie's Max-Age). */
 void session_set_cookie(struct ctx *ctx);
 

@@ -54,9 +54,10 @@ char *state_issue(struct arena *a, const struct keyring *kr, const char *session
     return text;
 }
 
-enum state_result state_verify(const struct keyring *kr, const char *text, size_t len,
-                               const char *session_id, const char *site_user, int64_t now,
-                               struct state_claims *out)
+/* state_verify against any of n session bindings (n == 0: no session). */
+static enum state_result verify(const struct keyring *kr, const char *text, size_t len,
+                                const uint8_t (*sessions)[BIND_BYTES], size_t n_sessions,
+                                const char *site_user, int64_t now, struct state_claims *out)
 {
     uint8_t raw[HEAD_BYTES + RETURN_TO_MAX + MAC_BYTES];
     size_t n = 0;
@@ -82,10 +83,11 @@ enum state_result state_verify(const struct keyring *kr, const char *text, size_
         return STATE_EXPIRED;
 
     uint8_t expect[BIND_BYTES];
-    if (!session_id)
-        return STATE_OTHER_SESSION;
-    binding_of("state-session", session_id, expect);
-    if (sodium_memcmp(expect, p, BIND_BYTES) != 0)
+    bool ours = false;
+    for (size_t i = 0; i < n_sessions; i++) /* zeros: "no session", never anyone's */
+        ours |= !sodium_is_zero(sessions[i], BIND_BYTES) &&
+                sodium_memcmp(sessions[i], p, BIND_BYTES) == 0;
+    if (!ours)
         return STATE_OTHER_SESSION;
     p += BIND_BYTES;
     binding_of("state-user", site_user, expect);
@@ -99,7 +101,72 @@ enum state_result state_verify(const struct keyring *kr, const char *text, size_
     return STATE_OK;
 }
 
+enum state_result state_verify(const struct keyring *kr, const char *text, size_t len,
+                               const char *session_id, const char *site_user, int64_t now,
+                               struct state_claims *out)
+{
+    uint8_t mine[1][BIND_BYTES];
+    if (session_id)
+        binding_of("state-session", session_id, mine[0]);
+    return verify(kr, text, len, mine, session_id ? 1 : 0, site_user, now, out);
+}
+
+void state_session_binding(const char *session_id, char out[STATE_BINDING_TEXT_LEN + 1])
+{
+    uint8_t b[BIND_BYTES];
+    binding_of("state-session", session_id, b);
+    b64url_encode(b, sizeof b, out);
+}
+
+enum state_result state_verify_earlier(const struct keyring *kr, const char *text, size_t len,
+                                       const char *earlier, const char *site_user, int64_t now,
+                                       struct state_claims *out)
+{
+    uint8_t sessions[STATE_EARLIER_MAX][BIND_BYTES];
+    size_t n = 0;
+    for (const char *p = earlier; p && *p && n < STATE_EARLIER_MAX;) {
+        size_t k = strcspn(p, ".");
+        size_t got = 0;
+        if (k == STATE_BINDING_TEXT_LEN &&
+            b64url_decode(p, k, sessions[n], BIND_BYTES, &got) == 0 && got == BIND_BYTES)
+            n++;
+        p += k;
+        p += *p == '.';
+    }
+    return verify(kr, text, len, sessions, n, site_user, now, out);
+}
+
 void state_used_id(const struct state_claims *claims, name_text out)
 {
     name_hash("state", claims->nonce, sizeof claims->nonce, out);
+}
+
+bool state_pkce_verifier(const struct keyring *kr, const char *state, char out[STATE_PKCE_LEN + 1])
+{
+    /* The signing key's id is the 4 bytes after the version byte. */
+    uint8_t head[1 + KID_BYTES + 2];
+    size_t got = 0;
+    size_t n = strlen(state);
+    size_t take = n < 8 ? n : 8; /* 8 base64url characters hold the first 6 bytes */
+    if (take < 8 || b64url_decode(state, take, head, sizeof head, &got) != 0 || got < 1 + KID_BYTES)
+        return false;
+    const struct keyset *ks = keyring_find(kr, head + 1);
+    if (!ks)
+        return false;
+    uint8_t mac[crypto_auth_hmacsha512256_BYTES];
+    crypto_auth_hmacsha512256_state st;
+    crypto_auth_hmacsha512256_init(&st, ks->pkce, SUBKEY_BYTES);
+    crypto_auth_hmacsha512256_update(&st, (const uint8_t *)"pkce", 5);
+    crypto_auth_hmacsha512256_update(&st, (const uint8_t *)state, n);
+    crypto_auth_hmacsha512256_final(&st, mac);
+    b64url_encode(mac, sizeof mac, out); /* 32 bytes: 43 characters */
+    sodium_memzero(mac, sizeof mac);
+    return true;
+}
+
+void state_pkce_challenge(const char *verifier, char out[STATE_PKCE_LEN + 1])
+{
+    uint8_t digest[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(digest, (const uint8_t *)verifier, strlen(verifier));
+    b64url_encode(digest, sizeof digest, out);
 }

@@ -9,6 +9,7 @@
 #ifndef FBC_STATE_H
 #define FBC_STATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,6 +48,29 @@ char *state_issue(struct arena *a, const struct keyring *kr, const char *session
 enum state_result state_verify(const struct keyring *kr, const char *text, size_t len,
                                const char *session_id, const char *site_user, int64_t now,
                                struct state_claims *out);
+
+/* A browser's earlier session ids, as the state binds them (never the ids): the text of
+ * one binding, 22 base64url characters.  A connect replaces the session id; the browser
+ * keeps its earlier ones' bindings (in a cookie only the callback sees), so a state it was
+ * given before the replacement is still its own. */
+#define STATE_BINDING_TEXT_LEN 22
+#define STATE_EARLIER_MAX 3
+void state_session_binding(const char *session_id, char out[STATE_BINDING_TEXT_LEN + 1]);
+
+/* state_verify for a state issued to one of this browser's earlier sessions: `earlier` is
+ * up to STATE_EARLIER_MAX bindings joined by '.' (malformed ones skipped).  The same
+ * checks, in the same order, with the session check against those bindings. */
+enum state_result state_verify_earlier(const struct keyring *kr, const char *text, size_t len,
+                                       const char *earlier, const char *site_user, int64_t now,
+                                       struct state_claims *out);
+
+/* PKCE (RFC 7636, S256), with nothing stored: a state's code_verifier is base64url of
+ * HMAC-SHA512-256 over the state's text with the PKCE subkey of the key that signed it —
+ * 43 characters, out needs STATE_PKCE_LEN + 1.  False when no configured key signed it. */
+#define STATE_PKCE_LEN 43
+bool state_pkce_verifier(const struct keyring *kr, const char *state, char out[STATE_PKCE_LEN + 1]);
+/* The S256 code_challenge of a verifier: base64url(SHA-256(verifier)), 43 characters. */
+void state_pkce_challenge(const char *verifier, char out[STATE_PKCE_LEN + 1]);
 
 /* The Redis name of a state's single-use marker: name_hash("state", nonce). */
 void state_used_id(const struct state_claims *claims, name_text out);

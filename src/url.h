@@ -37,4 +37,7 @@ enum form_status form_get(struct arena *a, const char *s, size_t len, const char
  * ".." path segment; at most RETURN_TO_MAX bytes. */
 bool url_return_to_valid(const char *s, size_t len);
 
+/* s with every byte but RFC 3986's unreserved ones %XX-escaped, for a query value (in `a`). */
+char *url_escape(struct arena *a, const char *s);
+
 #endif

@@ -1,11 +1,17 @@
 /* /auth (internal; any method: nginx's auth_request keeps the browser's method) — tells
  * nginx whether this browser (or site user) may call FreshBooks, and with which token.
- * 200: X-FreshBooks-Authorization: Bearer <token> and X-FreshBooks-Account-Id (the first
- *      business's account_id), refreshing the pair first when it is close to expiry.
+ * 200: X-FreshBooks-Authorization: Bearer <token>, refreshing the pair first when it is
+ *      close to expiry, and — only when the owner has chosen a business — that business's
+ *      X-FreshBooks-Account-Id, -Business-Id and -Business-Uuid (each only when FreshBooks
+ *      gave it).
  * 401: not connected, reconnect required, or (FBCONNECT_USER_PARAM) no signed-in site user.
+ * 403: nginx asked for a business-relative path (FastCGI param FBCONNECT_NEED_BUSINESS=1)
+ *      and no business is chosen (the API proxy answers 409).
  * 503 (Retry-After: 1): no usable token at hand and none to be had within
  *      FBCONNECT_REFRESH_WAIT_MS — Redis or FreshBooks unavailable, someone else's refresh
  *      still under way, or FreshBooks refusing the app's credentials. */
+#include <string.h>
+
 #include "connection.h"
 #include "handlers/handlers.h"
 #include "refresh.h"
@@ -31,10 +37,22 @@ void handle_auth(struct ctx *ctx)
         response_header(ctx->resp, "Retry-After", "1");
         return;
     }
+    const struct business *b = l.business; /* never a guess: the owner's choice or nothing */
+    const char *need = request_param(ctx->req, "FBCONNECT_NEED_BUSINESS");
+    if (!b && need && strcmp(need, "1") == 0) {
+        ctx->outcome = "no_business_chosen";
+        response_set(ctx->resp, 403, "text/plain; charset=utf-8", "no business chosen\n");
+        return;
+    }
     response_header(ctx->resp, "X-FreshBooks-Authorization",
                     arena_printf(ctx->arena, "Bearer %s", l.c.pair.access_token));
-    if (l.c.has_identity && l.c.ident.n_businesses > 0)
-        response_header(ctx->resp, "X-FreshBooks-Account-Id", l.c.ident.businesses[0].account_id);
+    if (b && b->account_id && *b->account_id)
+        response_header(ctx->resp, "X-FreshBooks-Account-Id", b->account_id);
+    if (b)
+        response_header(ctx->resp, "X-FreshBooks-Business-Id",
+                        arena_printf(ctx->arena, "%lld", (long long)b->id));
+    if (b && b->uuid && *b->uuid)
+        response_header(ctx->resp, "X-FreshBooks-Business-Uuid", b->uuid);
     if (!ctx->outcome)
         ctx->outcome = "authorized";
     response_set(ctx->resp, 200, "text/plain; charset=utf-8", "");

@@ -102,7 +102,8 @@ static bool code_ok(const char *code)
 }
 
 /* Checks the state; on failure answers, sets *failed and returns false. */
-static bool check_state(struct ctx *ctx, struct state_claims *claims, enum callback_outcome *failed)
+static bool check_state(struct ctx *ctx, struct state_claims *claims, const char **text,
+                        enum callback_outcome *failed)
 {
     const char *state = NULL;
     enum form_status fs = request_query(ctx->req, "state", STATE_TEXT_MAX, &state);
@@ -117,8 +118,21 @@ static bool check_state(struct ctx *ctx, struct state_claims *claims, enum callb
                                               ctx->has_session ? ctx->session_id : NULL,
                                               ctx->site_user, clock_wall(), claims)
                                : STATE_MALFORMED;
+    if (sr == STATE_OTHER_SESSION) {
+        /* Issued to this browser before a connect replaced its session id (a second tab,
+         * Back, a reload): still its own. */
+        const char *earlier = session_earlier(ctx);
+        if (earlier) {
+            enum state_result again = state_verify_earlier(&ctx->app->keys, state, strlen(state),
+                                                           earlier, ctx->site_user, clock_wall(),
+                                                           claims);
+            if (again == STATE_OK || again == STATE_OTHER_USER)
+                sr = again;
+        }
+    }
     switch (sr) {
     case STATE_OK:
+        *text = state;
         return true;
     case STATE_EXPIRED:
         *failed = fail(ctx, 400, CB_STATE_EXPIRED, "This link has expired",
@@ -140,6 +154,49 @@ static bool check_state(struct ctx *ctx, struct state_claims *claims, enum callb
     }
 }
 
+/* 400 for a state used already: a reload of the callback, or Back and Authorize again.
+ * When this browser is connected, the page says so and links on. */
+static enum callback_outcome replayed(struct ctx *ctx, const struct state_claims *claims)
+{
+    struct loaded l;
+    if (connection_load(ctx->svc, session_owner(ctx), &l) == LOOKUP_FOUND && !l.c.reconnect_required) {
+        const char *who = l.c.has_identity && l.c.ident.email && *l.c.ident.email
+                              ? arena_printf(ctx->arena, " as %s", l.c.ident.email)
+                              : "";
+        page_error(ctx->app->pages, ctx->resp, 400, "This link was already used",
+                   arena_printf(ctx->arena,
+                                "Each connect link works once, and this one has been used. "
+                                "This browser is connected to FreshBooks%s, so there's nothing "
+                                "more to do.",
+                                who),
+                   claims->return_to[0] ? claims->return_to : route_url(ctx, "connected"),
+                   "Continue");
+        return CB_STATE_REPLAYED;
+    }
+    return fail(ctx, 400, CB_STATE_REPLAYED, "This link was already used",
+                "Each connect link works once, and this one has been used. Please start again.");
+}
+
+/* The business the owner will act on: the only one; else, among several, the one this
+ * owner chose before (`previous`: its pointer before this connect) when it is still among
+ * the identity's and the connection is the same FreshBooks user's; else none (0). */
+static int64_t business_after_connect(struct ctx *ctx, const struct identity *ident,
+                                      const char *record_name, const char *previous)
+{
+    if (!ident || ident->n_businesses == 0)
+        return 0;
+    if (ident->n_businesses == 1)
+        return ident->businesses[0].id;
+    struct loaded was;
+    if (!previous || connection_load(ctx->svc, previous, &was) != LOOKUP_FOUND || !was.business ||
+        strcmp(was.record_name, record_name) != 0)
+        return 0;
+    for (size_t i = 0; i < ident->n_businesses; i++)
+        if (ident->businesses[i].id == was.business->id)
+            return was.business->id;
+    return 0;
+}
+
 static enum callback_outcome callback(struct ctx *ctx)
 {
     if (ctx->cfg->user_param && !ctx->site_user) {
@@ -148,7 +205,8 @@ static enum callback_outcome callback(struct ctx *ctx)
     }
     struct state_claims claims;
     enum callback_outcome failed;
-    if (!check_state(ctx, &claims, &failed))
+    const char *state = NULL;
+    if (!check_state(ctx, &claims, &state, &failed))
         return failed;
 
     const char *error = NULL, *code = NULL;
@@ -175,8 +233,7 @@ static enum callback_outcome callback(struct ctx *ctx)
     case STORE_OK:
         break;
     case STORE_EXISTS:
-        return fail(ctx, 400, CB_STATE_REPLAYED, "This link was already used",
-                    "Each connect link works once, and this one has been used. Please start again.");
+        return replayed(ctx, &claims);
     default:
         page_unavailable(ctx, "redis_unavailable");
         return CB_REDIS_UNAVAILABLE;
@@ -184,7 +241,10 @@ static enum callback_outcome callback(struct ctx *ctx)
 
     struct oauth *o = ctx->svc->oauth;
     struct token_pair pair;
-    enum oauth_result er = oauth_exchange_code(o, ctx->arena, code, &pair);
+    /* PKCE: the verifier is the state's, derived again (nothing was stored). */
+    char verifier[STATE_PKCE_LEN + 1];
+    bool pkce = ctx->cfg->pkce && state_pkce_verifier(&ctx->app->keys, state, verifier);
+    enum oauth_result er = oauth_exchange_code(o, ctx->arena, code, pkce ? verifier : NULL, &pair);
     switch (er) {
     case OAUTH_OK:
         break;
@@ -229,17 +289,35 @@ static enum callback_outcome callback(struct ctx *ctx)
     id_text new_id;
     id_new(new_id);
     const char *owner = ctx->cfg->user_param ? session_owner(ctx) : session_owner_of(ctx, new_id);
-    if (connection_connect(ctx->svc, &pair, has_ident ? &ident : NULL, owner, old_owner) != STORE_OK) {
+    int64_t business = 0;
+    if (has_ident)
+        business = business_after_connect(ctx, &ident,
+                                           connection_identity_record(ctx->svc, ident.user_id),
+                                           ctx->cfg->user_param ? owner : old_owner);
+    if (connection_connect(ctx->svc, &pair, has_ident ? &ident : NULL, owner, old_owner,
+                           business) != STORE_OK) {
         log_msg(LOG_ERROR, "could not store a new token pair: Redis unavailable; the user must connect again");
         page_unavailable(ctx, "store_failed");
         return CB_STORE_FAILED;
     }
+    id_text was = {0};
+    bool had_session = ctx->has_session;
+    memcpy(was, ctx->session_id, sizeof was);
     memcpy(ctx->session_id, new_id, sizeof new_id);
     ctx->has_session = true;
     session_set_cookie(ctx);
+    if (had_session) /* its states stay this browser's (a second tab, Back, a reload) */
+        session_remember_earlier(ctx, was);
     ctx->resp->status = 303;
-    response_header(ctx->resp, "Location",
-                    claims.return_to[0] ? claims.return_to : route_url(ctx, "connected"));
+    const char *next = claims.return_to[0] ? claims.return_to : route_url(ctx, "connected");
+    if (has_ident && ident.n_businesses > 1 && !business) {
+        /* Several businesses and no choice kept: the person picks one first. */
+        next = claims.return_to[0]
+                   ? arena_printf(ctx->arena, "%sbusiness?return_to=%s", ctx->cfg->base_path,
+                                  url_escape(ctx->arena, claims.return_to))
+                   : route_url(ctx, "business");
+    }
+    response_header(ctx->resp, "Location", next);
     response_set(ctx->resp, 303, "text/plain; charset=utf-8", "Connected.\n");
     return has_ident ? CB_CONNECTED : CB_CONNECTED_IDENTITY_PENDING;
 }

@@ -26,8 +26,30 @@ void page_sign_in_first(struct ctx *ctx)
                "/", "Go to the site");
 }
 
-size_t identity_vars(struct ctx *ctx, const struct connection *c, struct tvar *vars, size_t n)
+/* FreshBooks' role names, in words (one table; an unknown role is shown as "Member"). */
+static const struct {
+    const char *role, *words;
+} role_words[] = {
+    {"owner", "Owner"},   {"admin", "Admin"},           {"business_employee", "Team member"},
+    {"client", "Client"}, {"accountant", "Accountant"}, {"business_partner", "Partner"},
+};
+
+const char *business_role_words(const char *role)
 {
+    for (size_t i = 0; role && i < sizeof role_words / sizeof role_words[0]; i++)
+        if (strcmp(role, role_words[i].role) == 0)
+            return role_words[i].words;
+    return "Member";
+}
+
+size_t identity_vars(struct ctx *ctx, const struct loaded *l, struct tvar *vars, size_t n)
+{
+    const struct connection *c = &l->c;
+    if (c->reconnect_required)
+        vars[n++] = (struct tvar){.name = c->reconnect_reason == RECONNECT_SCOPES_CHANGED
+                                              ? "reason_scopes_changed"
+                                              : "reason_refresh_refused",
+                                  .value = "1"};
     if (!c->has_identity) {
         vars[n++] = (struct tvar){.name = "identity_pending", .value = "1"};
         return n;
@@ -40,14 +62,27 @@ size_t identity_vars(struct ctx *ctx, const struct connection *c, struct tvar *v
     vars[n++] = (struct tvar){.name = "user_email", .value = id->email};
     struct tvars *items = arena_calloc(ctx->arena, (id->n_businesses + 1) * sizeof *items);
     for (size_t i = 0; i < id->n_businesses; i++) {
-        struct tvar *v = arena_calloc(ctx->arena, 2 * sizeof *v);
-        v[0] = (struct tvar){.name = "business_name", .value = id->businesses[i].name};
-        v[1] = (struct tvar){.name = "account_id", .value = id->businesses[i].account_id};
-        items[i] = (struct tvars){v, 2, NULL};
+        const struct business *b = &id->businesses[i];
+        struct tvar *v = arena_calloc(ctx->arena, 4 * sizeof *v);
+        size_t k = 0;
+        v[k++] = (struct tvar){.name = "business_name", .value = *b->name ? b->name : "Unnamed business"};
+        v[k++] = (struct tvar){.name = "business_role", .value = business_role_words(b->role)};
+        v[k++] = (struct tvar){.name = "business_key", .value = connection_business_key(ctx->arena, b)};
+        if (b == l->business)
+            v[k++] = (struct tvar){.name = "chosen", .value = "1"};
+        items[i] = (struct tvars){v, k, NULL};
     }
     vars[n++] = (struct tvar){.name = "businesses", .list = items, .count = id->n_businesses};
     if (id->n_businesses)
         vars[n++] = (struct tvar){.name = "has_businesses", .value = "1"};
+    if (id->n_businesses > 1)
+        vars[n++] = (struct tvar){.name = "several_businesses", .value = "1"};
+    vars[n++] = (struct tvar){.name = "business_url", .value = route_url(ctx, "business")};
+    if (l->business) {
+        vars[n++] = (struct tvar){.name = "chosen_name",
+                                  .value = *l->business->name ? l->business->name : "Unnamed business"};
+        vars[n++] = (struct tvar){.name = "chosen_role", .value = business_role_words(l->business->role)};
+    }
     return n;
 }
 
@@ -60,6 +95,15 @@ bool load_connection_or_503(struct ctx *ctx, struct loaded *l, bool *found)
     }
     *found = r == LOOKUP_FOUND;
     return true;
+}
+
+json_t *business_json(const struct business *b)
+{
+    if (!b)
+        return json_null();
+    return json_pack("{s:I,s:s,s:s,s:s,s:s}", "id", (json_int_t)b->id, "uuid", b->uuid ? b->uuid : "",
+                     "name", b->name ? b->name : "", "account_id", b->account_id ? b->account_id : "",
+                     "role", b->role ? b->role : "");
 }
 
 void send_json(struct ctx *ctx, int status, json_t *root)

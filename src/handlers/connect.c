@@ -45,9 +45,14 @@ void handle_connect(struct ctx *ctx)
 
     const char *state = state_issue(ctx->arena, &ctx->app->keys, ctx->session_id, ctx->site_user,
                                     return_to, clock_wall());
-    struct tvar v[16];
+    struct tvar v[24];
     size_t n = 0;
-    v[n++] = (struct tvar){.name = "authorize_url", .value = oauth_authorize_url(ctx->arena, state)};
+    char challenge[STATE_PKCE_LEN + 1], verifier[STATE_PKCE_LEN + 1];
+    bool pkce = ctx->cfg->pkce && state_pkce_verifier(&ctx->app->keys, state, verifier);
+    if (pkce)
+        state_pkce_challenge(verifier, challenge);
+    v[n++] = (struct tvar){.name = "authorize_url",
+                           .value = oauth_authorize_url(ctx->arena, state, pkce ? challenge : NULL)};
     v[n++] = (struct tvar){.name = "disconnect_url", .value = route_url(ctx, "disconnect")};
     const char *notice = NULL;
     if (request_query(ctx->req, "disconnected", 8, &notice) == FORM_OK) {
@@ -58,11 +63,11 @@ void handle_connect(struct ctx *ctx)
     }
     if (found && l.c.reconnect_required) {
         v[n++] = (struct tvar){.name = "reconnect_required", .value = "1"};
-        n = identity_vars(ctx, &l.c, v, n);
+        n = identity_vars(ctx, &l, v, n);
     } else if (found) {
         v[n++] = (struct tvar){.name = "connected", .value = "1"};
         v[n++] = (struct tvar){.name = "csrf", .value = csrf_issue(ctx)};
-        n = identity_vars(ctx, &l.c, v, n);
+        n = identity_vars(ctx, &l, v, n);
     }
     ctx->outcome = found ? "connected" : "not_connected";
     struct tvars vars = {v, n, NULL};

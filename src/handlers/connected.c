@@ -12,7 +12,7 @@ void handle_connected(struct ctx *ctx)
     bool found;
     if (!load_connection_or_503(ctx, &l, &found))
         return;
-    struct tvar v[12];
+    struct tvar v[24];
     size_t n = 0;
     v[n++] = (struct tvar){.name = "connect_url", .value = route_url(ctx, "connect")};
     if (found) {
@@ -21,7 +21,7 @@ void handle_connected(struct ctx *ctx)
         connection_resolve_identity(ctx->svc, &l);
         v[n++] = (struct tvar){.name = l.c.reconnect_required ? "reconnect_required" : "connected",
                                .value = "1"};
-        n = identity_vars(ctx, &l.c, v, n);
+        n = identity_vars(ctx, &l, v, n);
     }
     ctx->outcome = found ? "connected" : "not_connected";
     struct tvars vars = {v, n, NULL};

@@ -12,6 +12,7 @@ void handle_callback(struct ctx *ctx);
 void handle_connected(struct ctx *ctx);
 void handle_status(struct ctx *ctx);
 void handle_disconnect(struct ctx *ctx);
+void handle_business(struct ctx *ctx);
 void handle_healthz(struct ctx *ctx);
 void handle_readyz(struct ctx *ctx);
 void handle_auth(struct ctx *ctx);
@@ -25,6 +26,10 @@ void callback_metrics_render(struct buf *out);
 struct json_t;
 /* Sets a JSON body (and status) from root, which it consumes. */
 void send_json(struct ctx *ctx, int status, struct json_t *root);
+struct business;
+/* A business as /status and /internal/token show it: {"id", "uuid", "name", "account_id",
+ * "role"}; JSON null for NULL.  The caller owns the reference. */
+struct json_t *business_json(const struct business *b);
 struct loaded;
 /* connection_load(), answering the 503 page itself when Redis is unavailable: returns
  * false then, and the handler returns. */
@@ -33,8 +38,11 @@ bool load_connection_or_503(struct ctx *ctx, struct loaded *l, bool *found);
 void page_unavailable(struct ctx *ctx, const char *what);
 /* 403 page for FBCONNECT_USER_PARAM mode without a signed-in site user. */
 void page_sign_in_first(struct ctx *ctx);
-/* Template variables describing a connection's user and businesses, appended to vars
- * (room for 4 more); returns the new count. */
-size_t identity_vars(struct ctx *ctx, const struct connection *c, struct tvar *vars, size_t n);
+/* Template variables describing a connection's user, its businesses (the owner's choice
+ * marked) and why it needs reconnecting, appended to vars (room for 10 more); returns the
+ * new count. */
+size_t identity_vars(struct ctx *ctx, const struct loaded *l, struct tvar *vars, size_t n);
+/* A FreshBooks role ("business_employee") in words ("Team member"). */
+const char *business_role_words(const char *role);
 
 #endif

@@ -1,5 +1,6 @@
 /* GET /status — this session's connection as JSON, never a token:
- *   {"connected", "reconnect_required", "user", "businesses", "scope", "expires_at"}
+ *   {"connected", "reconnect_required", "user", "businesses", "business",
+ *    "reconnect_reason", "scope", "expires_at"}
  * (the last two only when there is a pair; "identity_pending": true while FreshBooks'
  * users/me has not answered yet).
  * 200: the JSON (also for no session: connected false).
@@ -23,8 +24,9 @@ void handle_status(struct ctx *ctx)
     }
     if (found != LOOKUP_FOUND) {
         ctx->outcome = "not_connected";
-        send_json(ctx, 200, json_pack("{s:b,s:b,s:n,s:[]}", "connected", 0, "reconnect_required", 0,
-                                      "user", "businesses"));
+        send_json(ctx, 200, json_pack("{s:b,s:b,s:n,s:[],s:n,s:n}", "connected", 0,
+                                      "reconnect_required", 0, "user", "businesses", "business",
+                                      "reconnect_reason"));
         return;
     }
     if (ctx->has_session)
@@ -38,17 +40,15 @@ void handle_status(struct ctx *ctx)
                          c->ident.email ? c->ident.email : "", "first_name",
                          c->ident.first_name ? c->ident.first_name : "", "last_name",
                          c->ident.last_name ? c->ident.last_name : "");
-        for (size_t i = 0; i < c->ident.n_businesses; i++) {
-            const struct business *b = &c->ident.businesses[i];
-            json_array_append_new(businesses, json_pack("{s:I,s:s,s:s}", "id", (json_int_t)b->id,
-                                                        "name", b->name, "account_id",
-                                                        b->account_id));
-        }
+        for (size_t i = 0; i < c->ident.n_businesses; i++)
+            json_array_append_new(businesses, business_json(&c->ident.businesses[i]));
     }
-    json_t *root = json_pack("{s:b,s:b,s:o,s:o,s:s,s:I}", "connected", !c->reconnect_required,
-                             "reconnect_required", c->reconnect_required, "user", user ? user : json_null(),
-                             "businesses", businesses, "scope", c->pair.scope ? c->pair.scope : "",
-                             "expires_at", (json_int_t)c->pair.expires_at);
+    json_t *root = json_pack(
+        "{s:b,s:b,s:o,s:o,s:o,s:o,s:s,s:I}", "connected", !c->reconnect_required,
+        "reconnect_required", c->reconnect_required, "user", user ? user : json_null(),
+        "businesses", businesses, "business", business_json(l.business), "reconnect_reason",
+        c->reconnect_required ? json_string(reconnect_reason_name(c->reconnect_reason)) : json_null(),
+        "scope", c->pair.scope ? c->pair.scope : "", "expires_at", (json_int_t)c->pair.expires_at);
     if (!c->has_identity)
         json_object_set_new(root, "identity_pending", json_true());
     ctx->outcome = c->reconnect_required ? "reconnect_required" : "connected";

@@ -1,9 +1,10 @@
 /* GET /internal/token?user=NAME (internal; only with FBCONNECT_USER_PARAM) — a valid
  * access token for the site's own back end, refreshed first when close to expiry.
- * 200: {"access_token": str, "expires_at": int, "account_ids": [str]}
+ * 200: {"access_token": str, "expires_at": int, "account_ids": [str] (every business's),
+ *       "business": the chosen one as in /status, or null}
  * 400: no (or an unusable) `user`.
  * 404: that site user is not connected (or FBCONNECT_USER_PARAM is off: no such route).
- * 409: reconnect required.
+ * 409: reconnect required: {"reconnect_required": true, "reconnect_reason": str}.
  * 503 (Retry-After: 1): no usable token within FBCONNECT_REFRESH_WAIT_MS (as /auth). */
 #include <jansson.h>
 
@@ -41,7 +42,8 @@ void handle_internal_token(struct ctx *ctx)
         error(ctx, 404, outcome, "not_connected");
         return;
     case TOKEN_RECONNECT:
-        error(ctx, 409, outcome, "reconnect_required");
+        send_json(ctx, 409, json_pack("{s:b,s:s}", "reconnect_required", 1, "reconnect_reason",
+                                      reconnect_reason_name(l.c.reconnect_reason)));
         return;
     case TOKEN_UNAVAILABLE:
         error(ctx, 503, outcome, "unavailable");
@@ -50,10 +52,11 @@ void handle_internal_token(struct ctx *ctx)
     }
     json_t *accounts = json_array();
     for (size_t i = 0; l.c.has_identity && i < l.c.ident.n_businesses; i++)
-        json_array_append_new(accounts, json_string(l.c.ident.businesses[i].account_id));
+        if (*l.c.ident.businesses[i].account_id)
+            json_array_append_new(accounts, json_string(l.c.ident.businesses[i].account_id));
     if (!ctx->outcome)
         ctx->outcome = "token";
-    send_json(ctx, 200, json_pack("{s:s,s:I,s:o}", "access_token", l.c.pair.access_token,
+    send_json(ctx, 200, json_pack("{s:s,s:I,s:o,s:o}", "access_token", l.c.pair.access_token,
                                   "expires_at", (json_int_t)l.c.pair.expires_at, "account_ids",
-                                  accounts));
+                                  accounts, "business", business_json(l.business)));
 }

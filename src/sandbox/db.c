@@ -85,6 +85,7 @@ struct code {
     bool used;
     char redirect_uri[512];
     char scope[512];
+    char challenge[64]; /* PKCE S256 code_challenge, "" when none was given */
 };
 
 struct access {
@@ -157,6 +158,50 @@ static void title_case(const char *in, size_t n, char *out, size_t outsz)
     out[o] = '\0';
 }
 
+/* A number from the email (and a salt), stable across restarts. */
+static uint64_t email_hash(const char *email, const char *salt)
+{
+    uint8_t h[8];
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, sizeof h);
+    crypto_generichash_update(&st, (const uint8_t *)salt, strlen(salt) + 1);
+    crypto_generichash_update(&st, (const uint8_t *)email, strlen(email));
+    crypto_generichash_final(&st, h, sizeof h);
+    uint64_t v;
+    memcpy(&v, h, sizeof v);
+    return v;
+}
+
+/* Fills u's businesses: business i of a user is the same on every sign-in and restart. */
+static void make_businesses(struct sandbox_user *u, size_t n)
+{
+    static const char *const roles[SANDBOX_BUSINESSES_MAX] = {"owner", "client", "admin",
+                                                              "business_employee", "owner"};
+    static const char *const names[SANDBOX_BUSINESSES_MAX] = {
+        NULL, "Babbage Ltd", "Northwind Books", "Hopper & Co", "Lamarr Labs"};
+    static const char alphabet[] = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    u->n_businesses = n;
+    for (size_t i = 0; i < n; i++) {
+        struct sandbox_business *b = &u->businesses[i];
+        char salt[16];
+        snprintf(salt, sizeof salt, "business-%zu", i);
+        uint64_t h = email_hash(u->email, salt);
+        b->id = 500000 + (int64_t)(h % 4000000);
+        b->membership_id = 9000000 + (int64_t)((h >> 24) % 1000000); /* not the business id */
+        snprintf(b->uuid, sizeof b->uuid, "%08x-%04x-4%03x-a%03x-%012llx", (unsigned)(h >> 32),
+                 (unsigned)(h >> 16) & 0xffff, (unsigned)(h >> 4) & 0xfff, (unsigned)h & 0xfff,
+                 (unsigned long long)(email_hash(u->email, "uuid") + i) & 0xffffffffffffULL);
+        for (int c = 0; c < 5; c++)
+            b->account_id[c] = alphabet[(h >> (8 * c)) % (sizeof alphabet - 1)];
+        b->account_id[5] = '\0';
+        if (names[i])
+            snprintf(b->name, sizeof b->name, "%s", names[i]);
+        else
+            snprintf(b->name, sizeof b->name, "%s's Studio", u->first_name);
+        snprintf(b->role, sizeof b->role, "%s", roles[i]);
+    }
+}
+
 /* Called with mu held. */
 static int user_for_email(const char *email)
 {
@@ -177,24 +222,19 @@ static int user_for_email(const char *email)
     has_live_refresh[n_users] = false;
     struct sandbox_user *u = &users[n_users];
     memset(u, 0, sizeof *u);
-    u->id = 100000 + (int64_t)n_users * 7 + 1;
+    /* The same email is the same user after a restart: ids derive from it. */
+    u->id = 100000 + (int64_t)(email_hash(email, "user") % 2000000000);
     snprintf(u->email, sizeof u->email, "%s", email);
     const char *at = strchr(email, '@');
     size_t local = at ? (size_t)(at - email) : strlen(email);
     title_case(email, local, u->first_name, sizeof u->first_name);
     snprintf(u->last_name, sizeof u->last_name, "Sandbox");
-    u->business_id = 500000 + (int64_t)n_users;
-    snprintf(u->business_name, sizeof u->business_name, "%s's Studio", u->first_name);
-    static const char alphabet[] = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-    uint8_t rnd[5];
-    randombytes_buf(rnd, sizeof rnd);
-    for (int i = 0; i < 5; i++)
-        u->account_id[i] = alphabet[rnd[i] % (sizeof alphabet - 1)];
+    make_businesses(u, 1);
     return (int)n_users++;
 }
 
-void db_issue_code(const char *email, const char *redirect_uri, const char *scope,
-                   char code_out[44])
+void db_issue_code(const char *email, int businesses, const char *redirect_uri, const char *scope,
+                   const char *code_challenge, char code_out[44])
 {
     id_new(code_out);
     uint8_t key[KEY_BYTES];
@@ -203,12 +243,42 @@ void db_issue_code(const char *email, const char *redirect_uri, const char *scop
     memset(c, 0, sizeof *c);
     snprintf(c->redirect_uri, sizeof c->redirect_uri, "%s", redirect_uri);
     snprintf(c->scope, sizeof c->scope, "%s", scope);
+    snprintf(c->challenge, sizeof c->challenge, "%s", code_challenge ? code_challenge : "");
     c->expires = now_s() + CODE_TTL;
     pthread_mutex_lock(&mu);
     c->user = user_for_email(email);
+    if (businesses >= 0 && businesses <= SANDBOX_BUSINESSES_MAX)
+        make_businesses(&users[c->user], (size_t)businesses);
     map_put(&codes, key, c);
     stats.codes_issued++;
     pthread_mutex_unlock(&mu);
+}
+
+bool db_set_businesses(const char *email, int businesses)
+{
+    uint8_t key[KEY_BYTES];
+    token_key(email, key);
+    pthread_mutex_lock(&mu);
+    int *index = map_get(&user_index, key);
+    if (index && businesses >= 0 && businesses <= SANDBOX_BUSINESSES_MAX)
+        make_businesses(&users[*index], (size_t)businesses);
+    pthread_mutex_unlock(&mu);
+    return index != NULL;
+}
+
+/* PKCE S256: base64url(SHA-256(verifier)) is the challenge (RFC 7636 4.6). */
+static bool pkce_matches(const char *challenge, const char *verifier)
+{
+    if (!challenge[0])
+        return true;
+    size_t n = verifier ? strlen(verifier) : 0;
+    if (n < 43 || n > 128)
+        return false;
+    uint8_t digest[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(digest, (const uint8_t *)verifier, n);
+    char expect[64];
+    b64url_encode(digest, sizeof digest, expect);
+    return strcmp(expect, challenge) == 0;
 }
 
 /* A JWT-shaped access token of realistic size (FreshBooks' are several hundred bytes). */
@@ -270,7 +340,8 @@ static void issue_pair(int ui, const char *scope, long expires_in, struct issued
     has_live_refresh[ui] = true;
 }
 
-enum grant_result db_exchange_code(const char *code, const char *redirect_uri, long expires_in,
+enum grant_result db_exchange_code(const char *code, const char *redirect_uri,
+                                   const char *code_verifier, long expires_in,
                                    struct issued_pair *out)
 {
     uint8_t key[KEY_BYTES];
@@ -278,7 +349,8 @@ enum grant_result db_exchange_code(const char *code, const char *redirect_uri, l
     enum grant_result res = GRANT_INVALID;
     pthread_mutex_lock(&mu);
     struct code *c = map_get(&codes, key);
-    if (c && !c->used && c->expires >= now_s() && strcmp(c->redirect_uri, redirect_uri) == 0) {
+    if (c && !c->used && c->expires >= now_s() && strcmp(c->redirect_uri, redirect_uri) == 0 &&
+        pkce_matches(c->challenge, code_verifier)) {
         c->used = true;
         issue_pair(c->user, c->scope, expires_in, out);
         stats.exchanges++;

@@ -11,13 +11,22 @@
 
 #include "buf.h"
 
+#define SANDBOX_BUSINESSES_MAX 5
+
+/* A business membership: the membership's own id (not the business's: FreshBooks' trap),
+ * the role, and the business. */
+struct sandbox_business {
+    int64_t membership_id, id;
+    char uuid[40], name[128], account_id[16], role[24];
+};
+
+/* A user: every id derives from the email, so a restarted sandbox knows the same users. */
 struct sandbox_user {
     int64_t id;
     char email[128];
     char first_name[64], last_name[64];
-    int64_t business_id;
-    char business_name[128];
-    char account_id[16];
+    size_t n_businesses;
+    struct sandbox_business businesses[SANDBOX_BUSINESSES_MAX];
 };
 
 enum grant_result {
@@ -42,14 +51,20 @@ void db_init(void);
 /* Forgets every user, code and token, and the counters. */
 void db_reset(void);
 
-/* Signs a user in by email (created on first sight) and issues a code bound to
- * redirect_uri and scope; code_out gets 43 characters. */
-void db_issue_code(const char *email, const char *redirect_uri, const char *scope,
-                   char code_out[44]);
-/* Spends a code: GRANT_OK and a new pair when it is unused, unexpired and was issued for
- * redirect_uri. */
-enum grant_result db_exchange_code(const char *code, const char *redirect_uri, long expires_in,
+/* Signs a user in by email (created on first sight, with one business; businesses >= 0
+ * sets how many they have, up to SANDBOX_BUSINESSES_MAX) and issues a code bound to
+ * redirect_uri, scope and, when not NULL, a PKCE S256 code_challenge; code_out gets 43
+ * characters. */
+void db_issue_code(const char *email, int businesses, const char *redirect_uri, const char *scope,
+                   const char *code_challenge, char code_out[44]);
+/* Spends a code: GRANT_OK and a new pair when it is unused, unexpired, was issued for
+ * redirect_uri and — when it was issued with a challenge — code_verifier matches it. */
+enum grant_result db_exchange_code(const char *code, const char *redirect_uri,
+                                   const char *code_verifier, long expires_in,
                                    struct issued_pair *out);
+/* Sets how many businesses a known user has (0 to SANDBOX_BUSINESSES_MAX): false when
+ * there is no such user. */
+bool db_set_businesses(const char *email, int businesses);
 /* Spends a refresh token: GRANT_OK and a new pair when it is the user's live one. */
 enum grant_result db_refresh(const char *refresh_token, long expires_in, struct issued_pair *out);
 /* Revokes an access or refresh token; true when it was known. */

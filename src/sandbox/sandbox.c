@@ -10,7 +10,10 @@
  *
  * and a control interface for tests under /_sandbox/ (nginx exposes it on loopback only):
  *   POST /_sandbox/reset, POST /_sandbox/fault, POST /_sandbox/config,
- *   GET /_sandbox/stats, GET /_sandbox/user?email=…
+ *   GET /_sandbox/stats, GET /_sandbox/user?email=…, POST /_sandbox/user {email, businesses}
+ * Users are stable across restarts (every id derives from the email); each has 1 to 5
+ * businesses with different roles (chosen at sign-in) or none; a code issued with a PKCE
+ * S256 challenge is exchanged only with its verifier.
  *
  * Configuration: FBSANDBOX_LISTEN, FBSANDBOX_CLIENT_ID, FBSANDBOX_CLIENT_SECRET,
  * FBSANDBOX_REDIRECT_URIS (comma-separated), FBSANDBOX_THREADS, FBSANDBOX_EXPIRES_IN, and
@@ -196,16 +199,23 @@ static char *escape(struct sbx *s, const char *v)
 
 /* ---- endpoints ---- */
 
-static void page(struct sbx *s, int status, const char *error, const char *client_id,
-                 const char *redirect_uri, const char *state, const char *scope)
+/* What the authorize form carries from the authorize link to its POST. */
+struct authorize_params {
+    const char *client_id, *redirect_uri, *state, *scope, *challenge, *method;
+};
+
+static void page(struct sbx *s, int status, const char *error, const struct authorize_params *a)
 {
     struct tvar v[] = {
         {.name = "error", .value = error},
-        {.name = "client_id", .value = client_id},
-        {.name = "redirect_uri", .value = redirect_uri},
-        {.name = "state", .value = state},
-        {.name = "scope", .value = scope},
-        {.name = "scope_list", .value = scope && *scope ? scope : "all scopes registered for the app"},
+        {.name = "client_id", .value = a ? a->client_id : NULL},
+        {.name = "redirect_uri", .value = a ? a->redirect_uri : NULL},
+        {.name = "state", .value = a && a->state ? a->state : ""},
+        {.name = "scope", .value = a && a->scope ? a->scope : ""},
+        {.name = "code_challenge", .value = a && a->challenge ? a->challenge : ""},
+        {.name = "code_challenge_method", .value = a && a->method ? a->method : ""},
+        {.name = "scope_list",
+         .value = a && a->scope && *a->scope ? a->scope : "all scopes registered for the app"},
     };
     struct tvars vars = {v, sizeof v / sizeof v[0], NULL};
     s->resp.status = status;
@@ -218,67 +228,78 @@ static void page(struct sbx *s, int status, const char *error, const char *clien
 static void handle_authorize(struct sbx *s)
 {
     bool post = strcmp(s->req.method, "POST") == 0;
-    const char *client_id = NULL, *redirect_uri = NULL, *state = NULL, *scope = NULL,
-               *response_type = NULL, *email = NULL, *action = NULL;
+    struct authorize_params a = {0};
+    const char *response_type = NULL, *email = NULL, *action = NULL, *businesses = NULL;
     if (post) {
         int rc = request_read_body(&s->req, BODY_MAX);
         if (rc) {
             reply_error(&s->resp, rc, "invalid_request", "bad body");
             return;
         }
-        client_id = field(s, NULL, "client_id");
-        redirect_uri = field(s, NULL, "redirect_uri");
-        state = field(s, NULL, "state");
-        scope = field(s, NULL, "scope");
+        a.client_id = field(s, NULL, "client_id");
+        a.redirect_uri = field(s, NULL, "redirect_uri");
+        a.state = field(s, NULL, "state");
+        a.scope = field(s, NULL, "scope");
+        a.challenge = field(s, NULL, "code_challenge");
+        a.method = field(s, NULL, "code_challenge_method");
         email = field(s, NULL, "email");
         action = field(s, NULL, "action");
+        businesses = field(s, NULL, "businesses");
         response_type = "code";
     } else {
         db_count(COUNT_AUTHORIZE_PAGE);
-        request_query(&s->req, "client_id", 512, &client_id);
-        request_query(&s->req, "redirect_uri", 2048, &redirect_uri);
-        request_query(&s->req, "state", 4096, &state);
-        request_query(&s->req, "scope", 2048, &scope);
+        request_query(&s->req, "client_id", 512, &a.client_id);
+        request_query(&s->req, "redirect_uri", 2048, &a.redirect_uri);
+        request_query(&s->req, "state", 4096, &a.state);
+        request_query(&s->req, "scope", 2048, &a.scope);
+        request_query(&s->req, "code_challenge", 256, &a.challenge);
+        request_query(&s->req, "code_challenge_method", 16, &a.method);
         request_query(&s->req, "response_type", 64, &response_type);
     }
-    if (!client_id || strcmp(client_id, conf.client_id) != 0) {
-        page(s, 400, "Unknown client_id: this app is not registered with the sandbox.", NULL, NULL,
-             NULL, NULL);
+    if (!a.client_id || strcmp(a.client_id, conf.client_id) != 0) {
+        page(s, 400, "Unknown client_id: this app is not registered with the sandbox.", NULL);
         return;
     }
-    if (!redirect_registered(redirect_uri)) {
-        page(s, 400, "The redirect_uri is not registered for this app.", NULL, NULL, NULL, NULL);
+    if (!redirect_registered(a.redirect_uri)) {
+        page(s, 400, "The redirect_uri is not registered for this app.", NULL);
         return;
     }
     if (!response_type || strcmp(response_type, "code") != 0) {
-        page(s, 400, "response_type must be code.", NULL, NULL, NULL, NULL);
+        page(s, 400, "response_type must be code.", NULL);
+        return;
+    }
+    bool has_challenge = a.challenge && *a.challenge;
+    if (has_challenge && (!a.method || strcmp(a.method, "S256") != 0 || strlen(a.challenge) != 43)) {
+        page(s, 400, "code_challenge_method must be S256, with a 43-character code_challenge.", NULL);
         return;
     }
     if (!post) {
-        page(s, 200, NULL, client_id, redirect_uri, state ? state : "", scope ? scope : "");
+        page(s, 200, NULL, &a);
         return;
     }
     struct fault f = take_fault(EP_AUTHORIZE);
     if (apply_fault(&f, &s->resp))
         return;
-    const char *sep = strchr(redirect_uri, '?') ? "&" : "?";
-    const char *state_part = state && *state ? arena_printf(&s->arena, "&state=%s", escape(s, state)) : "";
+    const char *sep = strchr(a.redirect_uri, '?') ? "&" : "?";
+    const char *state_part =
+        a.state && *a.state ? arena_printf(&s->arena, "&state=%s", escape(s, a.state)) : "";
     char *location;
     if (action && strcmp(action, "authorize") == 0) {
         if (!email || !*email || strlen(email) > 100 || !strchr(email, '@')) {
-            page(s, 400, "Enter an email address to sign in.", client_id, redirect_uri,
-                 state ? state : "", scope ? scope : "");
+            page(s, 400, "Enter an email address to sign in.", &a);
             return;
         }
         char code[44];
+        int n = businesses && *businesses ? atoi(businesses) : -1;
         /* No scope requested: the token carries every scope the app is registered for. */
-        db_issue_code(email, redirect_uri,
-                      scope && *scope ? scope : "user:profile:read user:clients:read user:invoices:read",
-                      code);
-        location = arena_printf(&s->arena, "%s%scode=%s%s", redirect_uri, sep, code, state_part);
+        db_issue_code(email, n, a.redirect_uri,
+                      a.scope && *a.scope ? a.scope
+                                          : "user:profile:read user:clients:read user:invoices:read",
+                      has_challenge ? a.challenge : NULL, code);
+        location = arena_printf(&s->arena, "%s%scode=%s%s", a.redirect_uri, sep, code, state_part);
     } else {
         location = arena_printf(&s->arena, "%s%serror=access_denied&error_description=%s%s",
-                                redirect_uri, sep, escape(s, "The user denied access"), state_part);
+                                a.redirect_uri, sep, escape(s, "The user denied access"), state_part);
     }
     response_header(&s->resp, "Location", location);
     response_set(&s->resp, 302, "text/plain; charset=utf-8", "Redirecting\n");
@@ -332,6 +353,17 @@ static long current_expires_in(void)
     return e;
 }
 
+/* The user whose access token the request's Authorization header carries; false (401
+ * answered) when it carries none that is live. */
+static bool bearer_user(struct sbx *s, struct sandbox_user *u)
+{
+    const char *auth = request_param(&s->req, "HTTP_AUTHORIZATION");
+    if (auth && strncmp(auth, "Bearer ", 7) == 0 && db_user_for_access(auth + 7, u))
+        return true;
+    reply_error(&s->resp, 401, "unauthenticated", "This action requires authentication to continue.");
+    return false;
+}
+
 /* The common start of token and revoke calls: an injected fault, the body (JSON or form)
  * and the client's credentials.  Returns false after answering; on true, *json is the JSON
  * body (NULL for a form), which the caller frees. */
@@ -361,11 +393,13 @@ static void answer_token(struct sbx *s, json_t *json)
     const char *redirect_uri = field(s, json, "redirect_uri");
     const char *code = field(s, json, "code");
     const char *refresh = field(s, json, "refresh_token");
+    const char *verifier = field(s, json, "code_verifier");
     json_decref(json);
     struct issued_pair pair;
     enum grant_result g;
     if (grant && strcmp(grant, "authorization_code") == 0 && code) {
-        g = db_exchange_code(code, redirect_uri ? redirect_uri : "", current_expires_in(), &pair);
+        g = db_exchange_code(code, redirect_uri ? redirect_uri : "", verifier, current_expires_in(),
+                             &pair);
     } else if (grant && strcmp(grant, "refresh_token") == 0 && refresh) {
         g = db_refresh(refresh, current_expires_in(), &pair);
         if (g == GRANT_SPENT)
@@ -416,19 +450,35 @@ static void handle_me(struct sbx *s)
     struct fault f = take_fault(EP_ME);
     if (apply_fault(&f, &s->resp))
         return;
-    const char *auth = request_param(&s->req, "HTTP_AUTHORIZATION");
     struct sandbox_user u;
-    if (!auth || strncmp(auth, "Bearer ", 7) != 0 || !db_user_for_access(auth + 7, &u)) {
-        reply_error(&s->resp, 401, "unauthenticated", "This action requires authentication to continue.");
+    if (!bearer_user(s, &u))
         return;
+    json_t *memberships = json_array();
+    for (size_t i = 0; i < u.n_businesses; i++) {
+        const struct sandbox_business *b = &u.businesses[i];
+        json_array_append_new(memberships,
+                              json_pack("{s:I,s:s,s:{s:I,s:s,s:s,s:s,s:b}}", "id",
+                                        (json_int_t)b->membership_id, "role", b->role, "business",
+                                        "id", (json_int_t)b->id, "business_uuid", b->uuid, "name",
+                                        b->name, "account_id", b->account_id, "active", 1));
     }
-    json_t *membership = json_pack("{s:I,s:s,s:{s:I,s:s,s:s}}", "id", (json_int_t)(u.business_id + 1),
-                                   "role", "owner", "business", "id", (json_int_t)u.business_id,
-                                   "name", u.business_name, "account_id", u.account_id);
     reply_json(&s->resp, 200,
-               json_pack("{s:{s:I,s:I,s:s,s:s,s:s,s:[o]}}", "response", "id", (json_int_t)u.id,
+               json_pack("{s:{s:I,s:I,s:s,s:s,s:s,s:o}}", "response", "id", (json_int_t)u.id,
                          "identity_id", (json_int_t)u.id, "first_name", u.first_name, "last_name",
-                         u.last_name, "email", u.email, "business_memberships", membership));
+                         u.last_name, "email", u.email, "business_memberships", memberships));
+}
+
+/* The user's business whose account_id (or, by_id, business id) is `key`, or NULL. */
+static const struct sandbox_business *business_of(const struct sandbox_user *u, const char *key,
+                                                  bool by_id)
+{
+    for (size_t i = 0; i < u->n_businesses; i++) {
+        char id[24];
+        snprintf(id, sizeof id, "%lld", (long long)u->businesses[i].id);
+        if (strcmp(by_id ? id : u->businesses[i].account_id, key) == 0)
+            return &u->businesses[i];
+    }
+    return NULL;
 }
 
 /* GET/POST /accounting/account/{account_id}/users/clients: a sample of FreshBooks' API for
@@ -436,13 +486,11 @@ static void handle_me(struct sbx *s)
  * says what it received that an API should never see (a Cookie header). */
 static void handle_clients(struct sbx *s, const char *account_id)
 {
-    const char *auth = request_param(&s->req, "HTTP_AUTHORIZATION");
     struct sandbox_user u;
-    if (!auth || strncmp(auth, "Bearer ", 7) != 0 || !db_user_for_access(auth + 7, &u)) {
-        reply_error(&s->resp, 401, "unauthenticated", "This action requires authentication to continue.");
+    if (!bearer_user(s, &u))
         return;
-    }
-    if (strcmp(account_id, u.account_id) != 0) {
+    const struct sandbox_business *b = business_of(&u, account_id, false);
+    if (!b) {
         reply_error(&s->resp, 403, "forbidden", "This account is not yours.");
         return;
     }
@@ -450,11 +498,27 @@ static void handle_clients(struct sbx *s, const char *account_id)
     const char *api_version = request_param(&s->req, "HTTP_API_VERSION");
     reply_json(&s->resp, 200,
                json_pack("{s:{s:{s:[{s:I,s:s,s:s}],s:b,s:b,s:s}}}", "response", "result", "clients",
-                         "id", (json_int_t)(u.business_id * 10 + 1), "organization",
+                         "id", (json_int_t)(b->id * 10 + 1), "organization",
                          post ? "Created Client Ltd" : "Sample Client Ltd", "email",
                          "client@example.com", "created", post, "received_cookie",
                          request_param(&s->req, "HTTP_COOKIE") != NULL, "api_version",
                          api_version ? api_version : ""));
+}
+
+/* GET /projects/business/{id}/projects and /timetracking/business/{id}/time_entries: the
+ * business-relative APIs (by business id, not account id), for the API proxy's tests. */
+static void handle_business_api(struct sbx *s, const char *business_id, const char *what)
+{
+    struct sandbox_user u;
+    if (!bearer_user(s, &u))
+        return;
+    const struct sandbox_business *b = business_of(&u, business_id, true);
+    if (!b) {
+        reply_error(&s->resp, 403, "forbidden", "This business is not yours.");
+        return;
+    }
+    reply_json(&s->resp, 200, json_pack("{s:s,s:I,s:s,s:[]}", "business_uuid", b->uuid,
+                                        "business_id", (json_int_t)b->id, "kind", what, what));
 }
 
 /* ---- control interface ---- */
@@ -476,20 +540,41 @@ static void handle_control(struct sbx *s, const char *what)
                              (json_int_t)st.authorize_pages));
         return;
     }
-    if (strcmp(what, "user") == 0) {
+    if (strcmp(what, "user") == 0 && !post) {
         const char *email = NULL;
         struct sandbox_user u;
         if (request_query(&s->req, "email", 256, &email) != FORM_OK || !db_find_user(email, &u)) {
             reply_error(&s->resp, 404, "not_found", "no such user");
             return;
         }
-        reply_json(&s->resp, 200, json_pack("{s:I,s:s,s:s,s:I}", "id", (json_int_t)u.id, "email",
-                                            u.email, "account_id", u.account_id, "business_id",
-                                            (json_int_t)u.business_id));
+        json_t *list = json_array();
+        for (size_t i = 0; i < u.n_businesses; i++)
+            json_array_append_new(list, json_pack("{s:I,s:s,s:s,s:s,s:s,s:I}", "id",
+                                                  (json_int_t)u.businesses[i].id, "uuid",
+                                                  u.businesses[i].uuid, "name", u.businesses[i].name,
+                                                  "account_id", u.businesses[i].account_id, "role",
+                                                  u.businesses[i].role, "membership_id",
+                                                  (json_int_t)u.businesses[i].membership_id));
+        reply_json(&s->resp, 200, json_pack("{s:I,s:s,s:o}", "id", (json_int_t)u.id, "email",
+                                            u.email, "businesses", list));
         return;
     }
     if (!post) {
         reply_error(&s->resp, 405, "method_not_allowed", "use POST");
+        return;
+    }
+    if (strcmp(what, "user") == 0) {
+        bool bad;
+        json_t *json = parse_body(s, &bad);
+        const char *email = bad ? NULL : field(s, json, "email");
+        json_t *n = json_object_get(json, "businesses");
+        bool ok = email && json_is_integer(n) &&
+                  db_set_businesses(email, (int)json_integer_value(n));
+        json_decref(json);
+        if (!ok)
+            reply_error(&s->resp, 404, "not_found", "no such user, or businesses not 0 to 5");
+        else
+            reply_json(&s->resp, 200, json_pack("{s:b}", "ok", 1));
         return;
     }
     if (strcmp(what, "reset") == 0) {
@@ -607,7 +692,14 @@ static void sbx_handle(void *p, struct fcgi_request *fcgi)
         get || post ? handle_clients(s, arena_strndup(&s->arena, path + 20,
                                                       (size_t)(strchr(path + 20, '/') - (path + 20))))
                     : reply_error(&s->resp, 405, "method_not_allowed", "GET or POST");
-    else if (strcmp(path, "/") == 0)
+    else if ((strncmp(path, "/projects/business/", 19) == 0 && strchr(path + 19, '/') &&
+              strcmp(strchr(path + 19, '/'), "/projects") == 0) ||
+             (strncmp(path, "/timetracking/business/", 23) == 0 && strchr(path + 23, '/') &&
+              strcmp(strchr(path + 23, '/'), "/time_entries") == 0)) {
+        size_t at = path[1] == 'p' ? 19 : 23;
+        handle_business_api(s, arena_strndup(&s->arena, path + at, (size_t)(strchr(path + at, '/') - (path + at))),
+                            path[1] == 'p' ? "projects" : "time_entries");
+    } else if (strcmp(path, "/") == 0)
         response_set(&s->resp, 200, "text/plain; charset=utf-8",
                      "fbsandbox: a FreshBooks OAuth stand-in for fbconnect. Start at /oauth/authorize.\n");
     else
@@ -628,7 +720,7 @@ static const char authorize_html[] =
     "align-items:flex-start;padding:8vh 16px 32px}main{width:100%;max-width:30rem;background:#fff;"
     "border-radius:14px;padding:28px 24px}h1{font-size:1.4rem;margin:0 0 8px}p{margin:0 0 14px}"
     ".banner{background:#fff5e0;color:#7a4b00;border-radius:10px;padding:10px 12px;font-size:.9rem}"
-    "label{display:block;font-weight:600;margin:8px 0 6px}input[type=email]{width:100%;padding:12px;"
+    "label{display:block;font-weight:600;margin:8px 0 6px}input[type=email],select{width:100%;padding:12px;"
     "border:1px solid #b8c4d0;border-radius:10px;font:inherit}.row{display:flex;gap:12px;margin-top:18px}"
     "button{flex:1;padding:13px;border-radius:10px;border:0;font:inherit;font-weight:600;cursor:pointer}"
     ".primary{background:#0063c1;color:#fff}.secondary{background:#eef2f6;color:#1d2733}"
@@ -645,8 +737,15 @@ static const char authorize_html[] =
     "<input type=\"hidden\" name=\"redirect_uri\" value=\"{{redirect_uri}}\">\n"
     "<input type=\"hidden\" name=\"state\" value=\"{{state}}\">\n"
     "<input type=\"hidden\" name=\"scope\" value=\"{{scope}}\">\n"
+    "<input type=\"hidden\" name=\"code_challenge\" value=\"{{code_challenge}}\">\n"
+    "<input type=\"hidden\" name=\"code_challenge_method\" value=\"{{code_challenge_method}}\">\n"
     "<label for=\"email\">Sign in as (any email)</label>\n"
     "<input id=\"email\" type=\"email\" name=\"email\" value=\"ada@example.com\" autocomplete=\"email\" required>\n"
+    "<label for=\"businesses\">Businesses this user belongs to</label>\n"
+    "<select id=\"businesses\" name=\"businesses\"><option value=\"\">as before (new users: 1)</option>"
+    "<option value=\"1\">1: their own</option><option value=\"2\">2: theirs and a client's</option>"
+    "<option value=\"3\">3</option><option value=\"4\">4</option><option value=\"5\">5</option>"
+    "<option value=\"0\">none</option></select>\n"
     "<div class=\"row\"><button class=\"secondary\" type=\"submit\" name=\"action\" value=\"cancel\" formnovalidate>Cancel</button>\n"
     "<button class=\"primary\" type=\"submit\" name=\"action\" value=\"authorize\">Authorize</button></div>\n"
     "</form>{{/error}}\n</main>\n</body>\n</html>\n";

@@ -1,6 +1,7 @@
 // Clicks through fbconnect's pages in Debian's headless Chromium, like a person would:
 // connect page → sandbox authorize page → back → connected page → connect page →
-// Disconnect.  Saves a screenshot of each page (desktop and phone width), and fails on any
+// Disconnect; then a user of three businesses: the chooser → a business → "Change
+// business" shows it marked.  Saves a screenshot of each page (desktop and phone width), and fails on any
 // console error, CSP violation, failed check or page wider than a phone.
 //
 // usage: node flow.mjs SITE_URL OUT_DIR EMAIL
@@ -91,6 +92,31 @@ async function flow(viewport, suffix) {
   check((await page.textContent("main")).includes("FreshBooks confirmed"), `${suffix}: disconnect notice`);
   await fitsWidth(page, `${suffix} disconnected`);
   await shot(page, `5-disconnected${suffix}`);
+
+  // A user of several businesses is asked which one first, then can change it.
+  await page.getByRole("link", { name: "Connect to FreshBooks" }).click();
+  await page.waitForURL(/\/oauth\/authorize/);
+  await page.getByLabel(/Sign in as/).fill(`biz${suffix}-${email}`);
+  await page.getByLabel(/Businesses this user belongs to/).selectOption("3");
+  await page.getByRole("button", { name: "Authorize" }).click();
+  await page.waitForURL(/\/business$/);
+  check((await page.textContent("h1")).includes("Which business"), `${suffix}: chooser heading`);
+  const choices = page.locator("form.choices button");
+  check((await choices.count()) === 3, `${suffix}: ${await choices.count()} business buttons`);
+  check((await page.locator('button[aria-current="true"]').count()) === 0, `${suffix}: marked before a choice`);
+  check((await page.textContent("main")).includes("Client"), `${suffix}: roles in words`);
+  await fitsWidth(page, `${suffix} chooser`);
+  await shot(page, `7-business${suffix}`);
+  await page.getByRole("button", { name: /Babbage Ltd/ }).click();
+  await page.waitForURL(/\/connected$/);
+  check((await page.textContent("main")).includes("Working with Babbage Ltd"), `${suffix}: chosen business shown`);
+  await page.getByRole("link", { name: "Change business" }).click();
+  await page.waitForURL(/\/business$/);
+  const current = page.locator('button[aria-current="true"]');
+  check((await current.count()) === 1 && (await current.textContent()).includes("Babbage Ltd"),
+        `${suffix}: the chosen business is not the one marked`);
+  await fitsWidth(page, `${suffix} chooser (chosen)`);
+  await shot(page, `8-business-chosen${suffix}`);
 
   // An error page, as a person would meet it: a link that is not valid.
   expectErrorStatus = true;

@@ -13,7 +13,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
-from forge import kdf, make_state  # noqa: E402
+from forge import kdf, make_state, pointer  # noqa: E402
 import fcgi  # noqa: E402
 
 SESSION = "A" * 43
@@ -34,14 +34,6 @@ token = {"access_token": "eyJhbGciOiJSUzI1NiJ9." + "A" * 300 + ".sig", "token_ty
 me = {"response": {"id": 123, "identity_id": 123, "first_name": "Ada", "last_name": "Lovelace",
                    "email": "ada@example.com", "business_memberships": [
                        {"id": 9, "role": "owner", "business": {"id": 77, "name": "Ada & Co", "account_id": "xZ12k"}}]}}
-
-
-def pointer(master, owner, record, gen):
-    """An owner pointer as src/pointer.c makes it."""
-    h = hashlib.blake2b(digest_size=16, key=kdf(master, 5))
-    for part in (b"fbconnect-pointer-1", owner.encode(), record.encode(), gen.encode()):
-        h.update(part + b"\0")
-    return f"{record}/{gen}/" + base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode()
 
 
 GEN = "G" * 21 + "A"
@@ -105,6 +97,8 @@ seeds = {
     "fuzz_pointer": [pointer(KEY, "s:fuzz-owner", "c:" + "R" * 22, GEN),
                      pointer(OLD, "s:fuzz-owner", "p:" + "P" * 22, GEN),
                      pointer(KEY, "s:other-owner", "c:" + "R" * 22, GEN),
+                     pointer(KEY, "s:fuzz-owner", "c:" + "R" * 22, GEN, "77"),
+                     pointer(KEY, "s:fuzz-owner", "c:" + "R" * 22, GEN, None),
                      "c:" + "R" * 22 + "/" + GEN, "c:r/" + GEN + "/", "x:r/" + GEN + "/" + "A" * 22, "/"],
     "fuzz_state": [make_state(KEY, SESSION, 1764400000 + 300),
                    make_state(OLD, SESSION, 1764400000 + 300, return_to=b"/back"),

@@ -8,7 +8,7 @@ import urllib.parse
 import uuid
 
 from checks import check, wait_until
-from forge import make_state, redis_name
+from forge import make_state, redis_name, with_state
 from stack import process_gone
 from web import Browser, request
 
@@ -211,11 +211,12 @@ def test_state_replayed_same_session(stack):
 def test_state_expired(stack):
     b = Browser(stack)
     _, link = b.start()
-    callback = b.approve(link, email())
-    code = urllib.parse.parse_qs(urllib.parse.urlsplit(callback).query)["code"][0]
     key = stack.secret_key()
-    # The independent forger must agree with fbconnect on a fresh state first.
+    # The independent forger must agree with fbconnect on a fresh state first (and on its
+    # PKCE verifier: the code is issued for the forged state's challenge).
     fresh = make_state(key, b.session, int(time.time()) + 300)
+    callback = b.approve(with_state(link, key, fresh), email())
+    code = urllib.parse.parse_qs(urllib.parse.urlsplit(callback).query)["code"][0]
     old = make_state(key, b.session, int(time.time()) - 5)
     before = stack.stats()
     r = b.get(f"{stack.site('callback')}?code=bogus-code&state={old}")

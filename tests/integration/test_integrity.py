@@ -7,7 +7,7 @@ import time
 
 from checks import check
 from flows import auth, bearer, email, works_at_freshbooks
-from forge import redis_name
+from forge import pointer, redis_name
 from web import Browser
 
 
@@ -22,7 +22,7 @@ def test_copied_pointer_is_not_connected(stack):
     attacker.get(stack.site("connect"))  # a session cookie of its own
     check(attacker.session, "no session for the attacker")
     stolen = stack.redis("GET", session_key(victim))
-    check(stolen.count("/") == 2, f"pointer not bound: {stolen!r}")
+    check(stolen.count("/") == 3, f"pointer not bound: {stolen!r}")
     stack.redis("SET", session_key(attacker), stolen, "EX", "600")
     j = attacker.status().json()
     check(j["connected"] is False and j["user"] is None, f"a copied pointer connects: {j}")
@@ -43,7 +43,7 @@ def test_unbound_pointer_refused_until_bound_once(stack):
     check(b.connect(email()).status == 303, "connect")
     bound = stack.redis("GET", session_key(b))
     ttl = int(stack.redis("TTL", session_key(b)))
-    unbound = bound.rsplit("/", 1)[0]
+    unbound = "/".join(bound.split("/")[:2])  # "<record>/<generation>", as 0.1 wrote it
     stack.redis("SET", session_key(b), unbound, "EX", str(ttl))
     check(b.status().json()["connected"] is False, "an unbound pointer is accepted")
     check(stack.redis("GET", session_key(b)) == unbound, "the unbound pointer was deleted")
@@ -53,7 +53,7 @@ def test_unbound_pointer_refused_until_bound_once(stack):
     r = stack.fbconnect_cmd("rekey", "--bind-unbound")
     check(r.returncode == 0, f"rekey --bind-unbound: {r.returncode} {r.stdout} {r.stderr}")
     check(re.search(r"owner pointers: [1-9]\d* bound with the current key", r.stdout), r.stdout)
-    check(stack.redis("GET", session_key(b)) == bound, "rekey did not bind the pointer")
+    check(stack.redis("GET", session_key(b)).startswith(unbound + "/-/"), "rekey did not bind the pointer")
     check(int(stack.redis("TTL", session_key(b))) > ttl - 60, "rekey changed the pointer's TTL")
     check(b.status().json()["connected"] is True, "not connected after rekey")
     # The forgery the review found: a victim's pointer, tag stripped, under the attacker's key.
@@ -107,3 +107,26 @@ def test_wrong_type_fails_fast(stack):
     finally:
         stack.redis("DEL", record)
     check(Browser(stack).connect(who).status == 303, "connect once the key is fixed")
+
+
+def test_pointer_from_0_2_still_connects_and_is_made_again(stack):
+    """A pointer 0.2 wrote ("<record>/<generation>/<tag>", without the business) is still its
+    owner's: the connection works, and the pointer is written again in today's format."""
+    b = Browser(stack)
+    check(b.connect(email(), businesses=1).status == 303, "connect")
+    now = stack.redis("GET", session_key(b))
+    record, gen = now.split("/")[:2]
+    owner = "s:" + redis_name("session", b.session)
+    old = pointer(stack.secret_key(), owner, record, gen, None)
+    stack.redis("SET", session_key(b), old, "KEEPTTL")
+    check(pointer(stack.secret_key(), owner, record, gen, now.split("/")[2]) == now,
+          "forge.pointer is not fbconnect's format")
+    j = b.status().json()
+    check(j["connected"] is True, f"a 0.2 pointer no longer connects: {j}")
+    again = stack.redis("GET", session_key(b))
+    check(again.count("/") == 3 and again.startswith(f"{record}/{gen}/"), f"not made again: {again!r}")
+    # Copied under another owner it is refused like any other.
+    attacker = Browser(stack)
+    attacker.get(stack.site("connect"))
+    stack.redis("SET", session_key(attacker), old, "EX", "600")
+    check(attacker.status().json()["connected"] is False, "a copied 0.2 pointer connects")

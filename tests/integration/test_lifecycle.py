@@ -126,8 +126,9 @@ def test_invalid_grant_marks_reconnect(stack):
     check(r.status == 401, f"/auth after invalid_grant: {r.status}")
     j = b.status().json()
     check(j["reconnect_required"] is True and j["connected"] is False, f"status {j}")
+    check(j["reconnect_reason"] == "refresh_refused", f"reason {j['reconnect_reason']}")
     page = b.get(stack.site("connect"))
-    check("reconnect" in page.text.lower() and "Reconnect to FreshBooks" in page.text, "no reconnect prompt")
+    check("Reconnect to FreshBooks" in page.text and "no longer accepts it" in page.text, "no reconnect prompt")
     before = stack.stats()
     check(auth(stack, b).status == 401, "second /auth")
     check(stack.stats()["token_calls"] == before["token_calls"], "a marked connection refreshed again")
@@ -242,7 +243,8 @@ def test_internal_token(stack):
         r = request("GET", stack.internal(f"internal/token?user={user}"))
         check(r.status == 200, f"/internal/token {r.status} {r.text[:200]}")
         j = r.json()
-        check(set(j) == {"access_token", "expires_at", "account_ids"}, f"fields {set(j)}")
+        check(set(j) == {"access_token", "expires_at", "account_ids", "business"}, f"fields {set(j)}")
+        check(j["business"] and j["business"]["account_id"] == j["account_ids"][0], "the one business, chosen")
         check(j["expires_at"] > time.time() + 40000, "not refreshed although close to expiry")
         check(works_at_freshbooks(stack, j["access_token"]) and len(j["account_ids"]) == 1, "token/account ids")
         check(r.header("Cache-Control") == "no-store", "cacheable token")
@@ -262,7 +264,8 @@ def test_internal_token(stack):
             stack.sandbox("config", {"expires_in": 43200})
         stack.fault("token", "invalid_grant", count=1)
         r = request("GET", stack.internal(f"internal/token?user={b2.site_user}"))
-        check(r.status == 409 and r.json()["error"] == "reconnect_required", f"reconnect required: {r.status}")
+        check(r.status == 409 and r.json() == {"reconnect_required": True, "reconnect_reason": "refresh_refused"},
+              f"reconnect required: {r.status} {r.text}")
         del other
 
 

@@ -110,6 +110,26 @@ def test_production_nginx(stack):
         check(status == 200 and b'"email"' in body, f"API proxy: {status} {body[:200]}")
         check(prod.get("/api/auth/api/v1/users/me")[0] == 401, "API proxy without a session")
 
+        # The business-relative paths: 409 until a business is chosen, then that business's.
+        b = Browser(stack)
+        check(b.connect(f"prod-{uuid.uuid4().hex[:6]}@example.com", businesses=2).status == 303, "connect")
+        cookie = {"Cookie": f"{stack.cookie_name}={b.session}"}
+        status, _, body = prod.get("/api/business/projects/projects", headers=cookie)
+        check(status == 409 and b"no_business_chosen" in body, f"no business chosen: {status} {body[:200]}")
+        status, _, body = prod.get("/business", headers=cookie)
+        check(status == 200 and b'name="account_id"' in body, f"/business over TLS: {status}")
+        csrf = re.search(rb'name="csrf" value="([^"]+)"', body).group(1).decode()
+        pick = b.status().json()["businesses"][1]
+        check(b.post(stack.site("business"), {"csrf": csrf, "account_id": pick["account_id"]}).status == 303,
+              "choose")
+        for path, field in (("/api/business/projects/projects", "business_id"),
+                            ("/api/business/timetracking/time_entries", "business_id")):
+            status, _, body = prod.get(path, headers=cookie)
+            check(status == 200 and f'"{field}":{pick["id"]}'.encode() in body.replace(b" ", b""),
+                  f"{path}: {status} {body[:200]}")
+        status, _, body = prod.get("/api/account/users/clients", headers=cookie)
+        check(status == 200 and str(pick["id"] * 10 + 1).encode() in body, f"/api/account/: {status} {body[:200]}")
+
         # Query strings never reach the access log.
         secret = "code-" + uuid.uuid4().hex
         prod.get(f"/callback?code={secret}&state={secret}")

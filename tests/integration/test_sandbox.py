@@ -8,8 +8,12 @@ from web import Browser
 
 
 def code_for(stack, who):
+    """A code issued without a PKCE challenge (the exchanges below send no verifier)."""
     b = Browser(stack)
     _, link = b.start()
+    parts = urllib.parse.urlsplit(link)
+    q = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if not k.startswith("code_challenge")]
+    link = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(q)))
     callback = b.approve(link, who)
     return urllib.parse.parse_qs(urllib.parse.urlsplit(callback).query)["code"][0]
 

@@ -25,6 +25,20 @@ def kdf(master, subkey_id, length=32):
                            person=b"fbconnct" + b"\0" * 8).digest()
 
 
+def pointer(master, owner, record, gen, business="-"):
+    """An owner pointer as src/pointer.c makes it ("<record>/<gen>/<business or ->/<tag>");
+    business None: 0.2's "<record>/<gen>/<tag>", labelled apart.  owner: "s:…" or "u:…"."""
+    h = hashlib.blake2b(digest_size=16, key=kdf(master, 5))
+    label = b"fbconnect-pointer-1" if business is None else b"fbconnect-pointer-2"
+    parts = [label, owner.encode(), record.encode(), gen.encode()]
+    if business is not None:
+        parts.append(str(business).encode())
+    for part in parts:
+        h.update(part + b"\0")
+    tag = base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode()
+    return f"{record}/{gen}/{tag}" if business is None else f"{record}/{gen}/{business}/{tag}"
+
+
 def make_state(master, session_id, expires, site_user=None, return_to=b"", nonce=None):
     kid = kdf(master, 4, 16)[:4]
     state_key = kdf(master, 2)
@@ -35,3 +49,25 @@ def make_state(master, session_id, expires, site_user=None, return_to=b"", nonce
             ubind + struct.pack(">H", len(return_to)) + return_to)
     mac = hmac.new(state_key, body, hashlib.sha512).digest()[:32]
     return base64.urlsafe_b64encode(body + mac).rstrip(b"=").decode()
+
+
+def pkce_verifier(master, state):
+    """The PKCE code_verifier fbconnect derives from a state (src/state.c)."""
+    mac = hmac.new(kdf(master, 6), b"pkce\0" + state.encode(), hashlib.sha512).digest()[:32]
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def pkce_challenge(verifier):
+    """S256: base64url(SHA-256(verifier))."""
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+def with_state(link, master, state):
+    """An authorize link carrying another state (and that state's PKCE challenge)."""
+    import urllib.parse
+    u = urllib.parse.urlsplit(link)
+    q = dict(urllib.parse.parse_qsl(u.query, keep_blank_values=True))
+    q["state"] = state
+    if "code_challenge" in q:
+        q["code_challenge"] = pkce_challenge(pkce_verifier(master, state))
+    return urllib.parse.urlunsplit(u._replace(query=urllib.parse.urlencode(q)))

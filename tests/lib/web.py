@@ -100,8 +100,9 @@ class Browser:
         q = urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)
         return q["state"][0], link
 
-    def approve(self, link, email, action="authorize"):
-        """Acts at the sandbox's authorize page; returns the callback URL it redirects to."""
+    def approve(self, link, email, action="authorize", businesses=None):
+        """Acts at the sandbox's authorize page (signing in with `businesses` businesses, 0-5,
+        when given); returns the callback URL it redirects to."""
         q = urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)
         page = request("GET", link)
         check(page.status == 200, f"sandbox authorize page answered {page.status}")
@@ -110,18 +111,22 @@ class Browser:
             "redirect_uri": q["redirect_uri"][0],
             "state": q.get("state", [""])[0],
             "scope": q.get("scope", [""])[0],
+            "code_challenge": q.get("code_challenge", [""])[0],
+            "code_challenge_method": q.get("code_challenge_method", [""])[0],
             "email": email,
             "action": action,
         }
+        if businesses is not None:
+            form["businesses"] = str(businesses)
         r = request("POST", link.split("?")[0], urllib.parse.urlencode(form).encode(),
                     {"Content-Type": "application/x-www-form-urlencoded"})
         check(r.status == 302, f"sandbox authorize POST answered {r.status}")
         return r.header("Location")
 
-    def connect(self, email, connect_path="connect"):
+    def connect(self, email, connect_path="connect", businesses=None):
         """The whole flow; returns the callback's response."""
         _, link = self.start(connect_path)
-        callback = self.approve(link, email)
+        callback = self.approve(link, email, businesses=businesses)
         return self.get(self.stack.local(callback))
 
     def status(self):

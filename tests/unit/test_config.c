@@ -255,6 +255,8 @@ static void test_config_cookie_name(void **state)
     static const struct kv ov1[] = {{"FBCONNECT_COOKIE_NAME", "sid"}};
     assert_int_equal(LOAD(ov1, &c, err), 0);
     assert_string_equal(c.cookie_name, "__Host-sid");
+    /* the callback-path cookie of earlier sessions cannot be __Host- (Path=/callback) */
+    assert_string_equal(c.earlier_cookie_name, "__Secure-sid_earlier");
     config_free(&c);
     /* already prefixed: not doubled */
     static const struct kv ov2[] = {{"FBCONNECT_COOKIE_NAME", "__Host-sid"}};
@@ -265,6 +267,7 @@ static void test_config_cookie_name(void **state)
                                     {"FBCONNECT_REDIRECT_URI", "http://localhost/cb"}};
     assert_int_equal(LOAD(ov3, &c, err), 0);
     assert_string_equal(c.cookie_name, "sid");
+    assert_string_equal(c.earlier_cookie_name, "sid_earlier");
     config_free(&c);
 }
 

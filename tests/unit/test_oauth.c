@@ -280,6 +280,87 @@ static void test_identity_ok(void **state)
     assert_int_equal(id.businesses[0].id, 77);
     assert_string_equal(id.businesses[0].name, "Ada & Co");
     assert_string_equal(id.businesses[0].account_id, "xZ12k");
+    assert_string_equal(id.businesses[0].role, "owner");
+    assert_string_equal(id.businesses[0].uuid, "");
+}
+
+/* FreshBooks' fuller shape (its SDK fixtures): every membership's business id, uuid, name,
+ * account_id and role — and the membership's own id is not the business's. */
+static void test_identity_several_businesses(void **state)
+{
+    (void)state;
+    static const char body[] =
+        "{\"response\":{\"id\":123,\"identity_id\":123,\"identity_uuid\":\"x\",\"first_name\":\"Ada\","
+        "\"email\":\"ada@example.com\",\"business_memberships\":["
+        "{\"id\":9,\"role\":\"owner\",\"business\":{\"id\":77,\"business_uuid\":\"6e0b-77\","
+        "\"name\":\"Ada & Co\",\"account_id\":\"xZ12k\",\"active\":true}},"
+        "{\"id\":14,\"role\":\"client\",\"business\":{\"id\":91,\"business_uuid\":\"a3f1-91\","
+        "\"name\":\"Babbage Ltd\",\"account_id\":\"Qp7Lm\",\"active\":true}},"
+        "{\"id\":15,\"role\":\"business_employee\",\"business\":{\"id\":92,\"name\":\"Hopper\","
+        "\"account_id\":\"Hh1\"}}],"
+        "\"subscription_statuses\":{\"xZ12k\":\"active\"}}}";
+    struct identity id;
+    assert_int_equal(parse_me(200, body, &id), OAUTH_OK);
+    assert_int_equal(id.n_businesses, 3);
+    static const struct {
+        int64_t id;
+        const char *uuid, *name, *account, *role;
+    } want[] = {{77, "6e0b-77", "Ada & Co", "xZ12k", "owner"},
+                {91, "a3f1-91", "Babbage Ltd", "Qp7Lm", "client"},
+                {92, "", "Hopper", "Hh1", "business_employee"}};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(id.businesses[i].id, want[i].id); /* never 9, 14, 15 */
+        assert_string_equal(id.businesses[i].uuid, want[i].uuid);
+        assert_string_equal(id.businesses[i].name, want[i].name);
+        assert_string_equal(id.businesses[i].account_id, want[i].account);
+        assert_string_equal(id.businesses[i].role, want[i].role);
+    }
+}
+
+/* A business FreshBooks marks inactive is not offered; a second membership of one business
+ * is one business. */
+static void test_identity_inactive_and_repeated(void **state)
+{
+    (void)state;
+    static const char body[] =
+        "{\"response\":{\"id\":7,\"email\":\"e@x\",\"business_memberships\":["
+        "{\"id\":1,\"role\":\"owner\",\"business\":{\"id\":70,\"name\":\"Old\",\"account_id\":\"o1\","
+        "\"active\":false}},"
+        "{\"id\":2,\"role\":\"admin\",\"business\":{\"id\":71,\"name\":\"Live\",\"account_id\":\"l1\"}},"
+        "{\"id\":3,\"role\":\"client\",\"business\":{\"id\":71,\"name\":\"Live\",\"account_id\":\"l1\"}}]}}";
+    struct identity id;
+    assert_int_equal(parse_me(200, body, &id), OAUTH_OK);
+    assert_int_equal(id.n_businesses, 1);
+    assert_int_equal(id.businesses[0].id, 71);
+    assert_string_equal(id.businesses[0].role, "admin");
+}
+
+/* FBCONNECT_SCOPES against a pair's granted scope: any order, repeats and spacing alike. */
+static void test_scopes_missing(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *wanted, *granted;
+        bool missing;
+    } cases[] = {
+        {"user:profile:read", "user:profile:read", false},
+        {"a b", "b a", false},
+        {"a  b ", " b a", false},
+        {"a a", "a", false},
+        {"a", "a b", false},
+        {"a b", "a", true},
+        {"a b c", "a c", true},
+        {"user:profile:read", "user:profile:readx", true},
+        {"user:profile:readx", "user:profile:read", true},
+        {"a", "", false},   /* FreshBooks stated no scope: taken as granted */
+        {NULL, "a", false}, /* none asked */
+        {"", "a", false},
+        {"a", NULL, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (oauth_scopes_missing(cases[i].wanted, cases[i].granted) != cases[i].missing)
+            fail_msg("oauth_scopes_missing(%s, %s) != %d", cases[i].wanted ? cases[i].wanted : "NULL",
+                     cases[i].granted ? cases[i].granted : "NULL", cases[i].missing);
 }
 
 static void test_identity_memberships(void **state)
@@ -393,6 +474,9 @@ int main(void)
         cmocka_unit_test_setup(test_result_names, reset_arena),
         cmocka_unit_test_setup(test_identity_ok, reset_arena),
         cmocka_unit_test_setup(test_identity_memberships, reset_arena),
+        cmocka_unit_test_setup(test_identity_several_businesses, reset_arena),
+        cmocka_unit_test_setup(test_identity_inactive_and_repeated, reset_arena),
+        cmocka_unit_test_setup(test_scopes_missing, reset_arena),
         cmocka_unit_test_setup(test_identity_table, reset_arena),
         cmocka_unit_test_setup(test_identity_many_businesses, reset_arena),
     };

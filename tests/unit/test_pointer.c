@@ -1,5 +1,6 @@
-/* test_pointer.c — owner pointers: bound to their owner, record and generation; copies,
- * edits, unbound and malformed pointers refused; key rotation. */
+/* test_pointer.c — owner pointers: bound to their owner, record, generation and chosen
+ * business; copies, edits, unbound and malformed pointers refused; key rotation; 0.2's
+ * format still opens (to be made again). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -12,6 +13,7 @@
 #include <sodium.h>
 
 #include "arena.h"
+#include "ids.h"
 #include "keys.h"
 #include "pointer.h"
 
@@ -56,42 +58,94 @@ static int reset(void **state)
     return 0;
 }
 
+static int64_t last_business;
+
 static enum pointer_result open_as(const struct keyring *kr, const char *owner, const char *text,
                                    const char **name, const char **gen)
 {
-    return pointer_open(&arena, kr, owner, text, name, gen);
+    last_business = -1;
+    return pointer_open(&arena, kr, owner, text, name, gen, &last_business);
 }
 
 static void test_pointer_roundtrip(void **state)
 {
     (void)state;
-    char *p = pointer_make(&arena, &ring_a, OWNER, "c:recordname012345678", GEN);
-    assert_int_equal(strncmp(p, "c:recordname012345678/" GEN "/", 45), 0);
-    assert_int_equal(strlen(p), strlen("c:recordname012345678/" GEN "/") + 22);
+    char *p = pointer_make(&arena, &ring_a, OWNER, "c:recordname012345678", GEN, 0);
+    assert_int_equal(strncmp(p, "c:recordname012345678/" GEN "/-/", 47), 0);
+    assert_int_equal(strlen(p), strlen("c:recordname012345678/" GEN "/-/") + 22);
     const char *name = NULL, *gen = NULL;
     assert_int_equal(open_as(&ring_a, OWNER, p, &name, &gen), POINTER_OK);
     assert_string_equal(name, "c:recordname012345678");
     assert_string_equal(gen, GEN);
+    assert_int_equal(last_business, 0);
     /* the same for a site user and a pending record */
-    p = pointer_make(&arena, &ring_a, "u:someone", "p:pendingrecord", GEN2);
+    p = pointer_make(&arena, &ring_a, "u:someone", "p:pendingrecord", GEN2, 0);
     assert_int_equal(open_as(&ring_a, "u:someone", p, &name, &gen), POINTER_OK);
     assert_string_equal(name, "p:pendingrecord");
+    /* with a chosen business, the largest id too */
+    p = pointer_make(&arena, &ring_a, OWNER, "c:rec", GEN, 77);
+    assert_int_equal(strncmp(p, "c:rec/" GEN "/77/", 32), 0);
+    assert_int_equal(open_as(&ring_a, OWNER, p, &name, &gen), POINTER_OK);
+    assert_int_equal(last_business, 77);
+    p = pointer_make(&arena, &ring_a, OWNER, "c:rec", GEN, 999999999999999999LL);
+    assert_int_equal(open_as(&ring_a, OWNER, p, &name, &gen), POINTER_OK);
+    assert_int_equal(last_business, 999999999999999999LL);
+}
+
+/* One owner's choice cannot be edited or moved: the business is under the tag. */
+static void test_pointer_business_bound(void **state)
+{
+    (void)state;
+    char *p = pointer_make(&arena, &ring_a, OWNER, "c:rec", GEN, 77);
+    char edited[256];
+    const char *name, *gen;
+    const char *tag = strrchr(p, '/');
+    snprintf(edited, sizeof edited, "c:rec/" GEN "/91%s", tag);
+    assert_int_equal(open_as(&ring_a, OWNER, edited, &name, &gen), POINTER_BAD);
+    snprintf(edited, sizeof edited, "c:rec/" GEN "/-%s", tag);
+    assert_int_equal(open_as(&ring_a, OWNER, edited, &name, &gen), POINTER_BAD);
+    snprintf(edited, sizeof edited, "c:rec/" GEN "%s", tag); /* as if 0.2's, without it */
+    assert_int_equal(open_as(&ring_a, OWNER, edited, &name, &gen), POINTER_BAD);
+    assert_int_equal(open_as(&ring_a, OTHER, p, &name, &gen), POINTER_BAD);
+}
+
+/* A pointer 0.2 made ("<record>/<generation>/<tag>", its own label) opens as one to make
+ * again, with no business. */
+static void test_pointer_from_0_2(void **state)
+{
+    (void)state;
+    uint8_t tag[16];
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, ring_a.keys[0].pointer, SUBKEY_BYTES, sizeof tag);
+    const char *parts[] = {"fbconnect-pointer-1", OWNER, "c:rec", GEN};
+    for (size_t i = 0; i < 4; i++)
+        crypto_generichash_update(&st, (const uint8_t *)parts[i], strlen(parts[i]) + 1);
+    crypto_generichash_final(&st, tag, sizeof tag);
+    char text[23], old[128];
+    b64url_encode(tag, sizeof tag, text);
+    snprintf(old, sizeof old, "c:rec/" GEN "/%s", text);
+    const char *name, *gen;
+    assert_int_equal(open_as(&ring_a, OWNER, old, &name, &gen), POINTER_OLD_KEY);
+    assert_string_equal(name, "c:rec");
+    assert_string_equal(gen, GEN);
+    assert_int_equal(last_business, 0);
+    assert_int_equal(open_as(&ring_a, OTHER, old, &name, &gen), POINTER_BAD);
 }
 
 /* The review's attack: the victim's pointer value copied under another owner's key. */
 static void test_pointer_copied_to_another_owner(void **state)
 {
     (void)state;
-    char *p = pointer_make(&arena, &ring_a, OWNER, "c:victimrecord", GEN);
+    char *p = pointer_make(&arena, &ring_a, OWNER, "c:victimrecord", GEN, 0);
     const char *name, *gen;
     assert_int_equal(open_as(&ring_a, OTHER, p, &name, &gen), POINTER_BAD);
     assert_int_equal(open_as(&ring_a, "u:" OWNER, p, &name, &gen), POINTER_BAD);
     /* nor may its record or generation be swapped under the same tag */
     char *tag = strrchr(p, '/');
     char swapped[256];
-    snprintf(swapped, sizeof swapped, "c:otherrecord/%s%s", GEN, tag);
+    snprintf(swapped, sizeof swapped, "c:otherrecord/%s/-%s", GEN, tag);
     assert_int_equal(open_as(&ring_a, OWNER, swapped, &name, &gen), POINTER_BAD);
-    snprintf(swapped, sizeof swapped, "c:victimrecord/%s%s", GEN2, tag);
+    snprintf(swapped, sizeof swapped, "c:victimrecord/%s/-%s", GEN2, tag);
     assert_int_equal(open_as(&ring_a, OWNER, swapped, &name, &gen), POINTER_BAD);
     /* every single-character edit of the tag fails */
     size_t at = (size_t)(tag - p) + 1;
@@ -108,11 +162,12 @@ static void test_pointer_copied_to_another_owner(void **state)
 static void test_pointer_rotation(void **state)
 {
     (void)state;
-    char *p = pointer_make(&arena, &ring_a, OWNER, "c:rec", GEN);
+    char *p = pointer_make(&arena, &ring_a, OWNER, "c:rec", GEN, 42);
     const char *name, *gen;
     assert_int_equal(open_as(&ring_b_old_a, OWNER, p, &name, &gen), POINTER_OLD_KEY);
     assert_string_equal(name, "c:rec");
-    char *again = pointer_make(&arena, &ring_b_old_a, OWNER, name, gen);
+    assert_int_equal(last_business, 42);
+    char *again = pointer_make(&arena, &ring_b_old_a, OWNER, name, gen, last_business);
     assert_int_equal(open_as(&ring_b_old_a, OWNER, again, &name, &gen), POINTER_OK);
     assert_int_equal(open_as(&ring_b, OWNER, again, &name, &gen), POINTER_OK);
 }
@@ -138,6 +193,15 @@ static const struct bad_case bad_cases[] = {
     {"c:r.c/" GEN "/AAAAAAAAAAAAAAAAAAAAAA", POINTER_BAD},
     {"c:rec/AAAAAAAAAAAAAAAAAAAAA!/AAAAAAAAAAAAAAAAAAAAAA", POINTER_BAD},
     {"c:rec/" GEN "/AAAAAAAAAAAAAAAAAAAAAA", POINTER_BAD}, /* well-formed, wrong tag */
+    {"c:rec/" GEN "/-/AAAAAAAAAAAAAAAAAAAAAA", POINTER_BAD},
+    {"c:rec/" GEN "/77/AAAAAAAAAAAAAAAAAAAAAA", POINTER_BAD},
+    {"c:rec/" GEN "/077/AAAAAAAAAAAAAAAAAAAAAA", POINTER_BAD},
+    {"c:rec/" GEN "/0/AAAAAAAAAAAAAAAAAAAAAA", POINTER_BAD},
+    {"c:rec/" GEN "/-1/AAAAAAAAAAAAAAAAAAAAAA", POINTER_BAD},
+    {"c:rec/" GEN "/7a/AAAAAAAAAAAAAAAAAAAAAA", POINTER_BAD},
+    {"c:rec/" GEN "//AAAAAAAAAAAAAAAAAAAAAA", POINTER_BAD},
+    {"c:rec/" GEN "/9999999999999999999/AAAAAAAAAAAAAAAAAAAAAA", POINTER_BAD},
+    {"c:rec/" GEN "/-/AAAAAAAAAAAAAAAAAAAAAA/x", POINTER_BAD},
     {"c:0123456789012345678901234567890123456789012345678901234567890123/" GEN, POINTER_BAD},
 };
 
@@ -158,6 +222,8 @@ int main(void)
         cmocka_unit_test_setup(test_pointer_roundtrip, reset),
         cmocka_unit_test_setup(test_pointer_copied_to_another_owner, reset),
         cmocka_unit_test_setup(test_pointer_rotation, reset),
+        cmocka_unit_test_setup(test_pointer_business_bound, reset),
+        cmocka_unit_test_setup(test_pointer_from_0_2, reset),
         cmocka_unit_test_setup(test_pointer_bad_table, reset),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

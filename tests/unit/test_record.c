@@ -53,8 +53,8 @@ static int reset_arena(void **state)
 }
 
 static struct business two_businesses[2] = {
-    {77, "Ada & Co \"quoted\" <b>", "xZ12k"},
-    {78, "Caf\xc3\xa9 Ltd", "aB9"},
+    {77, "6e0b0000-0000-4000-a000-000000000077", "Ada & Co \"quoted\" <b>", "xZ12k", "owner"},
+    {78, "a3f10000-0000-4000-a000-000000000078", "Caf\xc3\xa9 Ltd", "aB9", "client"},
 };
 
 static struct connection full_connection(void)
@@ -116,6 +116,8 @@ static void test_record_roundtrip_full(void **state)
         assert_int_equal(d.ident.businesses[i].id, two_businesses[i].id);
         assert_string_equal(d.ident.businesses[i].name, two_businesses[i].name);
         assert_string_equal(d.ident.businesses[i].account_id, two_businesses[i].account_id);
+        assert_string_equal(d.ident.businesses[i].uuid, two_businesses[i].uuid);
+        assert_string_equal(d.ident.businesses[i].role, two_businesses[i].role);
     }
     assert_true(d.reconnect_required);
     assert_int_equal(d.connected_at, 1764399000);

@@ -229,6 +229,46 @@ static void test_state_bindings(void **state)
     assert_int_equal(verify(&ring_a, tn, NULL, NULL, NOW, &c), STATE_OTHER_SESSION);
 }
 
+/* A state of one of this browser's earlier sessions (its binding in the callback's cookie)
+ * is its own; one of any other session is not, nor does a made-up list make it so. */
+static void test_state_earlier_sessions(void **state)
+{
+    (void)state;
+    struct state_claims c;
+    char *t = state_issue(&arena, &ring_a, sess1, "alice", "/back", NOW);
+    char b1[STATE_BINDING_TEXT_LEN + 1], b2[STATE_BINDING_TEXT_LEN + 1], list[128];
+    state_session_binding(sess1, b1);
+    state_session_binding(sess2, b2);
+    assert_int_equal(strlen(b1), STATE_BINDING_TEXT_LEN);
+    assert_null(strstr(b1, sess1));
+    snprintf(list, sizeof list, "%s.%s", b2, b1);
+    assert_int_equal(state_verify_earlier(&ring_a, t, strlen(t), list, "alice", NOW, &c), STATE_OK);
+    assert_string_equal(c.return_to, "/back");
+    assert_int_equal(state_verify_earlier(&ring_a, t, strlen(t), b1, "bob", NOW, &c), STATE_OTHER_USER);
+    assert_int_equal(state_verify_earlier(&ring_a, t, strlen(t), b2, "alice", NOW, &c),
+                     STATE_OTHER_SESSION);
+    /* the same checks before the binding: expiry, MAC */
+    assert_int_equal(state_verify_earlier(&ring_a, t, strlen(t), b1, "alice", NOW + STATE_TTL + 1, &c),
+                     STATE_EXPIRED);
+    assert_int_equal(state_verify_earlier(&ring_b, t, strlen(t), b1, "alice", NOW, &c), STATE_FORGED);
+    /* junk, overlong and empty lists name nobody; only the first STATE_EARLIER_MAX count */
+    static const char *const junk[] = {"", ".", "..", "A", "not a binding!", "AAAAAAAAAAAAAAAAAAAAAA"};
+    for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++)
+        assert_int_equal(state_verify_earlier(&ring_a, t, strlen(t), junk[i], "alice", NOW, &c),
+                         STATE_OTHER_SESSION);
+    snprintf(list, sizeof list, "%s.%s.%s.%s", b2, b2, b2, b1);
+    assert_int_equal(state_verify_earlier(&ring_a, t, strlen(t), list, "alice", NOW, &c),
+                     STATE_OTHER_SESSION);
+    snprintf(list, sizeof list, "%sx.%s", b1, b2); /* a binding one character too long */
+    assert_int_equal(state_verify_earlier(&ring_a, t, strlen(t), list, "alice", NOW, &c),
+                     STATE_OTHER_SESSION);
+    /* a state issued without a session is nobody's, an all-zero binding included */
+    char *tn = state_issue(&arena, &ring_a, NULL, NULL, NULL, NOW);
+    assert_int_equal(state_verify_earlier(&ring_a, tn, strlen(tn), "AAAAAAAAAAAAAAAAAAAAAA", NULL,
+                                          NOW, &c),
+                     STATE_OTHER_SESSION);
+}
+
 /* Checks come in order: expiry before bindings, MAC before expiry. */
 static void test_state_expiry(void **state)
 {
@@ -379,16 +419,52 @@ static void test_state_non_alphabet_byte(void **state)
     }
 }
 
+/* RFC 7636 appendix B: the S256 challenge of its example verifier. */
+static void test_pkce_challenge_rfc7636(void **state)
+{
+    (void)state;
+    char challenge[STATE_PKCE_LEN + 1];
+    state_pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", challenge);
+    assert_string_equal(challenge, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+}
+
+/* The verifier comes from the state and its key alone: the same at /connect and at the
+ * callback (also after a rotation, by the old key), different for every state, unknown
+ * without the key. */
+static void test_pkce_verifier_from_state(void **state)
+{
+    (void)state;
+    const char *s1 = state_issue(&arena, &ring_a, sess1, NULL, NULL, NOW);
+    const char *s2 = state_issue(&arena, &ring_a, sess1, NULL, NULL, NOW);
+    char v1[STATE_PKCE_LEN + 1], v1_again[STATE_PKCE_LEN + 1], v2[STATE_PKCE_LEN + 1];
+    assert_true(state_pkce_verifier(&ring_a, s1, v1));
+    assert_int_equal(strlen(v1), 43); /* RFC 7636: 43 to 128 characters */
+    for (const char *p = v1; *p; p++)
+        assert_non_null(strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", *p));
+    assert_true(state_pkce_verifier(&ring_b_old_a, s1, v1_again)); /* A is an old key there */
+    assert_string_equal(v1, v1_again);
+    assert_true(state_pkce_verifier(&ring_a, s2, v2));
+    assert_string_not_equal(v1, v2);
+    assert_false(state_pkce_verifier(&ring_b, s1, v2)); /* A unknown */
+    assert_false(state_pkce_verifier(&ring_a, "short", v2));
+    char c1[STATE_PKCE_LEN + 1];
+    state_pkce_challenge(v1, c1);
+    assert_string_not_equal(c1, v1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_state_ok, reset_arena),
+        cmocka_unit_test_setup(test_pkce_challenge_rfc7636, reset_arena),
+        cmocka_unit_test_setup(test_pkce_verifier_from_state, reset_arena),
         cmocka_unit_test_setup(test_state_no_return_to, reset_arena),
         cmocka_unit_test_setup(test_state_nonce_random, reset_arena),
         cmocka_unit_test_setup(test_state_used_id, reset_arena),
         cmocka_unit_test_setup(test_state_tamper_bytes, reset_arena),
         cmocka_unit_test_setup(test_state_tamper_text, reset_arena),
         cmocka_unit_test_setup(test_state_bindings, reset_arena),
+        cmocka_unit_test_setup(test_state_earlier_sessions, reset_arena),
         cmocka_unit_test_setup(test_state_expiry, reset_arena),
         cmocka_unit_test_setup(test_state_key_rotation, reset_arena),
         cmocka_unit_test_setup(test_state_wrong_mac_key, reset_arena),

@@ -462,9 +462,28 @@ static void test_return_to_every_byte(void **state)
     }
 }
 
+static void test_url_escape(void **state)
+{
+    (void)state;
+    struct arena a;
+    arena_init(&a, 1024);
+    assert_string_equal(url_escape(&a, "/invoices?page=2&x=a b"), "%2Finvoices%3Fpage%3D2%26x%3Da%20b");
+    assert_string_equal(url_escape(&a, "AZaz09-._~"), "AZaz09-._~");
+    assert_string_equal(url_escape(&a, ""), "");
+    assert_string_equal(url_escape(&a, "\xc3\xa9%"), "%C3%A9%25");
+    /* it decodes back to itself */
+    const char *in = "/a b/%41?x=1#y";
+    char *e = url_escape(&a, in), out[64];
+    ssize_t n = url_decode(e, strlen(e), out, false);
+    assert_int_equal(n, (ssize_t)strlen(in));
+    assert_memory_equal(out, in, strlen(in));
+    arena_destroy(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_url_escape),
         cmocka_unit_test(test_url_decode_table),
         cmocka_unit_test(test_url_decode_respects_len),
         cmocka_unit_test(test_form_get_table),
