@@ -346,6 +346,20 @@ enum store_result connection_choose(struct svc *svc, struct loaded *l, const str
     return r;
 }
 
+int64_t connection_choice_of(struct svc *svc, const char *owner, const char *record_name)
+{
+    char *pointer = NULL;
+    const char *name, *generation;
+    int64_t business = 0;
+    if (!owner || store_owner_get(svc->store, owner, svc->arena, &pointer) != STORE_OK)
+        return 0;
+    enum pointer_result pr = pointer_open(svc->arena, svc->keys, owner, pointer, &name,
+                                          &generation, &business);
+    return (pr == POINTER_OK || pr == POINTER_OLD_KEY) && strcmp(name, record_name) == 0
+               ? business
+               : 0;
+}
+
 enum lookup_result connection_load(struct svc *svc, const char *owner, struct loaded *out)
 {
     memset(out, 0, sizeof *out);
@@ -397,10 +411,19 @@ enum lookup_result connection_load(struct svc *svc, const char *owner, struct lo
             out->c = now;
     }
     out->business = business_listed(&out->c, choice);
+    const struct business *only =
+        out->c.has_identity && out->c.ident.n_businesses == 1 ? &out->c.ident.businesses[0] : NULL;
     if (choice && !out->business) {
-        /* The identity no longer lists the business chosen: the choice is cleared. */
-        log_msg(LOG_INFO, "a chosen business is no longer among the identity's: choice cleared");
-        connection_choose(svc, out, NULL);
+        /* The identity no longer lists the business chosen: the choice is cleared (or, when
+         * one business is left, that one is the choice, as at a connect). */
+        log_msg(LOG_INFO, "a chosen business is no longer among the identity's: choice %s",
+                only ? "moved to the only one left" : "cleared");
+        connection_choose(svc, out, only);
+    } else if (!choice && only) {
+        /* One business and no choice stored (a pointer from before businesses were chosen,
+         * a connection whose identity came later): that one, as at a connect. */
+        connection_choose(svc, out, only);
+        out->business = only;
     } else if (pr == POINTER_OLD_KEY) { /* bound before a key rotation: bind it anew */
         char *now = pointer_make(svc->arena, svc->keys, out->owner, name, generation, choice);
         if (store_owner_rebind(svc->store, out->owner, pointer, now) == STORE_OK)
@@ -622,17 +645,19 @@ static bool identity_same(const struct identity *a, const struct identity *b)
 }
 
 struct reread {
-    const char *generation;
+    const char *generation, *access_token;
     const struct identity *ident;
 };
 
-/* The identity just read goes into the record it was read for (same generation, same
- * FreshBooks user), unless it says what the record says already. */
+/* The identity just read goes into the record it was read for — the same connection still
+ * holding the pair it was read with (a connect meanwhile brought an identity of its own,
+ * newer than this one) — unless it says what the record says already. */
 static enum update_step reread_step(const struct connection *cur, struct connection *next,
                                     void *arg)
 {
     const struct reread *r = arg;
     if (!cur || !cur->has_identity || strcmp(cur->generation, r->generation) != 0 ||
+        strcmp(cur->pair.access_token, r->access_token) != 0 ||
         cur->ident.user_id != r->ident->user_id || identity_same(&cur->ident, r->ident))
         return STEP_KEEP;
     next->ident = *r->ident;
@@ -655,7 +680,15 @@ bool connection_reread_identity(struct svc *svc, const char *name)
                            "identity not updated");
         return false;
     }
-    struct reread r = {.generation = c.generation, .ident = &ident};
+    if (ident.n_businesses == 0 && c.ident.n_businesses > 0) {
+        /* Every business gone at once clears every owner's choice: ask once more first. */
+        struct identity again;
+        if (oauth_fetch_identity(svc->oauth, svc->arena, c.pair.access_token, &again) != OAUTH_OK ||
+            again.n_businesses != 0)
+            return false;
+    }
+    struct reread r = {.generation = c.generation, .access_token = c.pair.access_token,
+                       .ident = &ident};
     struct record_change change = {.decide = reread_step, .arg = &r};
     struct connection now;
     if (record_update(svc, name, &c, &change, &now) != UPDATE_WRITTEN)

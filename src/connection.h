@@ -84,6 +84,11 @@ enum store_result connection_connect(struct svc *svc, const struct token_pair *p
                                      const struct identity *ident, const char *owner,
                                      const char *old_owner, int64_t business);
 
+/* The business `owner`'s pointer chose, when it is bound to that owner and names record
+ * `record_name`; 0 otherwise (none, another record, Redis failing).  Reads the pointer
+ * only: no TTL slides, nothing is marked or rewritten. */
+int64_t connection_choice_of(struct svc *svc, const char *owner, const char *record_name);
+
 /* The business of l's identity whose account id is `account_id` (or, for a business
  * FreshBooks gave no account id, whose id in decimal it is); NULL when none is. */
 const struct business *connection_business_of(const struct loaded *l, const char *account_id);

@@ -48,17 +48,17 @@ char *pointer_make(struct arena *a, const struct keyring *kr, const char *owner,
     return arena_printf(a, "%s/%s/%s/%s", record_name, generation, biz, text);
 }
 
-/* "-" or 1 to BUSINESS_MAX digits without a leading zero: the id, 0 for "-"; -1 when
- * malformed. */
+/* "-" or 1 to BUSINESS_MAX digits without a leading zero, at most INT64_MAX: the id, 0 for
+ * "-"; -1 when malformed. */
 static int64_t business_parse(const char *s, size_t n)
 {
     if (n == 1 && s[0] == '-')
         return 0;
-    if (n == 0 || n > BUSINESS_MAX - 1 || s[0] < '1' || s[0] > '9')
+    if (n == 0 || n > BUSINESS_MAX || s[0] < '1' || s[0] > '9')
         return -1;
     int64_t v = 0;
     for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
+        if (s[i] < '0' || s[i] > '9' || v > (INT64_MAX - (s[i] - '0')) / 10)
             return -1;
         v = v * 10 + (s[i] - '0');
     }

@@ -52,39 +52,6 @@ static const char *cookie_text(struct arena *a, const char *header, const char *
     return NULL;
 }
 
-const char *session_earlier(struct ctx *ctx)
-{
-    return cookie_text(ctx->arena, ctx->req->cookies, ctx->cfg->earlier_cookie_name,
-                       STATE_EARLIER_MAX * (STATE_BINDING_TEXT_LEN + 1));
-}
-
-void session_remember_earlier(struct ctx *ctx, const char *old_id)
-{
-    const struct config *cfg = ctx->cfg;
-    char b[STATE_BINDING_TEXT_LEN + 1];
-    state_session_binding(old_id, b);
-    struct buf list = {0};
-    buf_puts(&list, b);
-    /* then the ones remembered already, newest first, up to STATE_EARLIER_MAX in all */
-    const char *had = session_earlier(ctx);
-    for (int kept = 1; had && *had && kept < STATE_EARLIER_MAX; kept++) {
-        size_t k = strcspn(had, ".");
-        if (k == STATE_BINDING_TEXT_LEN && strncmp(had, b, k) != 0) {
-            buf_putc(&list, '.');
-            buf_append(&list, had, k);
-        }
-        had += k;
-        had += *had == '.';
-    }
-    buf_putc(&list, '\0');
-    response_header(ctx->resp, "Set-Cookie",
-                    arena_printf(ctx->arena, "%s=%s; Path=%scallback; Max-Age=%d; HttpOnly; "
-                                             "SameSite=Lax%s",
-                                 cfg->earlier_cookie_name, list.data, cfg->base_path, STATE_TTL,
-                                 cfg->redirect_https ? "; Secure" : ""));
-    buf_free(&list);
-}
-
 void session_load(struct ctx *ctx)
 {
     ctx->has_session = session_cookie_find(ctx->req->cookies, ctx->cfg->cookie_name, ctx->session_id);
@@ -138,36 +105,105 @@ void session_log_tag(const struct ctx *ctx, char out[9])
 
 #define CSRF_MAC_BYTES crypto_auth_BYTES
 
-static void csrf_mac(const struct keyset *ks, const char *session_id, uint8_t out[CSRF_MAC_BYTES])
+/* HMAC (the csrf subkey) over a label with its NUL, the session id and, when not NULL,
+ * a NUL and `extra`: the value only this session's browser is given. */
+static void session_mac(const struct keyset *ks, const char *label, const char *session_id,
+                        const char *extra, uint8_t out[CSRF_MAC_BYTES])
 {
     crypto_auth_hmacsha512256_state st;
     crypto_auth_hmacsha512256_init(&st, ks->csrf, SUBKEY_BYTES);
-    crypto_auth_hmacsha512256_update(&st, (const unsigned char *)"csrf", 5);
+    crypto_auth_hmacsha512256_update(&st, (const unsigned char *)label, strlen(label) + 1);
     crypto_auth_hmacsha512256_update(&st, (const unsigned char *)session_id, strlen(session_id));
+    if (extra) {
+        crypto_auth_hmacsha512256_update(&st, (const unsigned char *)"", 1);
+        crypto_auth_hmacsha512256_update(&st, (const unsigned char *)extra, strlen(extra));
+    }
     crypto_auth_hmacsha512256_final(&st, out);
 }
 
-const char *csrf_issue(struct ctx *ctx)
+#define MAC_TEXT_LEN 48 /* base64url of kid + HMAC */
+
+/* kid + session_mac with the current key, as base64url text (MAC_TEXT_LEN, in the arena). */
+static const char *mac_issue(struct ctx *ctx, const char *label, const char *extra)
 {
     uint8_t raw[KID_BYTES + CSRF_MAC_BYTES];
     const struct keyset *ks = &ctx->app->keys.keys[0];
     memcpy(raw, ks->kid, KID_BYTES);
-    csrf_mac(ks, ctx->session_id, raw + KID_BYTES);
+    session_mac(ks, label, ctx->session_id, extra, raw + KID_BYTES);
     char *text = arena_alloc(ctx->arena, b64url_len(sizeof raw) + 1);
     b64url_encode(raw, sizeof raw, text);
     return text;
 }
 
-bool csrf_verify(const struct ctx *ctx, const char *value)
+/* Checks mac_issue's text against this request's session (any configured key). */
+static bool mac_verify(const struct ctx *ctx, const char *label, const char *extra,
+                       const char *value, size_t len)
 {
     uint8_t raw[KID_BYTES + CSRF_MAC_BYTES], expect[CSRF_MAC_BYTES];
     size_t n = 0;
-    if (!ctx->has_session || !value ||
-        b64url_decode(value, strlen(value), raw, sizeof raw, &n) != 0 || n != sizeof raw)
+    if (!ctx->has_session || !value || b64url_decode(value, len, raw, sizeof raw, &n) != 0 ||
+        n != sizeof raw)
         return false;
     const struct keyset *ks = keyring_find(&ctx->app->keys, raw);
     if (!ks)
         return false;
-    csrf_mac(ks, ctx->session_id, expect);
+    session_mac(ks, label, ctx->session_id, extra, expect);
     return sodium_memcmp(expect, raw + KID_BYTES, CSRF_MAC_BYTES) == 0;
+}
+
+const char *csrf_issue(struct ctx *ctx)
+{
+    return mac_issue(ctx, "csrf", NULL);
+}
+
+bool csrf_verify(const struct ctx *ctx, const char *value)
+{
+    return value && mac_verify(ctx, "csrf", NULL, value, strlen(value));
+}
+
+/* The earlier-sessions cookie: "<binding>[.<binding>…].<mac>", the mac (mac_issue, label
+ * "earlier") over the bindings and the session id the browser was given with it — so a
+ * cookie tossed into this browser from elsewhere (a sibling subdomain can set one for this
+ * path) never verifies against this browser's own session cookie. */
+#define EARLIER_TEXT_MAX (STATE_EARLIER_MAX * (STATE_BINDING_TEXT_LEN + 1) + MAC_TEXT_LEN)
+
+const char *session_earlier(struct ctx *ctx)
+{
+    char *text = (char *)cookie_text(ctx->arena, ctx->req->cookies, ctx->cfg->earlier_cookie_name,
+                                     EARLIER_TEXT_MAX);
+    char *dot = text ? strrchr(text, '.') : NULL;
+    if (!dot || strlen(dot + 1) != MAC_TEXT_LEN)
+        return NULL;
+    *dot = '\0';
+    return mac_verify(ctx, "earlier", text, dot + 1, MAC_TEXT_LEN) ? text : NULL;
+}
+
+void session_remember_earlier(struct ctx *ctx, const char *old_id, const char *had)
+{
+    const struct config *cfg = ctx->cfg;
+    char b[STATE_BINDING_TEXT_LEN + 1];
+    state_session_binding(old_id, b);
+    struct buf list = {0};
+    buf_puts(&list, b);
+    /* then the ones remembered already, newest first, up to STATE_EARLIER_MAX in all */
+    int kept = 1;
+    while (had && *had && kept < STATE_EARLIER_MAX) {
+        size_t k = strcspn(had, ".");
+        if (k == STATE_BINDING_TEXT_LEN && strncmp(had, b, k) != 0) {
+            buf_putc(&list, '.');
+            buf_append(&list, had, k);
+            kept++;
+        }
+        had += k;
+        had += *had == '.';
+    }
+    buf_putc(&list, '\0');
+    /* the mac binds the list to the session id the browser has from now on */
+    const char *mac = mac_issue(ctx, "earlier", list.data);
+    response_header(ctx->resp, "Set-Cookie",
+                    arena_printf(ctx->arena, "%s=%s.%s; Path=%scallback; Max-Age=%d; HttpOnly; "
+                                             "SameSite=Lax%s",
+                                 cfg->earlier_cookie_name, list.data, mac, cfg->base_path,
+                                 STATE_TTL, cfg->redirect_https ? "; Secure" : ""));
+    buf_free(&list);
 }

@@ -18,11 +18,13 @@ void session_load(struct ctx *ctx);
 void session_issue(struct ctx *ctx);
 
 /* This browser's earlier session ids, as state bindings ("b1.b2.b3", from the cookie the
- * callback alone sees), or NULL. */
+ * callback alone sees, MAC'd for this request's session id), or NULL (none, or a cookie
+ * that was not given to this session). */
 const char *session_earlier(struct ctx *ctx);
-/* Adds old_id (the session id a connect just replaced) to those, keeping the newest
- * STATE_EARLIER_MAX, in a cookie for the callback's path that lasts as long as a state. */
-void session_remember_earlier(struct ctx *ctx, const char *old_id);
+/* Sets that cookie anew for ctx's (new) session id: old_id (the id a connect just
+ * replaced) first, then `had` (session_earlier as read under old_id, or NULL), the newest
+ * STATE_EARLIER_MAX in all; Path=<base>callback, lasting as long as a state. */
+void session_remember_earlier(struct ctx *ctx, const char *old_id, const char *had);
 
 /* Adds Set-Cookie for the current id again (slides the cookie's Max-Age). */
 void session_set_cookie(struct ctx *ctx);

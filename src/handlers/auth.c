@@ -5,8 +5,9 @@
  *      X-FreshBooks-Account-Id, -Business-Id and -Business-Uuid (each only when FreshBooks
  *      gave it).
  * 401: not connected, reconnect required, or (FBCONNECT_USER_PARAM) no signed-in site user.
- * 403: nginx asked for a business-relative path (FastCGI param FBCONNECT_NEED_BUSINESS=1)
- *      and no business is chosen (the API proxy answers 409).
+ * 403: nginx asked for a business-relative path (FastCGI param FBCONNECT_NEED_BUSINESS,
+ *      "account" for the account-relative ones) and no business is chosen, or the chosen
+ *      one has no account id for an account path (the API proxy answers 409).
  * 503 (Retry-After: 1): no usable token at hand and none to be had within
  *      FBCONNECT_REFRESH_WAIT_MS — Redis or FreshBooks unavailable, someone else's refresh
  *      still under way, or FreshBooks refusing the app's credentials. */
@@ -38,8 +39,10 @@ void handle_auth(struct ctx *ctx)
         return;
     }
     const struct business *b = l.business; /* never a guess: the owner's choice or nothing */
+    /* nginx's business-relative paths: "account" needs the chosen business's account id,
+     * any other value the business itself. */
     const char *need = request_param(ctx->req, "FBCONNECT_NEED_BUSINESS");
-    if (!b && need && strcmp(need, "1") == 0) {
+    if (need && *need && (!b || (strcmp(need, "account") == 0 && !*b->account_id))) {
         ctx->outcome = "no_business_chosen";
         response_set(ctx->resp, 403, "text/plain; charset=utf-8", "no business chosen\n");
         return;

@@ -136,7 +136,9 @@ void handle_business(struct ctx *ctx)
         to_connect(ctx);
         return;
     }
-    if (ctx->has_session)
+    if (!ctx->has_session)
+        session_issue(ctx); /* a site user's first page here: the form's csrf needs one */
+    else
         session_set_cookie(ctx);
     connection_resolve_identity(ctx->svc, &l);
     if (post)

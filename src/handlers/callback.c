@@ -6,7 +6,8 @@
  *      (access_denied, no code) or refused the code (invalid_grant).  Nothing stored.
  * 403: a genuine state issued to another browser session or site user; or
  *      FBCONNECT_USER_PARAM is set and the visitor is not signed in.
- * 502: the token endpoint was unreachable, slow, or answered nonsense.  Nothing stored.
+ * 502: the token endpoint was unreachable, slow, or answered nonsense; or FreshBooks granted
+ *      fewer scopes than FBCONNECT_SCOPES asks for (the pair revoked).  Nothing stored.
  * 503: Redis unavailable; FreshBooks rate-limits us or refuses the app's credentials. */
 #include <stdio.h>
 #include <string.h>
@@ -37,6 +38,7 @@ enum callback_outcome {
     CB_STATE_OTHER_USER,
     CB_CODE_REFUSED,
     CB_TOKEN_ENDPOINT_FAILED,
+    CB_SCOPES_NOT_GRANTED,
     CB_INVALID_CLIENT,
     CB_RATE_LIMITED,
     CB_REDIS_UNAVAILABLE,
@@ -61,6 +63,7 @@ static const char *const outcome_names[CB__MAX] = {
     [CB_STATE_OTHER_USER] = "state_other_user",
     [CB_CODE_REFUSED] = "code_refused",
     [CB_TOKEN_ENDPOINT_FAILED] = "token_endpoint_failed",
+    [CB_SCOPES_NOT_GRANTED] = "scopes_not_granted",
     [CB_INVALID_CLIENT] = "invalid_client",
     [CB_RATE_LIMITED] = "rate_limited",
     [CB_REDIS_UNAVAILABLE] = "redis_unavailable",
@@ -181,19 +184,17 @@ static enum callback_outcome replayed(struct ctx *ctx, const struct state_claims
  * owner chose before (`previous`: its pointer before this connect) when it is still among
  * the identity's and the connection is the same FreshBooks user's; else none (0). */
 static int64_t business_after_connect(struct ctx *ctx, const struct identity *ident,
-                                      const char *record_name, const char *previous)
+                                      const char *previous)
 {
     if (!ident || ident->n_businesses == 0)
         return 0;
     if (ident->n_businesses == 1)
         return ident->businesses[0].id;
-    struct loaded was;
-    if (!previous || connection_load(ctx->svc, previous, &was) != LOOKUP_FOUND || !was.business ||
-        strcmp(was.record_name, record_name) != 0)
-        return 0;
-    for (size_t i = 0; i < ident->n_businesses; i++)
-        if (ident->businesses[i].id == was.business->id)
-            return was.business->id;
+    int64_t was = connection_choice_of(ctx->svc, previous,
+                                       connection_identity_record(ctx->svc, ident->user_id));
+    for (size_t i = 0; was && i < ident->n_businesses; i++)
+        if (ident->businesses[i].id == was)
+            return was;
     return 0;
 }
 
@@ -277,6 +278,19 @@ static enum callback_outcome callback(struct ctx *ctx)
                     "expected. Nothing was connected. Please try again in a few minutes.");
     }
 
+    if (oauth_scopes_missing(ctx->cfg->scopes, pair.scope)) {
+        /* Stored, it would be marked scopes_changed at once: give it back instead. */
+        log_msg(LOG_ERROR, "FreshBooks granted fewer scopes than FBCONNECT_SCOPES asks for "
+                           "(granted: %s); the pair was revoked, nothing stored",
+                pair.scope);
+        oauth_revoke(o, pair.refresh_token);
+        oauth_revoke(o, pair.access_token);
+        return fail(ctx, 502, CB_SCOPES_NOT_GRANTED, "FreshBooks gave less access than needed",
+                    "FreshBooks allowed this site less access to your account than it asked for, "
+                    "so nothing was connected. The site's operators have been alerted; please "
+                    "try again later.");
+    }
+
     struct identity ident;
     bool has_ident = oauth_fetch_identity(o, ctx->arena, pair.access_token, &ident) == OAUTH_OK;
     if (!has_ident)
@@ -291,9 +305,7 @@ static enum callback_outcome callback(struct ctx *ctx)
     const char *owner = ctx->cfg->user_param ? session_owner(ctx) : session_owner_of(ctx, new_id);
     int64_t business = 0;
     if (has_ident)
-        business = business_after_connect(ctx, &ident,
-                                           connection_identity_record(ctx->svc, ident.user_id),
-                                           ctx->cfg->user_param ? owner : old_owner);
+        business = business_after_connect(ctx, &ident, ctx->cfg->user_param ? owner : old_owner);
     if (connection_connect(ctx->svc, &pair, has_ident ? &ident : NULL, owner, old_owner,
                            business) != STORE_OK) {
         log_msg(LOG_ERROR, "could not store a new token pair: Redis unavailable; the user must connect again");
@@ -302,12 +314,13 @@ static enum callback_outcome callback(struct ctx *ctx)
     }
     id_text was = {0};
     bool had_session = ctx->has_session;
+    const char *earlier = had_session ? session_earlier(ctx) : NULL; /* under the old id */
     memcpy(was, ctx->session_id, sizeof was);
     memcpy(ctx->session_id, new_id, sizeof new_id);
     ctx->has_session = true;
     session_set_cookie(ctx);
     if (had_session) /* its states stay this browser's (a second tab, Back, a reload) */
-        session_remember_earlier(ctx, was);
+        session_remember_earlier(ctx, was, earlier);
     ctx->resp->status = 303;
     const char *next = claims.return_to[0] ? claims.return_to : route_url(ctx, "connected");
     if (has_ident && ident.n_businesses > 1 && !business) {

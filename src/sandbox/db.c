@@ -183,7 +183,7 @@ static void make_businesses(struct sandbox_user *u, size_t n)
     u->n_businesses = n;
     for (size_t i = 0; i < n; i++) {
         struct sandbox_business *b = &u->businesses[i];
-        char salt[16];
+        char salt[32];
         snprintf(salt, sizeof salt, "business-%zu", i);
         uint64_t h = email_hash(u->email, salt);
         b->id = 500000 + (int64_t)(h % 4000000);

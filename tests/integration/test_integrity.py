@@ -123,8 +123,12 @@ def test_pointer_from_0_2_still_connects_and_is_made_again(stack):
           "forge.pointer is not fbconnect's format")
     j = b.status().json()
     check(j["connected"] is True, f"a 0.2 pointer no longer connects: {j}")
+    check(j["business"] == j["businesses"][0], "the only business is not chosen after the upgrade")
+    check(auth(stack, b).header("X-FreshBooks-Account-Id") == j["businesses"][0]["account_id"],
+          "/auth lost the account id at the upgrade")
     again = stack.redis("GET", session_key(b))
-    check(again.count("/") == 3 and again.startswith(f"{record}/{gen}/"), f"not made again: {again!r}")
+    check(again.count("/") == 3 and again.startswith(f"{record}/{gen}/{j['business']['id']}/"),
+          f"not made again: {again!r}")
     # Copied under another owner it is refused like any other.
     attacker = Browser(stack)
     attacker.get(stack.site("connect"))

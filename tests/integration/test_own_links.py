@@ -67,10 +67,21 @@ def test_a_state_never_this_browsers_is_still_403(stack):
     r = victim.get(stack.local(planted))
     check(r.status == 403, f"another browser's state: {r.status}")
     check(victim.status().json() == before, "the victim's connection changed")
-    # Nor does a forged earlier-sessions cookie make it ours: it names only what this
-    # browser was, and a made-up one names nobody's state.
-    victim.cookies[stack.cookie_name + "_earlier"] = "A" * 22
-    check(victim.get(stack.local(planted)).status == 403, "forged earlier cookie")
+    # Nor does an earlier-sessions cookie tossed in from elsewhere (a sibling subdomain can
+    # set one for /callback): made up, or the attacker's own genuine one naming the state's
+    # session, it is MAC'd for another session id than the victim's and counts for nothing.
+    earlier = stack.cookie_name + "_earlier"
+    victim.cookies[earlier] = "A" * 22
+    check(victim.get(stack.local(planted)).status == 403, "made-up earlier cookie")
+    attacker = Browser(stack)
+    _, first = attacker.start()
+    _, second = attacker.start()  # a second tab of the attacker's, same session
+    check(attacker.get(stack.local(attacker.approve(first, email()))).status == 303, "attacker connects")
+    check(earlier in attacker.cookies, "no earlier cookie for the attacker")
+    again = attacker.approve(second, email())  # bound to the attacker's earlier session
+    victim.cookies[earlier] = attacker.cookies[earlier]  # genuine, naming that session
+    check(victim.get(stack.local(again)).status == 403, "another browser's earlier cookie")
+    check(attacker.get(stack.local(again)).status == 303, "the same link in its own browser completes")
 
 def test_a_planted_session_id_never_rides_the_connection(stack):
     """Anti-fixation holds: an attacker who planted session id X in the victim's browser

@@ -63,3 +63,23 @@ def test_scopes_changed(stack):
         j = b.status().json()
         check(j["connected"] and j["reconnect_reason"] is None and "user:projects:read" in j["scope"],
               f"after reconnect: {j}")
+
+
+def test_fewer_scopes_granted_at_connect_stores_nothing(stack):
+    """FreshBooks granting less than FBCONNECT_SCOPES asks: stored, the pair would be marked
+    scopes_changed at once; instead the callback gives it back and says so."""
+    import urllib.parse
+    wide = "user:profile:read user:clients:read"
+    with stack.settings({"FBCONNECT_SCOPES": wide}):
+        b = Browser(stack)
+        _, link = b.start()
+        u = urllib.parse.urlsplit(link)
+        q = dict(urllib.parse.parse_qsl(u.query))
+        q["scope"] = "user:profile:read"  # what the person's grant came to
+        before = stack.stats()
+        r = b.get(stack.local(b.approve(urllib.parse.urlunsplit(u._replace(query=urllib.parse.urlencode(q))),
+                                        email())))
+        check(r.status == 502 and "less access" in r.text, f"callback: {r.status} {r.text[:300]}")
+        check(not b.status().json()["connected"], "stored anyway")
+        check(stack.stats()["revocations"] >= before["revocations"] + 2, "the pair was not given back")
+        check("fewer scopes than FBCONNECT_SCOPES" in stack.log("fbconnect.log"), "not logged")

@@ -87,9 +87,9 @@ static void test_pointer_roundtrip(void **state)
     assert_int_equal(strncmp(p, "c:rec/" GEN "/77/", 32), 0);
     assert_int_equal(open_as(&ring_a, OWNER, p, &name, &gen), POINTER_OK);
     assert_int_equal(last_business, 77);
-    p = pointer_make(&arena, &ring_a, OWNER, "c:rec", GEN, 999999999999999999LL);
+    p = pointer_make(&arena, &ring_a, OWNER, "c:rec", GEN, INT64_MAX);
     assert_int_equal(open_as(&ring_a, OWNER, p, &name, &gen), POINTER_OK);
-    assert_int_equal(last_business, 999999999999999999LL);
+    assert_int_equal(last_business, INT64_MAX);
 }
 
 /* One owner's choice cannot be edited or moved: the business is under the tag. */
@@ -200,7 +200,8 @@ static const struct bad_case bad_cases[] = {
     {"c:rec/" GEN "/-1/AAAAAAAAAAAAAAAAAAAAAA", POINTER_BAD},
     {"c:rec/" GEN "/7a/AAAAAAAAAAAAAAAAAAAAAA", POINTER_BAD},
     {"c:rec/" GEN "//AAAAAAAAAAAAAAAAAAAAAA", POINTER_BAD},
-    {"c:rec/" GEN "/9999999999999999999/AAAAAAAAAAAAAAAAAAAAAA", POINTER_BAD},
+    {"c:rec/" GEN "/9223372036854775808/AAAAAAAAAAAAAAAAAAAAAA", POINTER_BAD}, /* INT64_MAX + 1 */
+    {"c:rec/" GEN "/99999999999999999999/AAAAAAAAAAAAAAAAAAAAAA", POINTER_BAD},
     {"c:rec/" GEN "/-/AAAAAAAAAAAAAAAAAAAAAA/x", POINTER_BAD},
     {"c:0123456789012345678901234567890123456789012345678901234567890123/" GEN, POINTER_BAD},
 };
