@@ -22,7 +22,7 @@ COMMON_SRC := src/arena.c src/buf.c src/log.c src/url.c src/fcgi.c src/request.c
               src/server.c src/template.c src/clock.c
 CORE_SRC := src/config.c src/keys.c src/ids.c src/state.c src/seal.c src/record.c \
             src/redis.c src/store.c src/pointer.c src/svc.c src/oauth.c src/session.c src/pages.c src/app.c src/router.c \
-            src/connection.c src/refresh.c src/rekey.c src/metrics.c src/admin.c \
+            src/connection.c src/refresh.c src/rekey.c src/metrics.c src/admin.c src/events.c src/outbox.c \
             $(wildcard src/handlers/*.c)
 SANDBOX_SRC := $(wildcard src/sandbox/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -34,7 +34,7 @@ SANDBOX_OBJ := $(SANDBOX_SRC:%.c=$(B)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 CORE_TEST_BIN := $(CORE_TEST_SRC:tests/core/%.c=$(B)/tests/%)
 
-.PHONY: all deps test check unit run bench asan valgrind clean install fmt FORCE fuzz fuzz-targets
+.PHONY: node-deps all deps test check unit run bench asan valgrind clean install fmt FORCE fuzz fuzz-targets
 all: $(B)/fbconnect $(B)/fbsandbox
 
 # The installed templates folder is compiled in: rebuild config.o when PREFIX changes.
@@ -80,10 +80,15 @@ deps:
 # nginx, sandbox, two fbconnect processes, Chromium) under ASan + UBSan + LSan, the unit
 # tests under valgrind, and every fuzz target (corpus replay, then FUZZ_SECONDS each).
 FUZZ_SECONDS ?= 30
+# The suite's Node tools (Chromium's driver, the Standard Webhooks reference library).
+node-deps:
+	@[ -d tests/browser/node_modules/playwright-core ] && \
+	    [ -d tests/browser/node_modules/standardwebhooks ] || \
+	    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+
 test:
 	@sh scripts/install-deps.sh test
-	@[ -d tests/browser/node_modules/playwright-core ] || \
-	    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+	@$(MAKE) --no-print-directory node-deps
 	@$(MAKE) --no-print-directory -j2 all unit
 	@$(MAKE) --no-print-directory -j2 asan
 	@$(MAKE) --no-print-directory -j2 fuzz
@@ -92,6 +97,8 @@ test:
 
 # Quicker: the same unit and integration tests on the plain build only.
 check:
+	@sh scripts/install-deps.sh test
+	@$(MAKE) --no-print-directory node-deps
 	@$(MAKE) --no-print-directory -j2 all unit
 	@python3 tests/run.py --build $(B)
 

@@ -107,7 +107,7 @@ int admin_remove(const struct app *app, int argc, char **argv, bool revoke, FILE
         rc = ADMIN_NOT_FOUND;
     } else {
         bool confirmed = false;
-        if (connection_delete(&svc, &l, revoke, &confirmed) != STORE_OK) {
+        if (connection_delete(&svc, &l, revoke, "operator", &confirmed) != STORE_OK) {
             fprintf(stderr, "fbconnect %s: Redis unavailable while deleting\n", cmd);
             rc = ADMIN_FAILED;
         } else if (!revoke) {
@@ -145,4 +145,108 @@ void admin_check_redis(const struct app *app, FILE *out)
         break;
     }
     store_free(s);
+}
+
+#define EVENTS_LIST_MAX 10000 /* the newest events `fbconnect events` looks through */
+
+/* Whether event e belongs to the --user or --identity asked for (NULL: every event). */
+static bool event_matches(const struct store_event_entry *e, const char *user, long long identity)
+{
+    if (user)
+        return strncmp(e->owner, "u:", 2) == 0 && strcmp(e->owner + 2, user) == 0;
+    if (identity) {
+        char needle[64];
+        snprintf(needle, sizeof needle, "\"freshbooks_user_id\":%lld,", identity);
+        return strstr(e->data, needle) != NULL;
+    }
+    return true;
+}
+
+static const char *const state_names[] = {"pending", "delivered", "failed"};
+
+int admin_events(const struct app *app, int argc, char **argv, FILE *out)
+{
+    static const char usage[] =
+        "usage: fbconnect events [--user SITE_USER | --identity FRESHBOOKS_USER_ID] [--failed]\n"
+        "       fbconnect events retry EVENT_ID | --failed\n";
+    if (!app->cfg.events_url) {
+        fprintf(stderr, "fbconnect events: connection events are off (set FBCONNECT_EVENTS_URL "
+                        "and FBCONNECT_EVENTS_SECRET)\n");
+        return ADMIN_FAILED;
+    }
+    struct svc svc;
+    int rc = ADMIN_OK;
+    if (argc >= 1 && strcmp(argv[0], "retry") == 0) {
+        if (argc != 2 || !*argv[1]) {
+            fputs(usage, stderr);
+            return ADMIN_USAGE;
+        }
+        bool all = strcmp(argv[1], "--failed") == 0;
+        const char *id = all ? NULL : strncmp(argv[1], "evt_", 4) == 0 ? argv[1] + 4 : argv[1];
+        svc_open(&svc, &app->cfg, &app->keys);
+        int n = 0;
+        switch (store_events_retry(svc.store, id, &n)) {
+        case STORE_OK:
+            fprintf(out, "%d event%s due again now (a running fbconnect sends %s)\n", n,
+                    n == 1 ? "" : "s", n == 1 ? "it" : "them");
+            break;
+        case STORE_NOT_FOUND:
+            fprintf(out, "no such event\n");
+            rc = ADMIN_NOT_FOUND;
+            break;
+        default:
+            fprintf(stderr, "fbconnect events: Redis unavailable; nothing changed\n");
+            rc = ADMIN_FAILED;
+        }
+        svc_close(&svc);
+        return rc;
+    }
+    const char *user = NULL;
+    long long identity = 0;
+    bool failed_only = false;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--failed") == 0) {
+            failed_only = true;
+        } else if (strcmp(argv[i], "--user") == 0 && i + 1 < argc && *argv[i + 1] && !identity) {
+            user = argv[++i];
+        } else if (strcmp(argv[i], "--identity") == 0 && i + 1 < argc && !user) {
+            char *end;
+            errno = 0;
+            identity = strtoll(argv[++i], &end, 10);
+            if (errno || *end || identity <= 0) {
+                fprintf(stderr, "fbconnect events: --identity takes a FreshBooks user id (a number)\n");
+                return ADMIN_USAGE;
+            }
+        } else {
+            fputs(usage, stderr);
+            return ADMIN_USAGE;
+        }
+    }
+    svc_open(&svc, &app->cfg, &app->keys);
+    struct store_event_entry *e = calloc(EVENTS_LIST_MAX, sizeof *e);
+    enum event_state *state = calloc(EVENTS_LIST_MAX, sizeof *state);
+    if (!e || !state)
+        abort();
+    int n = store_events_list(svc.store, svc.arena, EVENTS_LIST_MAX, e, state);
+    if (n < 0) {
+        fprintf(stderr, "fbconnect events: Redis unavailable\n");
+        rc = ADMIN_FAILED;
+    } else {
+        size_t shown = 0;
+        for (int i = 0; i < n; i++) {
+            if (!event_matches(&e[i], user, identity) || (failed_only && state[i] != EVENT_FAILED))
+                continue;
+            char when[32];
+            iso_time(e[i].ts_ms / 1000, when);
+            bool site_user = strncmp(e[i].owner, "u:", 2) == 0;
+            fprintf(out, "%s  evt_%-22s %-30s %s=%-16s %s\n", when, e[i].id, e[i].type,
+                    site_user ? "site_user" : "session", e[i].owner + 2, state_names[state[i]]);
+            shown++;
+        }
+        fprintf(out, "%zu event%s\n", shown, shown == 1 ? "" : "s");
+    }
+    free(e);
+    free(state);
+    svc_close(&svc);
+    return rc;
 }

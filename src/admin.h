@@ -24,6 +24,11 @@ int admin_list(const struct app *app, FILE *out);
  * FreshBooks (disconnect only) and delete. */
 int admin_remove(const struct app *app, int argc, char **argv, bool revoke, FILE *out);
 
+/* `fbconnect events [--user SITE_USER | --identity ID] [--failed]`: the connection
+ * history, newest first, with each event's delivery state; `fbconnect events retry
+ * EVENT_ID|--failed`: due again now (a running fbconnect sends it).  Never a secret. */
+int admin_events(const struct app *app, int argc, char **argv, FILE *out);
+
 /* Warnings for --check-config about the Redis it would use (eviction policy); never
  * fails. */
 void admin_check_redis(const struct app *app, FILE *out);

@@ -6,6 +6,8 @@
 
 /* Wall-clock time in seconds since the epoch (token expiry, state expiry). */
 int64_t clock_wall(void);
+/* The same in milliseconds (when an event happened). */
+int64_t clock_wall_ms(void);
 /* Monotonic time in microseconds (durations, timeouts). */
 int64_t clock_mono_us(void);
 

@@ -596,6 +596,73 @@ static bool check_pkce(struct config *c, const struct setting *s, char *err, siz
     return true;
 }
 
+/* Where events go: an absolute http or https URL of any host, without credentials or a
+ * fragment (a query is kept). */
+static bool check_events_url(struct config *c, const struct setting *s, char *err, size_t errsz)
+{
+    (void)s;
+    if (!c->events_url)
+        return true;
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *user = NULL, *fragment = NULL;
+    const char *problem = NULL;
+    if (!u || curl_url_set(u, CURLUPART_URL, c->events_url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
+        problem = "is not an absolute URL";
+    else if (strcmp(scheme, "https") != 0 && strcmp(scheme, "http") != 0)
+        problem = "must be an http or https URL";
+    else if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK && user)
+        problem = "must not contain credentials (deliveries are signed instead)";
+    else if (curl_url_get(u, CURLUPART_FRAGMENT, &fragment, 0) == CURLUE_OK && fragment)
+        problem = "must not contain a fragment (#…)";
+    if (problem)
+        fail(err, errsz, "FBCONNECT_EVENTS_URL: '%s' %s", c->events_url, problem);
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(user);
+    curl_free(fragment);
+    curl_url_cleanup(u);
+    return !problem;
+}
+
+/* Standard base64 of in (padded or not) into out: the byte count, or -1. */
+static long base64_std(const char *in, uint8_t *out, size_t cap)
+{
+    size_t n = 0, len = strlen(in);
+    int variant = len && in[len - 1] == '=' ? sodium_base64_VARIANT_ORIGINAL
+                                           : sodium_base64_VARIANT_ORIGINAL_NO_PADDING;
+    const char *end = NULL;
+    if (sodium_base642bin(out, cap, in, len, NULL, &n, &end, variant) != 0 || end != in + len)
+        return -1;
+    return (long)n;
+}
+
+/* The Standard Webhooks secret: "whsec_" and the standard base64 (padding allowed) of
+ * EVENTS_KEY_MIN to EVENTS_KEY_MAX bytes; required with FBCONNECT_EVENTS_URL. */
+static bool check_events_secret(struct config *c, const struct setting *s, char *err, size_t errsz)
+{
+    (void)s;
+    const char *v = c->events_secret;
+    if (!v && c->events_url) {
+        fail(err, errsz, "FBCONNECT_EVENTS_SECRET: required with FBCONNECT_EVENTS_URL (or "
+                         "FBCONNECT_EVENTS_SECRET_FILE; `fbconnect keygen --events` makes one)");
+        return false;
+    }
+    if (!v)
+        return true;
+    long n = strncmp(v, "whsec_", 6) == 0 ? base64_std(v + 6, c->events_key, sizeof c->events_key) : -1;
+    if (n < EVENTS_KEY_MIN) {
+        sodium_memzero(c->events_key, sizeof c->events_key);
+        fail(err, errsz, "FBCONNECT_EVENTS_SECRET: expected whsec_ and the standard base64 of %d "
+                         "to %d random bytes (`fbconnect keygen --events` makes one)",
+             EVENTS_KEY_MIN, EVENTS_KEY_MAX);
+        return false;
+    }
+    c->events_key_len = (size_t)n;
+    return true;
+}
+
 static void print_client_secret(const struct config *c, FILE *out)
 {
     fprintf(out, "(set, %zu bytes)", strlen(c->client_secret));
@@ -683,6 +750,15 @@ static const struct setting settings[] = {
     {"FBCONNECT_REFRESH_MARGIN", NUMBER(refresh_margin), .def_n = 300, .min = 0, .max = 43000},
     {"FBCONNECT_REFRESH_WAIT_MS", NUMBER(refresh_wait_ms), .def_n = 1500, .min = 0, .max = 60000},
     {"FBCONNECT_PKCE", TEXT(pkce_mode), .def = "s256", .check = check_pkce},
+    {"FBCONNECT_EVENTS_URL", TEXT(events_url), .check = check_events_url, .unset = "(off)"},
+    {"FBCONNECT_EVENTS_SECRET", TEXT(events_secret), .flags = F_SECRET,
+     .check = check_events_secret, .print = print_set, .unset = "(none)"},
+    {"FBCONNECT_EVENTS_CA_FILE", TEXT(events_ca_file), .check = check_readable,
+     .unset = "(system trust store)"},
+    {"FBCONNECT_EVENTS_TIMEOUT_MS", NUMBER(events_timeout_ms), .def_n = 5000, .min = 100,
+     .max = 120000},
+    {"FBCONNECT_EVENTS_RETENTION", NUMBER(events_retention), .def_n = 604800, .min = 5,
+     .max = 90L * 86400},
     {"FBCONNECT_USER_PARAM", TEXT(user_param), .check = check_user_param, .unset = "(off)"},
 };
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
@@ -780,6 +856,11 @@ void config_free(struct config *c)
     free(c->template_dir);
     free(c->cookie_name);
     free(c->earlier_cookie_name);
+    free(c->events_url);
+    if (c->events_secret)
+        sodium_memzero(c->events_secret, strlen(c->events_secret));
+    free(c->events_secret);
+    free(c->events_ca_file);
     free(c->user_param);
     free(c->pkce_mode);
     sodium_memzero(c, sizeof *c);

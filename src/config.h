@@ -18,6 +18,9 @@ struct redis_endpoint {
     char *path; /* unix socket path, or NULL */
 };
 
+#define EVENTS_KEY_MIN 24 /* bytes of a Standard Webhooks secret */
+#define EVENTS_KEY_MAX 64
+
 struct config {
     char *listen;
     unsigned threads;
@@ -57,6 +60,15 @@ struct config {
     char *user_param; /* NULL: off */
     char *pkce_mode;  /* "s256" or "off" */
     bool pkce;        /* the authorize link carries a PKCE S256 challenge */
+
+    /* Connection events (events.h): off when events_url is NULL. */
+    char *events_url;
+    char *events_secret;                /* "whsec_<base64>" as configured */
+    uint8_t events_key[EVENTS_KEY_MAX]; /* its decoded bytes */
+    size_t events_key_len;
+    char *events_ca_file; /* NULL: system trust store */
+    long events_timeout_ms;
+    long events_retention; /* seconds */
 };
 
 /* Looks a variable up; getenv in production, a table in tests. */

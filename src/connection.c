@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "events.h"
 #include "ids.h"
 #include "log.h"
 #include "metrics.h"
@@ -48,6 +49,32 @@ static void pause_ms(long ms, int64_t until_us)
 /* ---- record_update ---- */
 
 #define UPDATE_ATTEMPTS 8
+
+/* ---- connection events (events.h): made here, recorded by the store with the change ---- */
+
+/* ev for change ch — to one owner (its display: "u:<site user>" for a site user's first
+ * event, else NULL), or to every owner of record/generation (owner NULL) — with its data
+ * in svc->arena; NULL when events are off. */
+static const struct store_event *event_make(struct svc *svc, struct store_event *ev,
+                                            const struct event_change *ch, const char *owner,
+                                            const char *display, const char *record,
+                                            const char *generation)
+{
+    if (!svc->cfg->events_url)
+        return NULL;
+    char *data = event_data(ch);
+    *ev = (struct store_event){.type = event_type_name(ch->type),
+                               .data = arena_strdup(svc->arena, data),
+                               .ts_ms = clock_wall_ms(),
+                               .owner = owner,
+                               .display = display,
+                               .business = ch->business ? ch->business->id : 0,
+                               .record = record,
+                               .generation = generation};
+    free(data);
+    return ev;
+}
+
 
 enum update_result record_update(struct svc *svc, const char *name, const struct connection *known,
                                  const struct record_change *change, struct connection *out)
@@ -108,7 +135,17 @@ enum update_result record_update(struct svc *svc, const char *name, const struct
         }
         uint64_t next_version = version ? record_next_version(version) : record_first_version();
         record_encode(svc->keys, name, &next, next_version, &value);
-        enum store_result r = store_record_put(svc->store, name, version, value.data, value.len, ttl);
+        /* A connection marked for a new connect tells every owner, in the write itself. */
+        struct store_event ev_buf;
+        const struct store_event *ev = NULL;
+        if (next.reconnect_required && !(cur && cur->reconnect_required)) {
+            struct event_change ch = {.type = EVENT_RECONNECT_REQUIRED,
+                                      .ident = next.has_identity ? &next.ident : NULL,
+                                      .every_owner = true, .reason = next.reconnect_reason};
+            ev = event_make(svc, &ev_buf, &ch, NULL, NULL, name, next.generation);
+        }
+        enum store_result r = store_record_put(svc->store, name, version, value.data, value.len,
+                                               ttl, ev);
         if (r == STORE_OK) {
             next.version = next_version;
             next.opened_with_old_key = false;
@@ -338,7 +375,11 @@ enum store_result connection_choose(struct svc *svc, struct loaded *l, const str
 {
     char *now = pointer_make(svc->arena, svc->keys, l->owner, l->record_name, l->c.generation,
                              b ? b->id : 0);
-    enum store_result r = store_owner_rebind(svc->store, l->owner, l->pointer, now);
+    struct event_change ch = {.type = EVENT_BUSINESS_CHOSEN,
+                              .ident = l->c.has_identity ? &l->c.ident : NULL, .business = b};
+    struct store_event ev;
+    enum store_result r = store_owner_rebind(svc->store, l->owner, l->pointer, now,
+                                             event_make(svc, &ev, &ch, l->owner, NULL, NULL, NULL));
     if (r == STORE_OK) {
         l->pointer = now;
         l->business = b;
@@ -426,7 +467,7 @@ enum lookup_result connection_load(struct svc *svc, const char *owner, struct lo
         out->business = only;
     } else if (pr == POINTER_OLD_KEY) { /* bound before a key rotation: bind it anew */
         char *now = pointer_make(svc->arena, svc->keys, out->owner, name, generation, choice);
-        if (store_owner_rebind(svc->store, out->owner, pointer, now) == STORE_OK)
+        if (store_owner_rebind(svc->store, out->owner, pointer, now, NULL) == STORE_OK)
             out->pointer = now;
     }
     return LOOKUP_FOUND;
@@ -512,7 +553,8 @@ static enum store_result put_newest(struct svc *svc, const char *name, struct co
 
 enum store_result connection_connect(struct svc *svc, const struct token_pair *pair,
                                      const struct identity *ident, const char *owner,
-                                     const char *old_owner, int64_t business)
+                                     const char *site_user, const char *old_owner,
+                                     int64_t business)
 {
     struct connection fresh;
     memset(&fresh, 0, sizeof fresh);
@@ -532,6 +574,15 @@ enum store_result connection_connect(struct svc *svc, const struct token_pair *p
     int64_t until = clock_mono_us() + STORE_BUDGET_MS * 1000;
     if (svc->deadline_us && until > svc->deadline_us)
         until = svc->deadline_us;
+    const struct business *chosen = NULL;
+    for (size_t i = 0; ident && business && i < ident->n_businesses; i++)
+        if (ident->businesses[i].id == business)
+            chosen = &ident->businesses[i];
+    struct event_change ch = {.type = EVENT_CONNECTED, .ident = ident, .business = chosen};
+    struct store_event ev_buf;
+    const struct store_event *ev =
+        event_make(svc, &ev_buf, &ch, owner,
+                   site_user ? arena_printf(svc->arena, "u:%s", site_user) : NULL, NULL, NULL);
     /* A write a replica has not acknowledged may vanish in a failover: store it again (on
      * the primary found anew) until one does. */
     for (int attempt = 0; attempt < STORE_ATTEMPTS && clock_mono_us() < until; attempt++) {
@@ -547,7 +598,7 @@ enum store_result connection_connect(struct svc *svc, const struct token_pair *p
         record_encode(svc->keys, name, &fresh, record_first_version(), &value);
         char *pointer = pointer_make(svc->arena, svc->keys, owner, name, fresh.generation, business);
         enum store_result r = store_record_create(svc->store, name, value.data, value.len, ttl,
-                                                  owner, pointer, old_owner);
+                                                  owner, pointer, old_owner, ev);
         sodium_memzero(value.data, value.cap);
         buf_free(&value);
         if (r != STORE_OK) {
@@ -556,7 +607,7 @@ enum store_result connection_connect(struct svc *svc, const struct token_pair *p
             if (put_newest(svc, name, &fresh, until) != STORE_OK)
                 continue;
             pointer = pointer_make(svc->arena, svc->keys, owner, name, fresh.generation, business);
-            r = store_owner_set(svc->store, owner, pointer, ttl, old_owner);
+            r = store_owner_set(svc->store, owner, name, pointer, ttl, old_owner, ev);
             if (r != STORE_OK)
                 continue;
         }
@@ -613,8 +664,9 @@ bool connection_move_to_identity(struct svc *svc, struct loaded *l, bool lock_he
             pointer = pointer_make(svc->arena, svc->keys, l->owner, name, moved.generation,
                                    ident.n_businesses == 1 ? ident.businesses[0].id : 0);
         if (pointer &&
-            store_owner_set(svc->store, l->owner, pointer, config_record_ttl(svc->cfg), NULL) == STORE_OK) {
-            store_record_delete(svc->store, l->record_name, cur.version);
+            store_owner_set(svc->store, l->owner, name, pointer, config_record_ttl(svc->cfg), NULL,
+                            NULL) == STORE_OK) {
+            store_record_delete(svc->store, l->record_name, cur.version, NULL);
             moved_it = true;
         }
     }
@@ -708,7 +760,7 @@ void connection_resolve_identity(struct svc *svc, struct loaded *l)
 }
 
 enum store_result connection_delete(struct svc *svc, struct loaded *l, bool revoke,
-                                    bool *confirmed)
+                                    const char *by, bool *confirmed)
 {
     *confirmed = true;
     for (int attempt = 0; attempt < 3; attempt++) {
@@ -723,7 +775,13 @@ enum store_result connection_delete(struct svc *svc, struct loaded *l, bool revo
                         oauth_last_error(svc->oauth));
             }
         }
-        enum store_result d = store_record_delete(svc->store, l->record_name, l->c.version);
+        struct event_change ch = {.type = EVENT_DISCONNECTED,
+                                  .ident = l->c.has_identity ? &l->c.ident : NULL,
+                                  .every_owner = true, .by = by, .revoked = revoke && *confirmed};
+        struct store_event ev;
+        enum store_result d =
+            store_record_delete(svc->store, l->record_name, l->c.version,
+                                event_make(svc, &ev, &ch, NULL, NULL, l->record_name, l->c.generation));
         if (d == STORE_UNAVAILABLE)
             return d;
         if (d != STORE_CONFLICT)

@@ -74,15 +74,17 @@ enum update_result connection_mark_reconnect(struct svc *svc, const struct loade
 enum update_result connection_reseal(struct svc *svc, const char *name, const struct connection *known,
                                      struct connection *out);
 
-/* Stores a pair just obtained from FreshBooks and points `owner` at it, with `business`
- * (a business id of ident's; 0: none) as its choice, deleting old_owner's pointer when not
- * NULL.  With an identity, in that identity's record: a new
+/* Stores a pair just obtained from FreshBooks and points `owner` (site_user's, or a
+ * session's when site_user is NULL) at it, with `business` (a business id of ident's; 0:
+ * none) as its choice, deleting old_owner's pointer when not NULL; records
+ * connection.connected with it.  With an identity, in that identity's record: a new
  * one in a single round trip, or an existing one by compare-and-set (the newest pair wins,
  * every owner pointing there shares it); without an identity, in a new record of its own.
  * Retries briefly when Redis blips.  STORE_OK or STORE_UNAVAILABLE. */
 enum store_result connection_connect(struct svc *svc, const struct token_pair *pair,
                                      const struct identity *ident, const char *owner,
-                                     const char *old_owner, int64_t business);
+                                     const char *site_user, const char *old_owner,
+                                     int64_t business);
 
 /* The business `owner`'s pointer chose, when it is bound to that owner and names record
  * `record_name`; 0 otherwise (none, another record, Redis failing).  Reads the pointer
@@ -97,7 +99,7 @@ const struct business *connection_business_of(const struct loaded *l, const char
 const char *connection_business_key(struct arena *a, const struct business *b);
 
 /* Makes b (one of l's businesses; NULL: none) the owner's choice, by compare-and-set of
- * the owner's pointer as l read it.  STORE_OK (l->business updated), STORE_CONFLICT (the
+ * the owner's pointer as l read it, recording connection.business_chosen.  STORE_OK (l->business updated), STORE_CONFLICT (the
  * pointer changed meanwhile: load again) or STORE_UNAVAILABLE. */
 enum store_result connection_choose(struct svc *svc, struct loaded *l, const struct business *b);
 
@@ -126,12 +128,13 @@ enum store_result connection_read(struct svc *svc, const char *name, struct conn
 const char *connection_identity_record(struct svc *svc, int64_t freshbooks_user_id);
 
 /* Disconnects l: revokes its pair at FreshBooks (refresh token first; unless !revoke),
- * deletes the record by compare-and-set — when a refresh replaced the pair meanwhile,
+ * deletes the record by compare-and-set, recording connection.disconnected (`by`: "user"
+ * or "operator") for every owner — when a refresh replaced the pair meanwhile,
  * that newer pair is revoked and deleted too — and deletes l->owner's pointer when set.
  * *confirmed tells whether FreshBooks confirmed every revoke.  STORE_OK, or
  * STORE_UNAVAILABLE when Redis failed (the record may still be there). */
 enum store_result connection_delete(struct svc *svc, struct loaded *l, bool revoke,
-                                    bool *confirmed);
+                                    const char *by, bool *confirmed);
 
 /* A worker's cache of owner pointers and opened records, so repeated requests of one
  * browser (the API proxy's /auth calls) skip the sliding-TTL script and the unsealing: a

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "oauth.h"
+#include "outbox.h"
 #include "redis.h"
 #include "refresh.h"
 #include "rekey.h"
@@ -29,6 +30,7 @@ static const char usage[] =
     "  --check-config   validate the environment, print the effective settings\n"
     "                   (secrets masked); exit 0 when valid, 1 otherwise\n"
     "  keygen           print a new random secret key for FBCONNECT_SECRET_KEY\n"
+    "  keygen --events  print a new signing secret for FBCONNECT_EVENTS_SECRET\n"
     "  rekey            re-seal every stored connection and bind every owner pointer with\n"
     "                   the current key (after a rotation, before dropping a key from\n"
     "                   FBCONNECT_OLD_SECRET_KEYS)\n"
@@ -40,6 +42,10 @@ static const char usage[] =
     "                   revoke that connection at FreshBooks and delete it\n"
     "  purge --user SITE_USER | --identity FRESHBOOKS_USER_ID\n"
     "                   delete that connection without telling FreshBooks\n"
+    "  events [--user SITE_USER | --identity FRESHBOOKS_USER_ID] [--failed]\n"
+    "                   the connection events, newest first, with their delivery state\n"
+    "  events retry EVENT_ID | --failed\n"
+    "                   send that event (or every one given up) again\n"
     "\n"
     "Exit status: 0 done; 1 failed (e.g. Redis unavailable); 2 usage; 3 no such\n"
     "connection; 4 deleted but FreshBooks did not confirm the revoke.\n"
@@ -59,6 +65,19 @@ static void harden_process(void)
     struct rlimit none = {0, 0};
     setrlimit(RLIMIT_CORE, &none);
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+/* `keygen --events`: a Standard Webhooks secret, whsec_ + base64 of 32 random bytes. */
+static int cmd_keygen_events(void)
+{
+    uint8_t key[32];
+    char text[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_ORIGINAL)];
+    randombytes_buf(key, sizeof key);
+    sodium_bin2base64(text, sizeof text, key, sizeof key, sodium_base64_VARIANT_ORIGINAL);
+    sodium_memzero(key, sizeof key);
+    printf("whsec_%s\n", text);
+    sodium_memzero(text, sizeof text);
+    return 0;
 }
 
 static int cmd_keygen(void)
@@ -125,7 +144,8 @@ static int serve(struct app *app)
         stat(app->cfg.listen + 5, &own_st);
 
     metrics_init(app->cfg.threads);
-    if (refresh_init(&app->cfg, &app->keys) != 0 || redis_follow_start(&app->cfg) != 0) {
+    if (refresh_init(&app->cfg, &app->keys) != 0 || redis_follow_start(&app->cfg) != 0 ||
+        outbox_start(&app->cfg) != 0) {
         fprintf(stderr, "fbconnect: cannot start the token store threads\n");
         return 1;
     }
@@ -163,6 +183,7 @@ static int serve(struct app *app)
         log_msg(LOG_WARN, "stopped with %u requests still running after the deadline", left);
         _exit(0);
     }
+    outbox_stop();
     refresh_shutdown();
     redis_follow_stop();
     log_msg(LOG_INFO, "stopped");
@@ -185,10 +206,17 @@ int main(int argc, char **argv)
         fputs("fbconnect: libsodium failed to initialise\n", stderr);
         return 1;
     }
-    if (cmd && strcmp(cmd, "keygen") == 0)
+    if (cmd && strcmp(cmd, "keygen") == 0) {
+        if (argc == 3 && strcmp(argv[2], "--events") == 0)
+            return cmd_keygen_events();
+        if (argc != 2) {
+            fputs("usage: fbconnect keygen [--events]\n", stderr);
+            return 2;
+        }
         return cmd_keygen();
+    }
     static const char *const app_commands[] = {"--check-config", "rekey", "connections",
-                                               "disconnect", "purge"};
+                                               "disconnect", "purge", "events"};
     bool known = !cmd;
     for (size_t i = 0; cmd && i < sizeof app_commands / sizeof app_commands[0]; i++)
         known |= strcmp(cmd, app_commands[i]) == 0;
@@ -216,6 +244,8 @@ int main(int argc, char **argv)
         rc = admin_list(&app, stdout);
     } else if (cmd && (strcmp(cmd, "disconnect") == 0 || strcmp(cmd, "purge") == 0)) {
         rc = admin_remove(&app, argc - 2, argv + 2, strcmp(cmd, "disconnect") == 0, stdout);
+    } else if (cmd && strcmp(cmd, "events") == 0) {
+        rc = admin_events(&app, argc - 2, argv + 2, stdout);
     } else if (cmd) {
         config_print(&app.cfg, stdout);
         admin_check_redis(&app, stdout);

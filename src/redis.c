@@ -571,10 +571,11 @@ static redisReply *command_send(struct redis *s, int argc, const char **argv,
 redisReply *redis_eval(struct redis *s, unsigned id, const char *text, bool here, int nkeys,
                        const char **keys, int nargs, const char **args, const size_t *arglens)
 {
-    if (id >= REDIS_SCRIPTS_MAX || nkeys + nargs > 9)
+    enum { EVAL_ARGS_MAX = 24 };
+    if (id >= REDIS_SCRIPTS_MAX || nkeys + nargs > EVAL_ARGS_MAX)
         abort(); /* a programming error: more scripts or arguments than room */
-    const char *argv[12];
-    size_t lens[12];
+    const char *argv[3 + EVAL_ARGS_MAX];
+    size_t lens[3 + EVAL_ARGS_MAX];
     char nk[4];
     snprintf(nk, sizeof nk, "%d", nkeys);
     for (int attempt = 0; attempt < 2; attempt++) {

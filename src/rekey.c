@@ -77,7 +77,7 @@ static int rebind_pointers(const struct app *app, bool bind_unbound, FILE *out)
                 /* fall through */
             case POINTER_OLD_KEY:
                 r = store_owner_rebind(s, owner, pointer,
-                                       pointer_make(svc.arena, svc.keys, owner, name, generation, business));
+                                       pointer_make(svc.arena, svc.keys, owner, name, generation, business), NULL);
                 if (r == STORE_OK)
                     rebound++;
                 else if (r == STORE_UNAVAILABLE)

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "events.h"
 #include "state.h"
 
 bool session_cookie_find(const char *header, const char *name, id_text out)
@@ -97,10 +98,10 @@ void session_log_tag(const struct ctx *ctx, char out[9])
         strcpy(out, "-");
         return;
     }
-    name_text h;
-    name_hash("log", ctx->session_id, strlen(ctx->session_id), h);
-    memcpy(out, h, 8);
-    out[8] = '\0';
+    /* The tag connection events carry for this session's owner, so logs and events match. */
+    char owner[2 + NAME_TEXT_LEN + 1] = "s:";
+    name_hash("session", ctx->session_id, strlen(ctx->session_id), owner + 2);
+    event_session_tag(owner, out);
 }
 
 #define CSRF_MAC_BYTES crypto_auth_BYTES

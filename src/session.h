@@ -36,7 +36,8 @@ const char *session_owner(const struct ctx *ctx);
 /* The browser-session owner name for a given id (allocated in the arena). */
 const char *session_owner_of(struct ctx *ctx, const char *session_id);
 
-/* A short, non-reversible tag of the session for logs ("-" when none). */
+/* A short, non-reversible tag of the session for logs ("-" when none): the 8 hex digits
+ * its connection events carry as data.owner.session. */
 void session_log_tag(const struct ctx *ctx, char out[9]);
 
 /* The disconnect form's CSRF value for this session (arena), and its check (any key in

@@ -1,6 +1,7 @@
 #include "store.h"
 
 #include <hiredis.h>
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,10 @@ enum script_id {
     SCRIPT_LOAD_OWNER,
     SCRIPT_CREATE_POINT,
     SCRIPT_OWNER_REBIND,
+    SCRIPT_EVENTS_GROUP,
+    SCRIPT_EVENTS_DUE,
+    SCRIPT_EVENTS_SETTLE,
+    SCRIPT_EVENTS_RETRY,
     SCRIPT__MAX
 };
 
@@ -38,30 +43,94 @@ struct store {
  * format's one rule in Lua. */
 #define LUA_VERSION_OF RECORD_LUA_VERSION_OF
 
+/* ---- connection events: recorded by the script that commits their change ---- */
+
+/* Every script that commits a change with an event ends with emit(base): ARGV[base..+9] as
+ * event_args() lays them out (type "" records nothing).  One owner: ARGV[base+5] its name,
+ * +6 its business id ("" none), +7 its display when a site user's ("u:<site user>",
+ * remembered at od:<owner> for later events).  Every owner of a record: +5 the record, +6
+ * its generation: the owners of ro:<record> whose pointer still names that generation each
+ * get one (stale names are dropped), with the business their pointer chose.  Each event is
+ * an XADD to <prefix>ev (trimmed to the retention) with the owner's next sequence number
+ * (evseq:<owner>, kept as long as the owner plus the retention). */
+#define LUA_EMIT                                                                              \
+    "local function ev_tag(owner)\n"                                                         \
+    "  local B = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'\n"       \
+    "  local n = 0\n"                                                                        \
+    "  for i = 3, 8 do n = n * 64 + (string.find(B, string.sub(owner, i, i), 1, true) or 1) - 1 end\n" \
+    "  return string.format('%08x', math.floor(n / 16))\n"                                   \
+    "end\n"                                                                                  \
+    "local function ev_display(p, owner, given)\n"                                           \
+    "  if string.sub(owner, 1, 2) ~= 'u:' then return 's:' .. ev_tag(owner) end\n"           \
+    "  if given ~= '' then redis.call('SET', p .. 'od:' .. owner, given) return given end\n" \
+    "  return redis.call('GET', p .. 'od:' .. owner) or 'u:'\n"                              \
+    "end\n"                                                                                  \
+    "local function ev_one(E, owner, display, biz)\n"                                        \
+    "  local sk = E.p .. 'evseq:' .. owner\n"                                                \
+    "  local q = redis.call('INCR', sk)\n"                                                   \
+    "  local t = redis.call('TTL', E.p .. owner)\n"                                          \
+    "  if t > 0 then redis.call('EXPIRE', sk, t + E.keep) else redis.call('PERSIST', sk) end\n" \
+    "  redis.call('XADD', E.p .. 'ev', 'MINID', '~', E.minid, '*', 't', E.type, 'ts', E.ts,\n" \
+    "    'o', display, 'q', q, 'b', biz, 'd', E.data)\n"                                     \
+    "end\n"                                                                                  \
+    "local function emit(base)\n"                                                            \
+    "  local E = {type = ARGV[base], p = ARGV[base + 1], ts = ARGV[base + 2],\n"             \
+    "    data = ARGV[base + 3], minid = ARGV[base + 8], keep = tonumber(ARGV[base + 9])}\n"  \
+    "  if E.type == '' then return end\n"                                                    \
+    "  local a, b = ARGV[base + 5], ARGV[base + 6]\n"                                        \
+    "  if ARGV[base + 4] == 'one' then\n"                                                    \
+    "    ev_one(E, a, ev_display(E.p, a, ARGV[base + 7]), b)\n"                              \
+    "    return\n"                                                                           \
+    "  end\n"                                                                                \
+    "  local rk = E.p .. 'ro:' .. a\n"                                                       \
+    "  local head = a .. '/' .. b .. '/'\n"                                                  \
+    "  for _, owner in ipairs(redis.call('SMEMBERS', rk)) do\n"                              \
+    "    local ptr = redis.call('GET', E.p .. owner)\n"                                      \
+    "    if ptr and string.sub(ptr, 1, #head) == head then\n"                                \
+    "      local biz = string.match(string.sub(ptr, #head + 1), '^(%d+)/') or ''\n"          \
+    "      ev_one(E, owner, ev_display(E.p, owner, ''), biz)\n"                              \
+    "    else redis.call('SREM', rk, owner) end\n"                                           \
+    "  end\n"                                                                                \
+    "end\n"                                                                                  \
+    /* ro:<record>, the owners that point at a record, for every-owner events */             \
+    "local function index_owner(rk, owner, ttl)\n"                                           \
+    "  redis.call('SADD', rk, owner)\n"                                                      \
+    "  if tonumber(ttl) > 0 then redis.call('EXPIRE', rk, ttl) else redis.call('PERSIST', rk) end\n" \
+    "end\n"
+#define EVENT_ARGS 10
+
 /* KEYS[1] record; ARGV[1] expected version ("0": none, or one without a version this code
- * understands); ARGV[2] value; ARGV[3] ttl (0: none). */
+ * understands); ARGV[2] value; ARGV[3] ttl (0: none); ARGV[4…] an event. */
 static const char script_record_put[] =
-    LUA_VERSION_OF
+    LUA_VERSION_OF LUA_EMIT
     "if (version_of(redis.call('GET', KEYS[1])) or '0') ~= ARGV[1] then return 0 end\n"
     "if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])\n"
     "else redis.call('SET', KEYS[1], ARGV[2]) end\n"
+    "emit(4)\n"
     "return 1\n";
 
-/* KEYS[1] record; ARGV[1] expected version.  1 deleted, 0 version moved, -1 missing. */
+/* KEYS[1] record; KEYS[2] its owner index; ARGV[1] expected version; ARGV[2…] an event
+ * (recorded before the index goes).  1 deleted, 0 version moved, -1 missing. */
 static const char script_record_delete[] =
-    LUA_VERSION_OF
+    LUA_VERSION_OF LUA_EMIT
     "local v = version_of(redis.call('GET', KEYS[1]))\n"
     "if not v then return -1 end\n"
     "if v ~= ARGV[1] then return 0 end\n"
     "redis.call('DEL', KEYS[1])\n"
+    "emit(2)\n"
+    "redis.call('DEL', KEYS[2])\n"
     "return 1\n";
 
-/* KEYS[1] owner; KEYS[2] previous owner to delete (KEYS[1] again when none); ARGV[1]
- * pointer; ARGV[2] ttl (0: none).  One script, so a failed SET deletes nothing. */
+/* KEYS[1] owner; KEYS[2] previous owner to delete (KEYS[1] again when none); KEYS[3] the
+ * owner index of the record pointed at; ARGV[1] pointer; ARGV[2] ttl (0: none); ARGV[3]
+ * the owner's name; ARGV[4…] an event.  One script, so a failed SET deletes nothing. */
 static const char script_owner_set[] =
+    LUA_EMIT
     "if tonumber(ARGV[2]) > 0 then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])\n"
     "else redis.call('SET', KEYS[1], ARGV[1]) end\n"
     "if KEYS[2] ~= KEYS[1] then redis.call('DEL', KEYS[2]) end\n"
+    "index_owner(KEYS[3], ARGV[3], ARGV[2])\n"
+    "emit(4)\n"
     "return 1\n";
 
 /* KEYS[1] lock; KEYS[2] cooldown; ARGV[1] owner token; ARGV[2] lock TTL ms.
@@ -90,7 +159,8 @@ static const char script_watch[] =
  * record it names, in one round trip: false, {pointer}, or {pointer, record}.  The record's
  * key comes from the pointer, so it cannot be declared (no Redis Cluster).  Sliding TTLs
  * are renewed only once they have run down by a day (or a tenth, when shorter), so a busy
- * session does not turn every read into a write for the AOF and the replicas. */
+ * session does not turn every read into a write for the AOF and the replicas.  The
+ * record's owner index gains the owner (an owner from before the index existed). */
 static const char script_load_owner[] =
     "local ttl = tonumber(ARGV[1])\n"
     "local slack = math.min(86400, math.floor(ttl / 10))\n"
@@ -107,31 +177,97 @@ static const char script_load_owner[] =
     "if not name then return {ptr} end\n"
     "local rec = get(ARGV[2] .. name)\n"
     "if not rec then return {ptr} end\n"
+    /* the record's owner index (for its events) lists this owner, and lives as long */
+    "local rk = ARGV[2] .. 'ro:' .. name\n"
+    "if redis.call('SADD', rk, string.sub(KEYS[1], #ARGV[2] + 1)) == 1 or\n"
+    "   (ttl > 0 and redis.call('TTL', rk) < ttl - slack) then\n"
+    "  if ttl > 0 then redis.call('EXPIRE', rk, ttl) end\n"
+    "end\n"
     "return {ptr, rec}\n";
 
 /* KEYS[1] record; KEYS[2] owner; KEYS[3] previous owner (KEYS[2] again when none);
- * ARGV[1] record value; ARGV[2] record ttl; ARGV[3] pointer; ARGV[4] owner ttl (0: none).
+ * KEYS[4] the record's owner index; ARGV[1] record value; ARGV[2] record ttl; ARGV[3]
+ * pointer; ARGV[4] owner ttl (0: none); ARGV[5] the owner's name; ARGV[6…] an event.
  * A new record and its owner's pointer in one round trip: 0 when the record exists. */
 static const char script_create_point[] =
+    LUA_EMIT
     "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
     "if tonumber(ARGV[2]) > 0 then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])\n"
     "else redis.call('SET', KEYS[1], ARGV[1]) end\n"
     "if tonumber(ARGV[4]) > 0 then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])\n"
     "else redis.call('SET', KEYS[2], ARGV[3]) end\n"
     "if KEYS[3] ~= KEYS[2] then redis.call('DEL', KEYS[3]) end\n"
+    "index_owner(KEYS[4], ARGV[5], ARGV[2])\n"
+    "emit(6)\n"
     "return 1\n";
 
-/* KEYS[1] owner; ARGV[1] pointer expected; ARGV[2] new pointer.  Replaces the pointer,
- * keeping its TTL, only if it is still the one expected: 1 replaced, 0 not. */
+/* KEYS[1] owner; ARGV[1] pointer expected; ARGV[2] new pointer; ARGV[3…] an event.
+ * Replaces the pointer, keeping its TTL, only if it is still the one expected: 1
+ * replaced, 0 not. */
 static const char script_owner_rebind[] =
+    LUA_EMIT
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
     "redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')\n"
+    "emit(3)\n"
     "return 1\n";
+
+/* The delivery side.  Keys: <prefix>ev the stream, group "fbconnect"; evdue a ZSET of
+ * event ids due for another attempt (score: when, ms); evatt a HASH id → attempts made;
+ * evfail a ZSET of ids given up (score: when) with evfaild, a HASH id → the entry as
+ * JSON, so a failure outlives the stream's trimming (kept one retention more). */
+
+/* KEYS[1] stream.  Creates the group (reading from the stream's start) unless it exists. */
+static const char script_events_group[] =
+    "redis.pcall('XGROUP', 'CREATE', KEYS[1], 'fbconnect', '0', 'MKSTREAM')\n"
+    "return 1\n";
+
+/* KEYS[1] evdue; ARGV[1] now (ms); ARGV[2] lease (ms); ARGV[3] count.  Takes up to count
+ * ids due by now, pushing each one's due time to now + lease: should this process die
+ * holding them, another takes them once the lease has run out. */
+static const char script_events_due[] =
+    "local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])\n"
+    "for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[1] + ARGV[2], id) end\n"
+    "return ids\n";
+
+/* KEYS[1] stream; KEYS[2] evdue; KEYS[3] evatt; KEYS[4] evfail; KEYS[5] evfaild; ARGV[1]
+ * id; ARGV[2] "ok", "retry" or "fail"; ARGV[3] when (ms: the next attempt, or now);
+ * ARGV[4] the entry as JSON ("fail").  One attempt's outcome, atomically: the id leaves
+ * the group's pending list and is, by outcome, forgotten, due again, or given up.
+ * Returns the attempts made so far. */
+static const char script_events_settle[] =
+    "redis.call('XACK', KEYS[1], 'fbconnect', ARGV[1])\n"
+    "if ARGV[2] == 'ok' then\n"
+    "  redis.call('ZREM', KEYS[2], ARGV[1]) redis.call('ZREM', KEYS[4], ARGV[1])\n"
+    "  redis.call('HDEL', KEYS[5], ARGV[1])\n"
+    "  local n = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0') + 1\n"
+    "  redis.call('HDEL', KEYS[3], ARGV[1])\n"
+    "  return n\n"
+    "end\n"
+    "local n = redis.call('HINCRBY', KEYS[3], ARGV[1], 1)\n"
+    "if ARGV[2] == 'retry' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1]) return n end\n"
+    "redis.call('ZREM', KEYS[2], ARGV[1]) redis.call('HDEL', KEYS[3], ARGV[1])\n"
+    "redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1]) redis.call('HSET', KEYS[5], ARGV[1], ARGV[4])\n"
+    "return n\n";
+
+/* KEYS[1] evdue; KEYS[2] evfail; KEYS[3] evfaild; KEYS[4] stream; ARGV[1] id ("" every
+ * failed one); ARGV[2] now (ms).  Makes the id (or every failed id) due now: 1 per id
+ * made due, 0 when the id is neither in the stream nor failed. */
+static const char script_events_retry[] =
+    "local ids = {ARGV[1]}\n"
+    "if ARGV[1] == '' then ids = redis.call('ZRANGE', KEYS[2], 0, -1) end\n"
+    "local n = 0\n"
+    "for _, id in ipairs(ids) do\n"
+    "  if redis.call('ZSCORE', KEYS[2], id) or #redis.call('XRANGE', KEYS[4], id, id) > 0 then\n"
+    "    redis.call('ZADD', KEYS[1], ARGV[2], id) n = n + 1\n"
+    "  end\n"
+    "end\n"
+    "return n\n";
 
 static const char *const scripts[SCRIPT__MAX] = {
     script_record_put, script_record_delete, script_owner_set,  script_lock_try,
     script_lock_release, script_watch,       script_load_owner, script_create_point,
-    script_owner_rebind};
+    script_owner_rebind, script_events_group, script_events_due, script_events_settle,
+    script_events_retry};
 
 const char *store_owner_of_session(struct arena *a, const char *session_id)
 {
@@ -187,6 +323,41 @@ static const char *key_of(char out[KEY_MAX], const struct store *s, const char *
 {
     snprintf(out, KEY_MAX, "%s%s%s", s->cfg->redis_prefix, kind, name);
     return out;
+}
+
+/* The EVENT_ARGS arguments of emit() for ev (type "" when none, or events are off) into
+ * args/lens; num holds their numbers. */
+struct event_num {
+    char ts[24], business[24], minid[24], keep[24];
+};
+static void event_args(const struct store *s, const struct store_event *ev, const char **args,
+                       size_t *lens, struct event_num *num)
+{
+    bool on = ev && ev->type && s->cfg->events_url;
+    long keep = s->cfg->events_retention;
+    int64_t ts = on ? ev->ts_ms : 0;
+    snprintf(num->ts, sizeof num->ts, "%lld", (long long)ts);
+    snprintf(num->minid, sizeof num->minid, "%lld", (long long)(ts - keep * 1000LL > 0 ? ts - keep * 1000LL : 0));
+    snprintf(num->keep, sizeof num->keep, "%ld", keep);
+    num->business[0] = '\0';
+    if (on && ev->owner && ev->business > 0)
+        snprintf(num->business, sizeof num->business, "%lld", (long long)ev->business);
+    const char *v[EVENT_ARGS] = {
+        on ? ev->type : "",
+        s->cfg->redis_prefix,
+        num->ts,
+        on && ev->data ? ev->data : "",
+        on && ev->owner ? "one" : "all",
+        on ? (ev->owner ? ev->owner : ev->record) : "",
+        on ? (ev->owner ? num->business : ev->generation) : "",
+        on && ev->owner && ev->display ? ev->display : "",
+        num->minid,
+        num->keep,
+    };
+    for (int i = 0; i < EVENT_ARGS; i++) {
+        args[i] = v[i] ? v[i] : "";
+        lens[i] = strlen(args[i]);
+    }
 }
 
 static redisReply *command(struct store *s, int argc, const char **argv, const size_t *lens)
@@ -291,17 +462,21 @@ static enum store_result get_sliding(struct store *s, const char *name, long ttl
     return res;
 }
 
-enum store_result store_owner_set(struct store *s, const char *owner, const char *pointer,
-                                  long ttl, const char *old_owner)
+enum store_result store_owner_set(struct store *s, const char *owner, const char *record_name,
+                                  const char *pointer, long ttl, const char *old_owner,
+                                  const struct store_event *ev)
 {
-    char owner_key[KEY_MAX], old_key[KEY_MAX], ttl_s[24];
+    char owner_key[KEY_MAX], old_key[KEY_MAX], index_key[KEY_MAX], ttl_s[24];
     key_of(owner_key, s, "", owner);
     key_of(old_key, s, "", old_owner ? old_owner : owner);
+    key_of(index_key, s, "ro:", record_name);
     snprintf(ttl_s, sizeof ttl_s, "%ld", ttl > 0 ? ttl : 0);
-    const char *keys[] = {owner_key, old_key};
-    const char *args[] = {pointer, ttl_s};
-    size_t lens[] = {strlen(pointer), strlen(ttl_s)};
-    redisReply *r = eval(s, SCRIPT_OWNER_SET, 2, keys, 2, args, lens);
+    const char *keys[] = {owner_key, old_key, index_key};
+    const char *args[3 + EVENT_ARGS] = {pointer, ttl_s, owner};
+    size_t lens[3 + EVENT_ARGS] = {strlen(pointer), strlen(ttl_s), strlen(owner)};
+    struct event_num num;
+    event_args(s, ev, args + 3, lens + 3, &num);
+    redisReply *r = eval(s, SCRIPT_OWNER_SET, 3, keys, 3 + EVENT_ARGS, args, lens);
     if (!r)
         return STORE_UNAVAILABLE;
     freeReplyObject(r);
@@ -326,16 +501,18 @@ enum store_result store_record_get(struct store *s, const char *record_name, lon
 
 enum store_result store_record_put(struct store *s, const char *record_name,
                                    uint64_t expected_version, const char *data, size_t len,
-                                   long ttl)
+                                   long ttl, const struct store_event *ev)
 {
     char ver[24], ttl_s[24], key[KEY_MAX];
     snprintf(ver, sizeof ver, "%llu", (unsigned long long)expected_version);
     snprintf(ttl_s, sizeof ttl_s, "%ld", ttl > 0 ? ttl : 0);
     key_of(key, s, "", record_name);
     const char *keys[] = {key};
-    const char *args[] = {ver, data, ttl_s};
-    size_t lens[] = {strlen(ver), len, strlen(ttl_s)};
-    redisReply *r = eval(s, SCRIPT_RECORD_PUT, 1, keys, 3, args, lens);
+    const char *args[3 + EVENT_ARGS] = {ver, data, ttl_s};
+    size_t lens[3 + EVENT_ARGS] = {strlen(ver), len, strlen(ttl_s)};
+    struct event_num num;
+    event_args(s, ev, args + 3, lens + 3, &num);
+    redisReply *r = eval(s, SCRIPT_RECORD_PUT, 1, keys, 3 + EVENT_ARGS, args, lens);
     if (!r)
         return STORE_UNAVAILABLE;
     enum store_result res = (r->type == REDIS_REPLY_INTEGER && r->integer == 1) ? STORE_OK
@@ -345,15 +522,18 @@ enum store_result store_record_put(struct store *s, const char *record_name,
 }
 
 enum store_result store_record_delete(struct store *s, const char *record_name,
-                                      uint64_t expected_version)
+                                      uint64_t expected_version, const struct store_event *ev)
 {
-    char ver[24], key[KEY_MAX];
+    char ver[24], key[KEY_MAX], index_key[KEY_MAX];
     snprintf(ver, sizeof ver, "%llu", (unsigned long long)expected_version);
     key_of(key, s, "", record_name);
-    const char *keys[] = {key};
-    const char *args[] = {ver};
-    size_t lens[] = {strlen(ver)};
-    redisReply *r = eval(s, SCRIPT_RECORD_DELETE, 1, keys, 1, args, lens);
+    key_of(index_key, s, "ro:", record_name);
+    const char *keys[] = {key, index_key};
+    const char *args[1 + EVENT_ARGS] = {ver};
+    size_t lens[1 + EVENT_ARGS] = {strlen(ver)};
+    struct event_num num;
+    event_args(s, ev, args + 1, lens + 1, &num);
+    redisReply *r = eval(s, SCRIPT_RECORD_DELETE, 2, keys, 1 + EVENT_ARGS, args, lens);
     if (!r)
         return STORE_UNAVAILABLE;
     enum store_result res = STORE_CONFLICT;
@@ -534,14 +714,16 @@ enum store_result store_owner_get(struct store *s, const char *owner, struct are
 }
 
 enum store_result store_owner_rebind(struct store *s, const char *owner, const char *was,
-                                     const char *pointer)
+                                     const char *pointer, const struct store_event *ev)
 {
     char key[KEY_MAX];
     key_of(key, s, "", owner);
     const char *keys[] = {key};
-    const char *args[] = {was, pointer};
-    size_t lens[] = {strlen(was), strlen(pointer)};
-    redisReply *r = eval(s, SCRIPT_OWNER_REBIND, 1, keys, 2, args, lens);
+    const char *args[2 + EVENT_ARGS] = {was, pointer};
+    size_t lens[2 + EVENT_ARGS] = {strlen(was), strlen(pointer)};
+    struct event_num num;
+    event_args(s, ev, args + 2, lens + 2, &num);
+    redisReply *r = eval(s, SCRIPT_OWNER_REBIND, 1, keys, 2 + EVENT_ARGS, args, lens);
     if (!r)
         return STORE_UNAVAILABLE;
     enum store_result res = r->type == REDIS_REPLY_INTEGER && r->integer == 1 ? STORE_OK
@@ -600,17 +782,20 @@ enum store_result store_owner_load(struct store *s, const char *owner, long ttl,
 
 enum store_result store_record_create(struct store *s, const char *record_name, const char *data,
                                       size_t len, long ttl, const char *owner, const char *pointer,
-                                      const char *old_owner)
+                                      const char *old_owner, const struct store_event *ev)
 {
-    char rkey[KEY_MAX], okey[KEY_MAX], oldkey[KEY_MAX], ttl_s[24];
+    char rkey[KEY_MAX], okey[KEY_MAX], oldkey[KEY_MAX], index_key[KEY_MAX], ttl_s[24];
     key_of(rkey, s, "", record_name);
     key_of(okey, s, "", owner);
     key_of(oldkey, s, "", old_owner ? old_owner : owner);
+    key_of(index_key, s, "ro:", record_name);
     snprintf(ttl_s, sizeof ttl_s, "%ld", ttl > 0 ? ttl : 0);
-    const char *keys[] = {rkey, okey, oldkey};
-    const char *args[] = {data, ttl_s, pointer, ttl_s};
-    size_t lens[] = {len, strlen(ttl_s), strlen(pointer), strlen(ttl_s)};
-    redisReply *r = eval(s, SCRIPT_CREATE_POINT, 3, keys, 4, args, lens);
+    const char *keys[] = {rkey, okey, oldkey, index_key};
+    const char *args[5 + EVENT_ARGS] = {data, ttl_s, pointer, ttl_s, owner};
+    size_t lens[5 + EVENT_ARGS] = {len, strlen(ttl_s), strlen(pointer), strlen(ttl_s), strlen(owner)};
+    struct event_num num;
+    event_args(s, ev, args + 5, lens + 5, &num);
+    redisReply *r = eval(s, SCRIPT_CREATE_POINT, 4, keys, 5 + EVENT_ARGS, args, lens);
     if (!r)
         return STORE_UNAVAILABLE;
     enum store_result res = (r->type == REDIS_REPLY_INTEGER && r->integer == 1) ? STORE_OK : STORE_EXISTS;
@@ -643,3 +828,492 @@ enum store_result store_get2(struct store *s, const char *name1, const char *nam
     return STORE_OK;
 }
 
+
+/* ---- delivering events ---- */
+
+/* The delivery keys: ev (stream), evdue, evatt, evfail, evfaild. */
+struct event_keys {
+    char ev[KEY_MAX], due[KEY_MAX], att[KEY_MAX], fail[KEY_MAX], faild[KEY_MAX];
+};
+
+static void event_keys(const struct store *s, struct event_keys *k)
+{
+    key_of(k->ev, s, "", "ev");
+    key_of(k->due, s, "", "evdue");
+    key_of(k->att, s, "", "evatt");
+    key_of(k->fail, s, "", "evfail");
+    key_of(k->faild, s, "", "evfaild");
+}
+
+static int64_t id_ms(const char *id)
+{
+    return strtoll(id, NULL, 10);
+}
+
+/* One stream entry, [id, [field, value, …]], into e (arena).  False when malformed. */
+static bool entry_of(const redisReply *r, struct arena *a, struct store_event_entry *e)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
+        r->element[1]->type != REDIS_REPLY_ARRAY)
+        return false;
+    memset(e, 0, sizeof *e);
+    e->id = arena_strndup(a, r->element[0]->str, r->element[0]->len);
+    const redisReply *f = r->element[1];
+    for (size_t i = 0; i + 1 < f->elements; i += 2) {
+        const redisReply *k = f->element[i], *v = f->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            continue;
+        char *val = arena_strndup(a, v->str, v->len);
+        if (strcmp(k->str, "t") == 0)
+            e->type = val;
+        else if (strcmp(k->str, "o") == 0)
+            e->owner = val;
+        else if (strcmp(k->str, "b") == 0)
+            e->business = val;
+        else if (strcmp(k->str, "d") == 0)
+            e->data = val;
+        else if (strcmp(k->str, "ts") == 0)
+            e->ts_ms = strtoll(val, NULL, 10);
+        else if (strcmp(k->str, "q") == 0)
+            e->sequence = strtoll(val, NULL, 10);
+    }
+    return e->type && e->owner && e->data;
+}
+
+/* The entries of an array reply, up to max; malformed ones are skipped. */
+static int entries_of(const redisReply *list, struct arena *a, int max,
+                      struct store_event_entry *out)
+{
+    int n = 0;
+    for (size_t i = 0; list && list->type == REDIS_REPLY_ARRAY && i < list->elements && n < max; i++)
+        if (entry_of(list->element[i], a, &out[n]))
+            n++;
+    return n;
+}
+
+/* A failure's entry as kept in evfaild (JSON; the same fields as the stream's). */
+static char *entry_json(const struct store_event_entry *e)
+{
+    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I}", "t", e->type, "o", e->owner, "b",
+                          e->business ? e->business : "", "d", e->data, "ts", (json_int_t)e->ts_ms,
+                          "q", (json_int_t)e->sequence);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    return text;
+}
+
+static bool entry_from_json(const char *id, const char *text, struct arena *a,
+                            struct store_event_entry *e)
+{
+    json_error_t err;
+    json_t *j = json_loads(text, 0, &err);
+    const char *t = NULL, *o = NULL, *b = NULL, *d = NULL;
+    json_int_t ts = 0, q = 0;
+    bool ok = j && json_unpack(j, "{s:s,s:s,s:s,s:s,s:I,s:I}", "t", &t, "o", &o, "b", &b, "d", &d,
+                               "ts", &ts, "q", &q) == 0;
+    if (ok) {
+        *e = (struct store_event_entry){.id = arena_strdup(a, id), .type = arena_strdup(a, t),
+                                        .owner = arena_strdup(a, o), .business = arena_strdup(a, b),
+                                        .data = arena_strdup(a, d), .ts_ms = ts, .sequence = q};
+    }
+    json_decref(j);
+    return ok;
+}
+
+enum store_result store_events_group(struct store *s)
+{
+    struct event_keys k;
+    event_keys(s, &k);
+    const char *keys[] = {k.ev};
+    redisReply *r = eval(s, SCRIPT_EVENTS_GROUP, 1, keys, 0, NULL, NULL);
+    if (!r)
+        return STORE_UNAVAILABLE;
+    freeReplyObject(r);
+    return STORE_OK;
+}
+
+int store_events_read(struct store *s, const char *consumer, int max, struct arena *a,
+                      struct store_event_entry *out)
+{
+    struct event_keys k;
+    event_keys(s, &k);
+    char count[16];
+    snprintf(count, sizeof count, "%d", max);
+    const char *argv[] = {"XREADGROUP", "GROUP", "fbconnect", consumer, "COUNT", count,
+                          "STREAMS", k.ev, ">"};
+    size_t lens[9];
+    for (int i = 0; i < 9; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *r = command(s, 9, argv, lens);
+    if (!r)
+        return -1;
+    int n = 0;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 && r->element[0]->type == REDIS_REPLY_ARRAY &&
+        r->element[0]->elements == 2)
+        n = entries_of(r->element[0]->element[1], a, max, out);
+    freeReplyObject(r);
+    return n;
+}
+
+int store_events_claim(struct store *s, const char *consumer, long min_idle_ms, int max,
+                       struct arena *a, struct store_event_entry *out)
+{
+    struct event_keys k;
+    event_keys(s, &k);
+    char idle[24], count[16];
+    snprintf(idle, sizeof idle, "%ld", min_idle_ms);
+    snprintf(count, sizeof count, "%d", max);
+    const char *argv[] = {"XAUTOCLAIM", k.ev, "fbconnect", consumer, idle, "0-0", "COUNT", count};
+    size_t lens[8];
+    for (int i = 0; i < 8; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *r = command(s, 8, argv, lens);
+    if (!r)
+        return -1;
+    int n = 0;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2)
+        n = entries_of(r->element[1], a, max, out);
+    freeReplyObject(r);
+    return n;
+}
+
+/* Event `id` from the stream or, once trimmed, from the failures kept: STORE_OK,
+ * STORE_NOT_FOUND or STORE_UNAVAILABLE. */
+static enum store_result event_get(struct store *s, const struct event_keys *k, const char *id,
+                                   struct arena *a, struct store_event_entry *e)
+{
+    const char *argv[] = {"XRANGE", k->ev, id, id};
+    size_t lens[] = {6, strlen(k->ev), strlen(id), strlen(id)};
+    redisReply *r = command(s, 4, argv, lens);
+    if (!r)
+        return STORE_UNAVAILABLE;
+    bool found = entries_of(r, a, 1, e) == 1;
+    freeReplyObject(r);
+    if (found)
+        return STORE_OK;
+    const char *hargv[] = {"HGET", k->faild, id};
+    size_t hlens[] = {4, strlen(k->faild), strlen(id)};
+    r = command(s, 3, hargv, hlens);
+    if (!r)
+        return STORE_UNAVAILABLE;
+    found = r->type == REDIS_REPLY_STRING && entry_from_json(id, r->str, a, e);
+    freeReplyObject(r);
+    return found ? STORE_OK : STORE_NOT_FOUND;
+}
+
+int store_events_due(struct store *s, int64_t now_ms, long lease_ms, int max, struct arena *a,
+                     struct store_event_entry *out)
+{
+    struct event_keys k;
+    event_keys(s, &k);
+    char now[24], lease[24], count[16];
+    snprintf(now, sizeof now, "%lld", (long long)now_ms);
+    snprintf(lease, sizeof lease, "%ld", lease_ms);
+    snprintf(count, sizeof count, "%d", max);
+    const char *keys[] = {k.due};
+    const char *args[] = {now, lease, count};
+    size_t lens[] = {strlen(now), strlen(lease), strlen(count)};
+    redisReply *r = eval(s, SCRIPT_EVENTS_DUE, 1, keys, 3, args, lens);
+    if (!r)
+        return -1;
+    int n = 0;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements && n < max; i++) {
+        if (r->element[i]->type != REDIS_REPLY_STRING)
+            continue;
+        const char *id = arena_strdup(a, r->element[i]->str);
+        enum store_result got = event_get(s, &k, id, a, &out[n]);
+        if (got == STORE_OK) {
+            n++;
+        } else if (got == STORE_NOT_FOUND) { /* trimmed meanwhile: nothing left to send */
+            const char *zargv[] = {"ZREM", k.due, id};
+            size_t zlens[] = {4, strlen(k.due), strlen(id)};
+            redisReply *z = command(s, 3, zargv, zlens);
+            if (z)
+                freeReplyObject(z);
+        }
+    }
+    freeReplyObject(r);
+    return n;
+}
+
+enum store_result store_events_settle(struct store *s, const struct store_event_entry *e,
+                                      enum store_settle how, int64_t when_ms, unsigned *attempts)
+{
+    struct event_keys k;
+    event_keys(s, &k);
+    char when[24];
+    snprintf(when, sizeof when, "%lld", (long long)when_ms);
+    char *json = how == SETTLE_GIVE_UP ? entry_json(e) : NULL;
+    const char *keys[] = {k.ev, k.due, k.att, k.fail, k.faild};
+    const char *args[] = {e->id, how == SETTLE_DELIVERED ? "ok" : how == SETTLE_RETRY ? "retry" : "fail",
+                          when, json ? json : ""};
+    size_t lens[4];
+    for (int i = 0; i < 4; i++)
+        lens[i] = strlen(args[i]);
+    redisReply *r = eval(s, SCRIPT_EVENTS_SETTLE, 5, keys, 4, args, lens);
+    free(json);
+    if (!r)
+        return STORE_UNAVAILABLE;
+    if (attempts)
+        *attempts = r->type == REDIS_REPLY_INTEGER && r->integer > 0 ? (unsigned)r->integer : 1;
+    freeReplyObject(r);
+    return STORE_OK;
+}
+
+unsigned store_events_attempts(struct store *s, const char *id)
+{
+    struct event_keys k;
+    event_keys(s, &k);
+    const char *argv[] = {"HGET", k.att, id};
+    size_t lens[] = {4, strlen(k.att), strlen(id)};
+    redisReply *r = command(s, 3, argv, lens);
+    unsigned n = r && r->type == REDIS_REPLY_STRING ? (unsigned)strtoul(r->str, NULL, 10) : 0;
+    if (r)
+        freeReplyObject(r);
+    return n;
+}
+
+enum store_result store_events_retry(struct store *s, const char *id, int *n)
+{
+    struct event_keys k;
+    event_keys(s, &k);
+    char now[24];
+    snprintf(now, sizeof now, "%lld", (long long)clock_wall_ms());
+    const char *keys[] = {k.due, k.fail, k.faild, k.ev};
+    const char *args[] = {id ? id : "", now};
+    size_t lens[] = {strlen(args[0]), strlen(now)};
+    redisReply *r = eval(s, SCRIPT_EVENTS_RETRY, 4, keys, 2, args, lens);
+    if (!r)
+        return STORE_UNAVAILABLE;
+    *n = r->type == REDIS_REPLY_INTEGER ? (int)r->integer : 0;
+    freeReplyObject(r);
+    return id && *n == 0 ? STORE_NOT_FOUND : STORE_OK;
+}
+
+enum store_result store_events_trim(struct store *s, int64_t before_ms, int64_t forget_ms)
+{
+    struct event_keys k;
+    event_keys(s, &k);
+    char minid[24], forget[24];
+    snprintf(minid, sizeof minid, "%lld", (long long)(before_ms > 0 ? before_ms : 0));
+    snprintf(forget, sizeof forget, "(%lld", (long long)forget_ms);
+    const char *argv[] = {"XTRIM", k.ev, "MINID", "~", minid};
+    size_t lens[] = {5, strlen(k.ev), 5, 1, strlen(minid)};
+    redisReply *r = command(s, 5, argv, lens);
+    if (!r)
+        return STORE_UNAVAILABLE;
+    freeReplyObject(r);
+    const char *zargv[] = {"ZRANGEBYSCORE", k.fail, "-inf", forget, "LIMIT", "0", "500"};
+    size_t zlens[7];
+    for (int i = 0; i < 7; i++)
+        zlens[i] = strlen(zargv[i]);
+    r = command(s, 7, zargv, zlens);
+    if (!r)
+        return STORE_UNAVAILABLE;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const char *id = r->element[i]->str;
+        const char *h[] = {"HDEL", k.faild, id}, *z[] = {"ZREM", k.fail, id};
+        size_t hl[] = {4, strlen(k.faild), strlen(id)}, zl[] = {4, strlen(k.fail), strlen(id)};
+        redisReply *x = command(s, 3, h, hl);
+        if (x)
+            freeReplyObject(x);
+        x = command(s, 3, z, zl);
+        if (x)
+            freeReplyObject(x);
+    }
+    freeReplyObject(r);
+    return STORE_OK;
+}
+
+/* Whether id (a stream id) sorts after `last` (the group's last delivered id). */
+static bool id_after(const char *id, const char *last)
+{
+    long long a_ms = 0, a_seq = 0, b_ms = 0, b_seq = 0;
+    sscanf(id, "%lld-%lld", &a_ms, &a_seq);
+    sscanf(last, "%lld-%lld", &b_ms, &b_seq);
+    return a_ms > b_ms || (a_ms == b_ms && a_seq > b_seq);
+}
+
+/* The undelivered set: the group's pending list, the ids due again, and where the group
+ * has read up to (ids after it are unread).  Replies to free. */
+struct backlog {
+    redisReply *pel, *due, *groups;
+    char last[48];
+    long lag; /* entries the group has not read */
+};
+
+static enum store_result backlog_read(struct store *s, const struct event_keys *k, struct backlog *b)
+{
+    memset(b, 0, sizeof b[0]);
+    strcpy(b->last, "0-0");
+    const char *pargv[] = {"XPENDING", k->ev, "fbconnect", "-", "+", "10000"};
+    size_t plens[6];
+    for (int i = 0; i < 6; i++)
+        plens[i] = strlen(pargv[i]);
+    const char *dargv[] = {"ZRANGE", k->due, "0", "9999"};
+    size_t dlens[] = {6, strlen(k->due), 1, 4};
+    const char *gargv[] = {"XINFO", "GROUPS", k->ev};
+    size_t glens[] = {5, 6, strlen(k->ev)};
+    if (!(b->groups = command(s, 3, gargv, glens)))
+        return STORE_UNAVAILABLE; /* also: no stream yet */
+    if (!(b->pel = command(s, 6, pargv, plens)) || !(b->due = command(s, 4, dargv, dlens)))
+        return STORE_UNAVAILABLE;
+    for (size_t g = 0; b->groups->type == REDIS_REPLY_ARRAY && g < b->groups->elements; g++) {
+        const redisReply *f = b->groups->element[g];
+        const char *name = NULL, *last = NULL;
+        for (size_t i = 0; f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2) {
+            if (f->element[i]->type != REDIS_REPLY_STRING || f->element[i + 1]->type != REDIS_REPLY_STRING)
+                continue;
+            if (strcmp(f->element[i]->str, "name") == 0)
+                name = f->element[i + 1]->str;
+            else if (strcmp(f->element[i]->str, "last-delivered-id") == 0)
+                last = f->element[i + 1]->str;
+        }
+        for (size_t i = 0; f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2)
+            if (name && strcmp(name, "fbconnect") == 0 && f->element[i]->type == REDIS_REPLY_STRING &&
+                strcmp(f->element[i]->str, "lag") == 0 && f->element[i + 1]->type == REDIS_REPLY_INTEGER)
+                b->lag = (long)f->element[i + 1]->integer;
+        if (name && last && strcmp(name, "fbconnect") == 0)
+            snprintf(b->last, sizeof b->last, "%s", last);
+    }
+    return STORE_OK;
+}
+
+static void backlog_free(struct backlog *b)
+{
+    if (b->pel)
+        freeReplyObject(b->pel);
+    if (b->due)
+        freeReplyObject(b->due);
+    if (b->groups)
+        freeReplyObject(b->groups);
+}
+
+static bool backlog_has(const struct backlog *b, const char *id)
+{
+    if (id_after(id, b->last))
+        return true;
+    for (size_t i = 0; b->pel->type == REDIS_REPLY_ARRAY && i < b->pel->elements; i++) {
+        const redisReply *p = b->pel->element[i];
+        if (p->type == REDIS_REPLY_ARRAY && p->elements >= 1 && strcmp(p->element[0]->str, id) == 0)
+            return true;
+    }
+    for (size_t i = 0; b->due->type == REDIS_REPLY_ARRAY && i < b->due->elements; i++)
+        if (strcmp(b->due->element[i]->str, id) == 0)
+            return true;
+    return false;
+}
+
+int store_events_list(struct store *s, struct arena *a, int max, struct store_event_entry *out,
+                      enum event_state *state)
+{
+    struct event_keys k;
+    event_keys(s, &k);
+    char count[16];
+    snprintf(count, sizeof count, "%d", max);
+    const char *argv[] = {"XREVRANGE", k.ev, "+", "-", "COUNT", count};
+    size_t lens[6];
+    for (int i = 0; i < 6; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *r = command(s, 6, argv, lens);
+    if (!r)
+        return -1;
+    int n = entries_of(r, a, max, out);
+    freeReplyObject(r);
+    /* failures trimmed from the stream, kept with their entry */
+    const char *fargv[] = {"HGETALL", k.faild};
+    size_t flens[] = {7, strlen(k.faild)};
+    if (!(r = command(s, 2, fargv, flens)))
+        return -1;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements && n < max; i += 2) {
+        const char *id = r->element[i]->str;
+        bool listed = false;
+        for (int j = 0; j < n && !listed; j++)
+            listed = strcmp(out[j].id, id) == 0;
+        if (!listed && entry_from_json(id, r->element[i + 1]->str, a, &out[n]))
+            n++;
+    }
+    freeReplyObject(r);
+    /* newest first, by id */
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && id_after(out[j].id, out[j - 1].id); j--) {
+            struct store_event_entry t = out[j];
+            out[j] = out[j - 1];
+            out[j - 1] = t;
+        }
+    struct backlog b;
+    enum store_result got = backlog_read(s, &k, &b);
+    for (int i = 0; i < n; i++) {
+        state[i] = got == STORE_OK && backlog_has(&b, out[i].id) ? EVENT_PENDING : EVENT_DELIVERED;
+        const char *zargv[] = {"ZSCORE", k.fail, out[i].id};
+        size_t zlens[] = {6, strlen(k.fail), strlen(out[i].id)};
+        redisReply *z = command(s, 3, zargv, zlens);
+        if (z && z->type == REDIS_REPLY_STRING && state[i] != EVENT_PENDING)
+            state[i] = EVENT_FAILED;
+        if (z)
+            freeReplyObject(z);
+    }
+    backlog_free(&b);
+    return n;
+}
+
+enum store_result store_events_backlog(struct store *s, int64_t now_ms, long *pending,
+                                       int64_t *oldest_ms, long *recorded)
+{
+    struct event_keys k;
+    event_keys(s, &k);
+    struct backlog b;
+    *pending = 0;
+    *oldest_ms = 0;
+    enum store_result got = backlog_read(s, &k, &b);
+    if (got != STORE_OK) {
+        backlog_free(&b);
+        return got;
+    }
+    int64_t oldest = 0;
+    for (size_t i = 0; b.pel->type == REDIS_REPLY_ARRAY && i < b.pel->elements; i++) {
+        const redisReply *p = b.pel->element[i];
+        if (p->type != REDIS_REPLY_ARRAY || p->elements < 1)
+            continue;
+        (*pending)++;
+        int64_t ms = id_ms(p->element[0]->str);
+        if (!oldest || ms < oldest)
+            oldest = ms;
+    }
+    for (size_t i = 0; b.due->type == REDIS_REPLY_ARRAY && i < b.due->elements; i++) {
+        (*pending)++;
+        int64_t ms = id_ms(b.due->element[i]->str);
+        if (!oldest || ms < oldest)
+            oldest = ms;
+    }
+    /* unread: after the group's last delivered id (how many: the group's lag) */
+    *pending += b.lag;
+    char after[52];
+    snprintf(after, sizeof after, "(%s", b.last);
+    const char *argv[] = {"XRANGE", k.ev, after, "+", "COUNT", "1"};
+    size_t lens[6];
+    for (int i = 0; i < 6; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *r = command(s, 6, argv, lens);
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1 && r->element[0]->type == REDIS_REPLY_ARRAY &&
+        r->element[0]->elements == 2 && r->element[0]->element[0]->type == REDIS_REPLY_STRING) {
+        int64_t ms = id_ms(r->element[0]->element[0]->str);
+        if (!oldest || ms < oldest)
+            oldest = ms;
+    }
+    if (r)
+        freeReplyObject(r);
+    backlog_free(&b);
+    const char *iargv[] = {"XINFO", "STREAM", k.ev};
+    size_t ilens[] = {5, 6, strlen(k.ev)};
+    *recorded = 0;
+    if ((r = command(s, 3, iargv, ilens))) {
+        for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
+            if (r->element[i]->type == REDIS_REPLY_STRING && strcmp(r->element[i]->str, "entries-added") == 0 &&
+                r->element[i + 1]->type == REDIS_REPLY_INTEGER)
+                *recorded = (long)r->element[i + 1]->integer;
+        freeReplyObject(r);
+    }
+    *oldest_ms = oldest ? now_ms - oldest : 0;
+    return STORE_OK;
+}

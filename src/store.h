@@ -70,17 +70,32 @@ enum store_result store_owner_load(struct store *s, const char *owner, long ttl,
 enum store_result store_get2(struct store *s, const char *name1, const char *name2,
                              struct arena *a, char **v1, char **v2, size_t *len2);
 
+/* A connection event, recorded by the same script that commits the change it tells of
+ * (events.h) and only with FBCONNECT_EVENTS_URL; NULL (or type NULL): none.  For one
+ * owner (`owner` set: the one whose pointer the change writes), or for every owner that
+ * points at `record` in `generation` (owner NULL), each with its own business. */
+struct store_event {
+    const char *type; /* event_type_name() */
+    const char *data; /* event_data() */
+    int64_t ts_ms;    /* when the change happened (wall clock) */
+    const char *owner;
+    const char *display; /* a site user's owner: "u:<site user>"; else NULL */
+    int64_t business;    /* the one owner's choice (0: none) */
+    const char *record, *generation;
+};
+
 /* Creates a record that does not exist yet and points `owner` at it (deleting old_owner's
  * pointer, when not NULL), in one round trip.  Both get TTL ttl (none when 0).  STORE_OK,
  * or STORE_EXISTS when the record is already there (nothing written). */
 enum store_result store_record_create(struct store *s, const char *record_name, const char *data,
                                       size_t len, long ttl, const char *owner, const char *pointer,
-                                      const char *old_owner);
+                                      const char *old_owner, const struct store_event *ev);
 
-/* Points `owner` at a record (pointer as pointer.h makes it; TTL ttl seconds, none
- * when 0) and, atomically with it, deletes `old_owner` when it is not NULL. */
-enum store_result store_owner_set(struct store *s, const char *owner, const char *pointer,
-                                  long ttl, const char *old_owner);
+/* Points `owner` at record `record_name` (pointer as pointer.h makes it; TTL ttl seconds,
+ * none when 0) and, atomically with it, deletes `old_owner` when it is not NULL. */
+enum store_result store_owner_set(struct store *s, const char *owner, const char *record_name,
+                                  const char *pointer, long ttl, const char *old_owner,
+                                  const struct store_event *ev);
 
 enum store_result store_owner_delete(struct store *s, const char *owner);
 
@@ -92,12 +107,12 @@ enum store_result store_record_get(struct store *s, const char *record_name, lon
  * STORE_OK or STORE_CONFLICT.  TTL ttl seconds, none when 0. */
 enum store_result store_record_put(struct store *s, const char *record_name,
                                    uint64_t expected_version, const char *data, size_t len,
-                                   long ttl);
+                                   long ttl, const struct store_event *ev);
 
 /* Deletes a record if its version is still expected_version: STORE_OK, STORE_CONFLICT or
  * STORE_NOT_FOUND. */
 enum store_result store_record_delete(struct store *s, const char *record_name,
-                                      uint64_t expected_version);
+                                      uint64_t expected_version, const struct store_event *ev);
 
 /* A refresh lock: the caller's random owner token, and where and until when store_lock_try
  * took it. */
@@ -163,6 +178,55 @@ enum store_result store_owner_get(struct store *s, const char *owner, struct are
 /* Replaces owner's pointer `was` with `pointer`, keeping its TTL, only if it is still `was`:
  * STORE_OK, or STORE_CONFLICT when it changed meanwhile. */
 enum store_result store_owner_rebind(struct store *s, const char *owner, const char *was,
-                                     const char *pointer);
+                                     const char *pointer, const struct store_event *ev);
+
+/* ---- delivering events (outbox.h) ---- */
+
+/* A recorded event as the stream holds it (strings in the caller's arena). */
+struct store_event_entry {
+    const char *id; /* the stream entry id, "<ms>-<n>": the event id */
+    const char *type, *owner, *business, *data;
+    int64_t ts_ms, sequence;
+};
+
+/* Creates the consumer group every process shares, unless it exists. */
+enum store_result store_events_group(struct store *s);
+/* Up to max events no consumer has read yet, now this consumer's (its pending list).
+ * Returns how many, or -1 when Redis failed. */
+int store_events_read(struct store *s, const char *consumer, int max, struct arena *a,
+                      struct store_event_entry *out);
+/* Up to max events other consumers read and left unsettled for min_idle_ms (a process
+ * that died), now this consumer's.  Returns how many, or -1. */
+int store_events_claim(struct store *s, const char *consumer, long min_idle_ms, int max,
+                       struct arena *a, struct store_event_entry *out);
+/* Up to max events due for another attempt by now_ms, leased to the caller for lease_ms
+ * (another process takes them after that).  Returns how many, or -1. */
+int store_events_due(struct store *s, int64_t now_ms, long lease_ms, int max, struct arena *a,
+                     struct store_event_entry *out);
+
+enum store_settle { SETTLE_DELIVERED, SETTLE_RETRY, SETTLE_GIVE_UP };
+/* One attempt's outcome, atomically: delivered (forgotten), due again at when_ms, or given
+ * up (kept as failed, with the entry, for one retention more).  *attempts: attempts made
+ * so far (this one included).  STORE_OK or STORE_UNAVAILABLE. */
+enum store_result store_events_settle(struct store *s, const struct store_event_entry *e,
+                                      enum store_settle how, int64_t when_ms, unsigned *attempts);
+/* How many attempts event `id` has had (0 when none failed, or Redis failed). */
+unsigned store_events_attempts(struct store *s, const char *id);
+/* Makes event `id` (NULL: every failed one) due now.  *n: how many.  STORE_OK,
+ * STORE_NOT_FOUND (no such event) or STORE_UNAVAILABLE. */
+enum store_result store_events_retry(struct store *s, const char *id, int *n);
+/* Drops events older than before_ms from the stream and failures given up before
+ * forget_ms. */
+enum store_result store_events_trim(struct store *s, int64_t before_ms, int64_t forget_ms);
+
+enum event_state { EVENT_PENDING, EVENT_DELIVERED, EVENT_FAILED };
+/* The newest events first (up to max, failures no longer in the stream included), each
+ * with its delivery state.  Returns how many, or -1. */
+int store_events_list(struct store *s, struct arena *a, int max, struct store_event_entry *out,
+                      enum event_state *state);
+/* Events not yet delivered (read or not, due again), the age of the oldest (ms; 0 when
+ * none), and how many the stream was ever given (XINFO STREAM entries-added). */
+enum store_result store_events_backlog(struct store *s, int64_t now_ms, long *pending,
+                                       int64_t *oldest_ms, long *recorded);
 
 #endif

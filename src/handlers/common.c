@@ -97,15 +97,6 @@ bool load_connection_or_503(struct ctx *ctx, struct loaded *l, bool *found)
     return true;
 }
 
-json_t *business_json(const struct business *b)
-{
-    if (!b)
-        return json_null();
-    return json_pack("{s:I,s:s,s:s,s:s,s:s}", "id", (json_int_t)b->id, "uuid", b->uuid ? b->uuid : "",
-                     "name", b->name ? b->name : "", "account_id", b->account_id ? b->account_id : "",
-                     "role", b->role ? b->role : "");
-}
-
 void send_json(struct ctx *ctx, int status, json_t *root)
 {
     char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;

@@ -48,7 +48,7 @@ void handle_disconnect(struct ctx *ctx)
             page_unavailable(ctx, "redis_unavailable");
             return;
         }
-    } else if (connection_delete(ctx->svc, &l, true, &confirmed) != STORE_OK) {
+    } else if (connection_delete(ctx->svc, &l, true, "user", &confirmed) != STORE_OK) {
         page_unavailable(ctx, "redis_unavailable");
         return;
     }

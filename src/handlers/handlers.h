@@ -6,6 +6,7 @@
 #include <stdbool.h>
 
 #include "ctx.h"
+#include "events.h" /* business_json */
 
 void handle_connect(struct ctx *ctx);
 void handle_callback(struct ctx *ctx);
@@ -26,10 +27,6 @@ void callback_metrics_render(struct buf *out);
 struct json_t;
 /* Sets a JSON body (and status) from root, which it consumes. */
 void send_json(struct ctx *ctx, int status, struct json_t *root);
-struct business;
-/* A business as /status and /internal/token show it: {"id", "uuid", "name", "account_id",
- * "role"}; JSON null for NULL.  The caller owns the reference. */
-struct json_t *business_json(const struct business *b);
 struct loaded;
 /* connection_load(), answering the 503 page itself when Redis is unavailable: returns
  * false then, and the handler returns. */

@@ -3,6 +3,7 @@
 #include "connection.h"
 #include "handlers/handlers.h"
 #include "metrics.h"
+#include "outbox.h"
 #include "redis.h"
 #include "refresh.h"
 #include "router.h"
@@ -20,5 +21,6 @@ void handle_metrics(struct ctx *ctx)
     refresh_metrics_render(out);
     redis_metrics_render(out);
     oauth_metrics_render(out);
+    outbox_metrics_render(out);
     connection_metrics_render(out);
 }

@@ -447,6 +447,16 @@ void db_count(enum sandbox_counter which)
     pthread_mutex_unlock(&mu);
 }
 
+bool db_issued(const char *value)
+{
+    uint8_t key[KEY_BYTES];
+    token_key(value, key);
+    pthread_mutex_lock(&mu);
+    bool found = map_get(&codes, key) || map_get(&access_tokens, key) || map_get(&refresh_tokens, key);
+    pthread_mutex_unlock(&mu);
+    return found;
+}
+
 struct sandbox_stats db_stats(void)
 {
     pthread_mutex_lock(&mu);

@@ -71,6 +71,9 @@ enum grant_result db_refresh(const char *refresh_token, long expires_in, struct 
 bool db_revoke(const char *token);
 /* The user an unexpired, unrevoked access token belongs to. */
 bool db_user_for_access(const char *access_token, struct sandbox_user *out);
+/* Whether value is a code, access token or refresh token this sandbox issued (used,
+ * spent or revoked ones included). */
+bool db_issued(const char *value);
 /* Copies the user with this email, if any. */
 bool db_find_user(const char *email, struct sandbox_user *out);
 

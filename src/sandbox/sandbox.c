@@ -10,7 +10,8 @@
  *
  * and a control interface for tests under /_sandbox/ (nginx exposes it on loopback only):
  *   POST /_sandbox/reset, POST /_sandbox/fault, POST /_sandbox/config,
- *   GET /_sandbox/stats, GET /_sandbox/user?email=…, POST /_sandbox/user {email, businesses}
+ *   GET /_sandbox/stats, GET /_sandbox/user?email=…, POST /_sandbox/user {email, businesses},
+ *   POST /_sandbox/issued {values: [...]} (which of them are codes or tokens issued here)
  * Users are stable across restarts (every id derives from the email); each has 1 to 5
  * businesses with different roles (chosen at sign-in) or none; a code issued with a PKCE
  * S256 challenge is exchanged only with its verifier.
@@ -575,6 +576,27 @@ static void handle_control(struct sbx *s, const char *what)
             reply_error(&s->resp, 404, "not_found", "no such user, or businesses not 0 to 5");
         else
             reply_json(&s->resp, 200, json_pack("{s:b}", "ok", 1));
+        return;
+    }
+    if (strcmp(what, "issued") == 0) { /* {"values": [...]}: which of them were issued here */
+        bool bad;
+        json_t *json = parse_body(s, &bad);
+        json_t *values = bad ? NULL : json_object_get(json, "values");
+        if (!json_is_array(values)) {
+            json_decref(json);
+            reply_error(&s->resp, 400, "invalid_request", "send {\"values\": [strings]}");
+            return;
+        }
+        json_t *found = json_array();
+        size_t i;
+        json_t *v;
+        json_array_foreach(values, i, v)
+        {
+            if (json_is_string(v) && db_issued(json_string_value(v)))
+                json_array_append(found, v);
+        }
+        json_decref(json);
+        reply_json(&s->resp, 200, json_pack("{s:o}", "issued", found));
         return;
     }
     if (strcmp(what, "reset") == 0) {

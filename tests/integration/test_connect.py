@@ -525,10 +525,14 @@ def test_ttls(stack):
     for k in stack.keys("fbc:st:*")[:5]:
         ttl = int(stack.redis("TTL", k))
         check(600 < ttl <= 1200, f"used-state marker TTL {ttl}")
-    # Every key expires but site users' pointers and the records they point to.
+    # Every key expires but site users' pointers, the records they point to (and those
+    # records' owner indexes), a site user's event sequence and name, and the event stream's
+    # keys (trimmed to the retention instead).
     site_user_records = {"fbc:" + stack.redis("GET", k).split("/")[0] for k in stack.keys("fbc:u:*")}
     for k in stack.keys("fbc:*"):
-        if k.startswith("fbc:u:") or k in site_user_records:
+        if (k.startswith(("fbc:u:", "fbc:evseq:u:", "fbc:od:u:")) or k in site_user_records or
+                k.replace("fbc:ro:", "fbc:", 1) in site_user_records or
+                k in ("fbc:ev", "fbc:evdue", "fbc:evatt", "fbc:evfail", "fbc:evfaild")):
             continue
         check(int(stack.redis("TTL", k)) != -1, f"{k} never expires")
     # Values hold no token and no session id.
