@@ -68,6 +68,14 @@ else
 
 MSG
 fi
+if [ -n "${FBCONNECT_EVENTS_URL:-}" ]; then
+    echo "  Connection events go to $FBCONNECT_EVENTS_URL (signed with FBCONNECT_EVENTS_SECRET);"
+    echo "  \`$ROOT/build/fbconnect events\` lists them (with the same .env)."
+else
+    echo "  Connection events are off: set FBCONNECT_EVENTS_URL (your back end's webhook URL)"
+    echo "  and FBCONNECT_EVENTS_SECRET (\`build/fbconnect keygen --events\`) in .env to get them."
+fi
+echo
 touch "$RUN/logs/fbsandbox.log"
 tail -n 0 -F "$RUN/logs/fbconnect.log" "$RUN/logs/fbsandbox.log" "$RUN/logs/nginx-error.log" &
 tail_pid=$!

@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import time
+import types
 import uuid
 
 from checks import check, wait_until
@@ -356,3 +357,39 @@ def test_sentinel_failover_loses_no_event(stack):
                 rx.wait(of_session(t), timeout=30, what=f"event of {t} after the failover")
     finally:
         cluster.stop()
+
+
+def test_readme_verifiers_accept_the_readme_example(stack):
+    """The README's Python and Node verifiers accept its example delivery, refuse it
+    tampered, and accept a real delivery (they are what a back end copies)."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    py = re.search(r"```python\n(import base64, hashlib, hmac, time.*?)```", readme, re.S).group(1)
+    js = re.search(r"```js\n(import crypto from \"node:crypto\";.*?)```", readme, re.S).group(1)
+    body = re.search(r"\n(\{\"type\":\"connection\.disconnected\".*\})\n", readme).group(1)
+    sig = re.search(r"webhook-signature: (v1,\S+)", readme).group(1)
+    secret = re.search(r"example secret `(whsec_[A-Za-z0-9+/=]+)`", readme).group(1)
+    wid = re.search(r"webhook-id: (\S+)", readme).group(1)
+    ts = re.search(r"webhook-timestamp: (\d+)", readme).group(1)
+    rx = receiver()
+    with stack.settings(events_env(rx)):
+        check(Browser(stack).connect(email()).status == 303, "connect")
+        real = rx.wait(lambda j: True)[0]
+    cases = [(secret, {"webhook-id": wid, "webhook-timestamp": ts, "webhook-signature": sig}, body, ts, True),
+             (secret, {"webhook-id": wid, "webhook-timestamp": ts, "webhook-signature": sig}, body + " ", ts, False),
+             (SECRET, {k: real["headers"][k] for k in ("webhook-id", "webhook-timestamp", "webhook-signature")},
+              real["body"], real["headers"]["webhook-timestamp"], True)]
+    for secret_, headers, b, now, want in cases:
+        ns = {}
+        exec(py, ns)
+        ns["time"] = types.SimpleNamespace(time=lambda: int(now))  # the snippet's clock, here
+        check(ns["verify"](secret_, headers, b.encode()) is want, f"README Python verifier: want {want}")
+        prog = (js + f"\nDate.now = () => {int(now) * 1000};\n"
+                f"process.stdout.write(String(verify({json_s(secret_)}, {json_s(headers)}, {json_s(b)})));\n")
+        r = subprocess.run(["node", "--input-type=module", "-e", prog], capture_output=True, text=True, timeout=30)
+        check(r.stdout == ("true" if want else "false"), f"README Node verifier: {r.stdout}{r.stderr}")
+
+
+def json_s(x):
+    import json
+    return json.dumps(x)
