@@ -103,7 +103,8 @@ check:
 	@python3 tests/run.py --build $(B)
 
 # make bench: fbconnect against a minimal FastCGI baseline behind the same nginx, with wrk
-# and a flow driver (bench/); writes BENCHMARKS.md.  Not part of make test.
+# and a flow driver (bench/), connection events on; writes build/bench/BENCHMARKS.md (the
+# tracked BENCHMARKS.md is a copy of a measured run).  Not part of make test.
 # The baseline is the libfcgi floor: the only thing still built on libfcgi.
 BENCH_BIN := $(B)/bench/baseline $(B)/bench/flows
 $(B)/bench/%: bench/%.c

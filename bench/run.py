@@ -1,17 +1,23 @@
 #!/usr/bin/env python3
 """make bench: fbconnect side by side with a minimal FastCGI baseline (bench/baseline.c)
-behind the same nginx, on this machine.  Prints a table and writes BENCHMARKS.md.
+behind the same nginx, on this machine, with connection events on (delivered to a small
+receiver here).  Prints a table and writes it to OUT (build/bench/BENCHMARKS.md; the
+repository's BENCHMARKS.md is a copy kept from a measured run).
 
-usage: bench/run.py [--build DIR] [--seconds N]
+usage: bench/run.py [--build DIR] [--seconds N] [--no-events] [--out FILE]
 """
 import argparse
+import base64
+import http.server
 import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -96,15 +102,44 @@ def callback_overhead(log_text):
     return vals[len(vals) // 2], vals[int(len(vals) * 0.99)], len(vals)
 
 
+class Receiver(http.server.ThreadingHTTPServer):
+    """The site's back end for connection events: 204 to each, counted."""
+    daemon_threads = True
+
+    def __init__(self):
+        self.count = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(h):
+                h.rfile.read(int(h.headers.get("Content-Length") or 0))
+                self.count += 1
+                h.send_response(204)
+                h.end_headers()
+
+            def log_message(h, *a):
+                pass
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
     ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--no-events", action="store_true")
+    ap.add_argument("--out", default=None)
     args = ap.parse_args()
     build = os.path.abspath(os.path.join(ROOT, args.build))
+    out_path = args.out or os.path.join(build, "bench", "BENCHMARKS.md")
     secs = args.seconds
     work = tempfile.mkdtemp(prefix="fbconnect-bench-")
-    stack = Stack(work, build, {"FBCONNECT_THREADS": "64", "REDIS_PERSIST": "0"})
+    env = {"FBCONNECT_THREADS": "64", "REDIS_PERSIST": "0"}
+    rx = None
+    if not args.no_events:
+        rx = Receiver()
+        env.update({"FBCONNECT_EVENTS_URL": f"http://127.0.0.1:{rx.server_address[1]}/hook",
+                    "FBCONNECT_EVENTS_SECRET": "whsec_" + base64.b64encode(os.urandom(32)).decode()})
+    stack = Stack(work, build, env)
     base_port, = free_ports(1)
     with open(os.path.join(work, "extra-bench.conf"), "w") as f:
         f.write(f"""upstream baseline {{
@@ -151,6 +186,13 @@ server {{
         out = subprocess.run([flows_bin, site, "16", str(secs)], capture_output=True, text=True,
                              timeout=secs + 120)
         results["flows"] = json.loads(out.stdout)
+        if rx:  # every flow's connect records an event: all delivered shortly after
+            want = results["flows"]["flows"]
+            t0 = time.monotonic()
+            while rx.count < want and time.monotonic() - t0 < 60:
+                time.sleep(0.05)
+            results["events"] = {"recorded": want, "delivered": rx.count,
+                                 "drain_s": time.monotonic() - t0}
         used1 = int(re.search(r"used_memory:(\d+)", stack.redis("INFO", "memory")).group(1))
         n_users = results["flows"]["flows"]
         log_before = len(stack.log("fbconnect.log"))
@@ -205,11 +247,19 @@ server {{
     finally:
         if baseline:
             baseline.terminate()
+            try:
+                baseline.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                baseline.kill()
+                baseline.wait()
         stack.stop()
-    report(results)
+        if rx:
+            rx.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
+    report(results, out_path)
 
 
-def report(r):
+def report(r, path):
     c, bc, a, ba = r["connect"], r["baseline_connect"], r["auth"], r["baseline_redis"]
     f, f4, co, rd = r["flows"], r["flows4"], r["callback_overhead"], r["redis"]
     rows = [
@@ -227,6 +277,10 @@ def report(r):
          f"{co['samples']} callbacks", "≤ 2 ms at p50"),
         ("fbconnect RSS after the load", f"{r['rss_mb']:.1f} MB", f"{r['threads']} threads (64 workers)",
          f"system trust store: {r['rss_mb_system_store']:.1f} MB", "≤ 32 MB"),
+        ("connection events (events on)" if r.get("events") else "connection events",
+         f"{r['events']['delivered']:,} of {r['events']['recorded']:,} delivered" if r.get("events") else "off",
+         f"all within {r['events']['drain_s']:.1f} s after the flows" if r.get("events") else "--no-events",
+         "every connect's event, signed, to a local receiver" if r.get("events") else "", ""),
         ("Redis per connected user", f"{rd['session_plus_record_bytes']:,.0f} B",
          f"+ used-state marker {rd['marker_bytes']:,.0f} B for 20 min",
          f"INFO delta {rd['per_user_bytes']:,.0f} B/flow ({rd['users']} users)", "≤ 2 KB"),
@@ -239,8 +293,11 @@ def report(r):
                      f"{s['auth']['rps']:,.0f} | {s['auth']['p99_ms']:.2f} ms |")
     table = "\n".join(lines)
     print("\n" + table + "\n\n" + "\n".join(scale))
-    path = os.path.join(ROOT, "BENCHMARKS.md")
-    head = open(path).read().split("<!-- results -->")[0] if os.path.exists(path) else "# Benchmarks\n\n"
+    tracked = os.path.join(ROOT, "BENCHMARKS.md")
+    src = path if os.path.exists(path) else tracked
+    head = open(src).read().split("<!-- results -->")[0] if os.path.exists(src) else "# Benchmarks\n\n"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    print(f"\n# written to {path}")
     with open(path, "w") as out:
         out.write(head + "<!-- results -->\n")
         out.write(f"Measured by `make bench` on {time.strftime('%Y-%m-%d')}: {r['machine']}. "

@@ -1,5 +1,6 @@
 #include "admin.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -85,6 +86,7 @@ int admin_remove(const struct app *app, int argc, char **argv, bool revoke, FILE
             svc_close(&svc);
             return ADMIN_USAGE;
         }
+        store_set_site_user(svc.store, argv[1]); /* the name its events carry */
         enum lookup_result lr = connection_load(&svc, store_owner_of_user(svc.arena, argv[1]), &l);
         found = lr == LOOKUP_FOUND ? STORE_OK : lr == LOOKUP_NONE ? STORE_NOT_FOUND : STORE_UNAVAILABLE;
     } else {
@@ -183,6 +185,13 @@ int admin_events(const struct app *app, int argc, char **argv, FILE *out)
         }
         bool all = strcmp(argv[1], "--failed") == 0;
         const char *id = all ? NULL : strncmp(argv[1], "evt_", 4) == 0 ? argv[1] + 4 : argv[1];
+        unsigned long long ms, seq;
+        int used = 0;
+        if (id && (sscanf(id, "%llu-%llu%n", &ms, &seq, &used) != 2 || id[used] || !isdigit((unsigned char)*id))) {
+            fprintf(stderr, "fbconnect events retry: '%s' is not an event id (evt_<ms>-<n>, as "
+                            "`fbconnect events` lists them)\n", argv[1]);
+            return ADMIN_USAGE;
+        }
         svc_open(&svc, &app->cfg, &app->keys);
         int n = 0;
         switch (store_events_retry(svc.store, id, &n)) {

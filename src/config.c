@@ -616,8 +616,9 @@ static bool check_events_url(struct config *c, const struct setting *s, char *er
         problem = "must not contain credentials (deliveries are signed instead)";
     else if (curl_url_get(u, CURLUPART_FRAGMENT, &fragment, 0) == CURLUE_OK && fragment)
         problem = "must not contain a fragment (#…)";
-    if (problem)
-        fail(err, errsz, "FBCONNECT_EVENTS_URL: '%s' %s", c->events_url, problem);
+    if (problem) /* named without its query, which may carry a token of the back end's */
+        fail(err, errsz, "FBCONNECT_EVENTS_URL: '%.*s%s' %s", (int)strcspn(c->events_url, "?"),
+             c->events_url, strchr(c->events_url, '?') ? "?…" : "", problem);
     curl_free(scheme);
     curl_free(host);
     curl_free(user);
@@ -694,6 +695,17 @@ static void print_wait_replicas(const struct config *c, FILE *out)
         fprintf(out, "%d", c->wait_replicas);
 }
 
+/* The events URL without its query (it may carry a token of the back end's). */
+static void print_events_url(const struct config *c, FILE *out)
+{
+    if (!c->events_url) {
+        fputs("(off)", out);
+        return;
+    }
+    fprintf(out, "%.*s%s", (int)strcspn(c->events_url, "?"), c->events_url,
+            strchr(c->events_url, '?') ? "?(query hidden)" : "");
+}
+
 static void print_set(const struct config *c, FILE *out)
 {
     (void)c;
@@ -750,13 +762,15 @@ static const struct setting settings[] = {
     {"FBCONNECT_REFRESH_MARGIN", NUMBER(refresh_margin), .def_n = 300, .min = 0, .max = 43000},
     {"FBCONNECT_REFRESH_WAIT_MS", NUMBER(refresh_wait_ms), .def_n = 1500, .min = 0, .max = 60000},
     {"FBCONNECT_PKCE", TEXT(pkce_mode), .def = "s256", .check = check_pkce},
-    {"FBCONNECT_EVENTS_URL", TEXT(events_url), .check = check_events_url, .unset = "(off)"},
+    {"FBCONNECT_EVENTS_URL", TEXT(events_url), .check = check_events_url,
+     .print = print_events_url, .unset = "(off)"},
     {"FBCONNECT_EVENTS_SECRET", TEXT(events_secret), .flags = F_SECRET,
      .check = check_events_secret, .print = print_set, .unset = "(none)"},
     {"FBCONNECT_EVENTS_CA_FILE", TEXT(events_ca_file), .check = check_readable,
      .unset = "(system trust store)"},
+    /* at most half the takeover time, so an attempt never outlives its claim */
     {"FBCONNECT_EVENTS_TIMEOUT_MS", NUMBER(events_timeout_ms), .def_n = 5000, .min = 100,
-     .max = 120000},
+     .max = 30000},
     {"FBCONNECT_EVENTS_RETENTION", NUMBER(events_retention), .def_n = 604800, .min = 5,
      .max = 90L * 86400},
     {"FBCONNECT_USER_PARAM", TEXT(user_param), .check = check_user_param, .unset = "(off)"},

@@ -52,13 +52,11 @@ static void pause_ms(long ms, int64_t until_us)
 
 /* ---- connection events (events.h): made here, recorded by the store with the change ---- */
 
-/* ev for change ch — to one owner (its display: "u:<site user>" for a site user's first
- * event, else NULL), or to every owner of record/generation (owner NULL) — with its data
- * in svc->arena; NULL when events are off. */
-static const struct store_event *event_make(struct svc *svc, struct store_event *ev,
-                                            const struct event_change *ch, const char *owner,
-                                            const char *display, const char *record,
-                                            const char *generation)
+/* ev for change ch — to one owner, or to every owner of record/generation (owner NULL) —
+ * with its data in svc->arena; NULL when events are off. */
+static struct store_event *event_make(struct svc *svc, struct store_event *ev,
+                                      const struct event_change *ch, const char *owner,
+                                      const char *record, const char *generation)
 {
     if (!svc->cfg->events_url)
         return NULL;
@@ -67,7 +65,6 @@ static const struct store_event *event_make(struct svc *svc, struct store_event 
                                .data = arena_strdup(svc->arena, data),
                                .ts_ms = clock_wall_ms(),
                                .owner = owner,
-                               .display = display,
                                .business = ch->business ? ch->business->id : 0,
                                .record = record,
                                .generation = generation};
@@ -75,6 +72,52 @@ static const struct store_event *event_make(struct svc *svc, struct store_event 
     return ev;
 }
 
+/* "gone:<id>,…" of the businesses `was` lists and `now` does not; NULL when none went. */
+static const char *businesses_gone(struct svc *svc, const struct connection *was,
+                                   const struct connection *now)
+{
+    if (!was || !was->has_identity || !now->has_identity)
+        return NULL;
+    struct buf ids = {0};
+    for (size_t i = 0; i < was->ident.n_businesses; i++) {
+        bool kept = false;
+        for (size_t j = 0; j < now->ident.n_businesses && !kept; j++)
+            kept = now->ident.businesses[j].id == was->ident.businesses[i].id;
+        if (!kept)
+            buf_printf(&ids, "%s%" PRId64, ids.len ? "," : "gone:", was->ident.businesses[i].id);
+    }
+    const char *out = ids.len ? arena_strndup(svc->arena, ids.data, ids.len) : NULL;
+    buf_free(&ids);
+    return out;
+}
+
+/* The event a record write tells every owner of, from what it changes: marked for a new
+ * connect (reconnect_required), the mark cleared by one owner's connect (connected, to
+ * the others: change->except told themselves), or businesses gone from the identity
+ * (business_chosen, to those who had chosen one of them).  NULL when none or events off. */
+static const struct store_event *record_event(struct svc *svc, struct store_event *ev,
+                                              const char *name, const struct connection *cur,
+                                              const struct connection *next,
+                                              const struct record_change *change)
+{
+    struct event_change ch = {.ident = next->has_identity ? &next->ident : NULL,
+                              .every_owner = true, .reason = next->reconnect_reason};
+    const char *gone = NULL;
+    if (next->reconnect_required && !(cur && cur->reconnect_required))
+        ch.type = EVENT_RECONNECT_REQUIRED;
+    else if (cur && cur->reconnect_required && !next->reconnect_required)
+        ch.type = EVENT_CONNECTED;
+    else if ((gone = businesses_gone(svc, cur, next)))
+        ch.type = EVENT_BUSINESS_CHOSEN;
+    else
+        return NULL;
+    struct store_event *e = event_make(svc, ev, &ch, NULL, name, next->generation);
+    if (e) {
+        e->gone = gone;
+        e->except = change->except;
+    }
+    return e;
+}
 
 enum update_result record_update(struct svc *svc, const char *name, const struct connection *known,
                                  const struct record_change *change, struct connection *out)
@@ -135,15 +178,9 @@ enum update_result record_update(struct svc *svc, const char *name, const struct
         }
         uint64_t next_version = version ? record_next_version(version) : record_first_version();
         record_encode(svc->keys, name, &next, next_version, &value);
-        /* A connection marked for a new connect tells every owner, in the write itself. */
+        /* What the write changes for every owner is told them in the write itself. */
         struct store_event ev_buf;
-        const struct store_event *ev = NULL;
-        if (next.reconnect_required && !(cur && cur->reconnect_required)) {
-            struct event_change ch = {.type = EVENT_RECONNECT_REQUIRED,
-                                      .ident = next.has_identity ? &next.ident : NULL,
-                                      .every_owner = true, .reason = next.reconnect_reason};
-            ev = event_make(svc, &ev_buf, &ch, NULL, NULL, name, next.generation);
-        }
+        const struct store_event *ev = record_event(svc, &ev_buf, name, cur, &next, change);
         enum store_result r = store_record_put(svc->store, name, version, value.data, value.len,
                                                ttl, ev);
         if (r == STORE_OK) {
@@ -371,7 +408,10 @@ const char *connection_business_key(struct arena *a, const struct business *b)
     return b->account_id[0] ? b->account_id : arena_printf(a, "%" PRId64, b->id);
 }
 
-enum store_result connection_choose(struct svc *svc, struct loaded *l, const struct business *b)
+/* connection_choose, telling the owner (connection.business_chosen) only when announce:
+ * a choice cleared because its business went has been told with the identity's change. */
+static enum store_result choose(struct svc *svc, struct loaded *l, const struct business *b,
+                                bool announce)
 {
     char *now = pointer_make(svc->arena, svc->keys, l->owner, l->record_name, l->c.generation,
                              b ? b->id : 0);
@@ -379,12 +419,18 @@ enum store_result connection_choose(struct svc *svc, struct loaded *l, const str
                               .ident = l->c.has_identity ? &l->c.ident : NULL, .business = b};
     struct store_event ev;
     enum store_result r = store_owner_rebind(svc->store, l->owner, l->pointer, now,
-                                             event_make(svc, &ev, &ch, l->owner, NULL, NULL, NULL));
+                                             announce ? event_make(svc, &ev, &ch, l->owner, NULL, NULL)
+                                                      : NULL);
     if (r == STORE_OK) {
         l->pointer = now;
         l->business = b;
     }
     return r;
+}
+
+enum store_result connection_choose(struct svc *svc, struct loaded *l, const struct business *b)
+{
+    return choose(svc, l, b, true);
 }
 
 int64_t connection_choice_of(struct svc *svc, const char *owner, const char *record_name)
@@ -459,7 +505,7 @@ enum lookup_result connection_load(struct svc *svc, const char *owner, struct lo
          * one business is left, that one is the choice, as at a connect). */
         log_msg(LOG_INFO, "a chosen business is no longer among the identity's: choice %s",
                 only ? "moved to the only one left" : "cleared");
-        connection_choose(svc, out, only);
+        choose(svc, out, only, only != NULL);
     } else if (!choice && only) {
         /* One business and no choice stored (a pointer from before businesses were chosen,
          * a connection whose identity came later): that one, as at a connect. */
@@ -535,11 +581,12 @@ static enum update_step newest_step(const struct connection *cur, struct connect
  * is written over (the pair was just issued).  Retries a Redis blip until until_us
  * (monotonic), not an error no retry mends.  STORE_OK or STORE_UNAVAILABLE. */
 static enum store_result put_newest(struct svc *svc, const char *name, struct connection *fresh,
-                                    int64_t until_us)
+                                    int64_t until_us, const char *told)
 {
     struct newest n = {.fresh = fresh};
     struct record_change change = {.decide = newest_step, .arg = &n,
-                                   .flags = UPDATE_OVER_UNREADABLE, .retry_until_us = until_us};
+                                   .flags = UPDATE_OVER_UNREADABLE, .retry_until_us = until_us,
+                                   .except = told};
     struct connection now;
     switch (record_update(svc, name, NULL, &change, &now)) {
     case UPDATE_WRITTEN:
@@ -553,8 +600,7 @@ static enum store_result put_newest(struct svc *svc, const char *name, struct co
 
 enum store_result connection_connect(struct svc *svc, const struct token_pair *pair,
                                      const struct identity *ident, const char *owner,
-                                     const char *site_user, const char *old_owner,
-                                     int64_t business)
+                                     const char *old_owner, int64_t business)
 {
     struct connection fresh;
     memset(&fresh, 0, sizeof fresh);
@@ -580,9 +626,14 @@ enum store_result connection_connect(struct svc *svc, const struct token_pair *p
             chosen = &ident->businesses[i];
     struct event_change ch = {.type = EVENT_CONNECTED, .ident = ident, .business = chosen};
     struct store_event ev_buf;
-    const struct store_event *ev =
-        event_make(svc, &ev_buf, &ch, owner,
-                   site_user ? arena_printf(svc->arena, "u:%s", site_user) : NULL, NULL, NULL);
+    struct store_event *ev = event_make(svc, &ev_buf, &ch, owner, NULL, NULL);
+    if (ev) { /* one event, however many times a failover makes this write again */
+        name_text once;
+        name_new(once);
+        ev->once = arena_strdup(svc->arena, once);
+    }
+    /* the record's other owners hear of a mark this connect clears; these two do not */
+    const char *told = arena_printf(svc->arena, "%s %s", owner, old_owner ? old_owner : "");
     /* A write a replica has not acknowledged may vanish in a failover: store it again (on
      * the primary found anew) until one does. */
     for (int attempt = 0; attempt < STORE_ATTEMPTS && clock_mono_us() < until; attempt++) {
@@ -604,7 +655,7 @@ enum store_result connection_connect(struct svc *svc, const struct token_pair *p
         if (r != STORE_OK) {
             /* The identity is connected already (another browser), or Redis blipped: the
              * newest pair wins by compare-and-set, keeping the record's generation. */
-            if (put_newest(svc, name, &fresh, until) != STORE_OK)
+            if (put_newest(svc, name, &fresh, until, told) != STORE_OK)
                 continue;
             pointer = pointer_make(svc->arena, svc->keys, owner, name, fresh.generation, business);
             r = store_owner_set(svc->store, owner, name, pointer, ttl, old_owner, ev);
@@ -660,7 +711,8 @@ bool connection_move_to_identity(struct svc *svc, struct loaded *l, bool lock_he
         moved.ident = ident;
         const char *name = connection_identity_record(svc, ident.user_id);
         char *pointer = NULL;
-        if (put_newest(svc, name, &moved, clock_mono_us() + STORE_BUDGET_MS * 1000) == STORE_OK)
+        if (put_newest(svc, name, &moved, clock_mono_us() + STORE_BUDGET_MS * 1000, l->owner) ==
+            STORE_OK)
             pointer = pointer_make(svc->arena, svc->keys, l->owner, name, moved.generation,
                                    ident.n_businesses == 1 ? ident.businesses[0].id : 0);
         if (pointer &&
@@ -781,7 +833,7 @@ enum store_result connection_delete(struct svc *svc, struct loaded *l, bool revo
         struct store_event ev;
         enum store_result d =
             store_record_delete(svc->store, l->record_name, l->c.version,
-                                event_make(svc, &ev, &ch, NULL, NULL, l->record_name, l->c.generation));
+                                event_make(svc, &ev, &ch, NULL, l->record_name, l->c.generation));
         if (d == STORE_UNAVAILABLE)
             return d;
         if (d != STORE_CONFLICT)

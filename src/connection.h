@@ -41,6 +41,8 @@ struct record_change {
     void *arg;
     unsigned flags;
     int64_t retry_until_us; /* Redis blips retried until then (monotonic; 0: not retried) */
+    const char *except;     /* owners (space-separated) the change's own events tell: left
+                               out of the every-owner event the write may make */
 };
 #define UPDATE_DURABLE 1         /* a write must reach a replica (WAIT) */
 #define UPDATE_OVER_UNREADABLE 2 /* a record no configured key opens may be written over */
@@ -56,7 +58,10 @@ enum update_result {
 
 /* The compare-and-set loop every write of a record goes through: reads the record (or
  * starts from `known`, as last read), lets the change decide, writes by compare-and-set on
- * the version, and on a lost race reads again and asks again (a few times).  Encoded
+ * the version, and on a lost race reads again and asks again (a few times).  The write
+ * records, with it, the event it makes for every owner: reconnect_required when it marks
+ * the connection, connected when it clears a mark, business_chosen (none) for the owners
+ * whose business the identity no longer lists.  Encoded
  * values are wiped.  Strings in *out live in svc->arena. */
 enum update_result record_update(struct svc *svc, const char *name, const struct connection *known,
                                  const struct record_change *change, struct connection *out);
@@ -74,17 +79,16 @@ enum update_result connection_mark_reconnect(struct svc *svc, const struct loade
 enum update_result connection_reseal(struct svc *svc, const char *name, const struct connection *known,
                                      struct connection *out);
 
-/* Stores a pair just obtained from FreshBooks and points `owner` (site_user's, or a
- * session's when site_user is NULL) at it, with `business` (a business id of ident's; 0:
- * none) as its choice, deleting old_owner's pointer when not NULL; records
- * connection.connected with it.  With an identity, in that identity's record: a new
+/* Stores a pair just obtained from FreshBooks and points `owner` at it, with `business` (a
+ * business id of ident's; 0: none) as its choice, deleting old_owner's pointer when not
+ * NULL; records connection.connected for the owner with it (once, however often a failover
+ * makes it write again).  With an identity, in that identity's record: a new
  * one in a single round trip, or an existing one by compare-and-set (the newest pair wins,
  * every owner pointing there shares it); without an identity, in a new record of its own.
  * Retries briefly when Redis blips.  STORE_OK or STORE_UNAVAILABLE. */
 enum store_result connection_connect(struct svc *svc, const struct token_pair *pair,
                                      const struct identity *ident, const char *owner,
-                                     const char *site_user, const char *old_owner,
-                                     int64_t business);
+                                     const char *old_owner, int64_t business);
 
 /* The business `owner`'s pointer chose, when it is bound to that owner and names record
  * `record_name`; 0 otherwise (none, another record, Redis failing).  Reads the pointer

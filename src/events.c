@@ -94,9 +94,20 @@ char *event_body(const char *type, int64_t ts_ms, const char *owner, int64_t seq
         return NULL;
     }
     bool user = owner[0] == 'u';
+    json_t *name = json_string(owner + 2);
+    if (!name) { /* not UTF-8 (the site's own param): each byte beyond ASCII becomes '?' */
+        char *ascii = strdup(owner + 2);
+        if (!ascii)
+            abort();
+        for (char *p = ascii; *p; p++)
+            if ((unsigned char)*p >= 0x80)
+                *p = '?';
+        name = json_string(ascii);
+        free(ascii);
+    }
     json_t *out = json_object();
-    json_t *o = json_pack("{s:o,s:o}", "site_user", user ? json_string(owner + 2) : json_null(),
-                          "session", user ? json_null() : json_string(owner + 2));
+    json_t *o = json_pack("{s:o,s:o}", "site_user", user ? name : json_null(), "session",
+                          user ? json_null() : name);
     json_t *body = json_object();
     json_object_set_new(body, "owner", o);
     json_object_set_new(body, "sequence", json_integer(sequence));

@@ -22,9 +22,24 @@
 #define CLAIM_EVERY_MS 5000  /* how often dead consumers' events are looked for */
 #define TRIM_EVERY_MS 60000  /* how often the stream is trimmed to the retention */
 #define BACKLOG_EVERY_MS 2000
+#define REDIS_BUDGET_MS 5000 /* one Redis command's time, whatever the link's retries */
+#define CONSUMER_IDLE_MS (24 * 3600 * 1000L) /* a consumer silent this long, holding nothing, goes */
 
 static metric_counter delivered, retried, given_up;
-static struct metric_histogram latency; /* recorded → delivered */
+/* From a change to its delivery: its own buckets, as a retried event takes minutes to days. */
+static const double latency_bounds_s[] = {0.1, 0.5, 1, 5, 30, 60, 300, 1800, 3600, 21600, 86400, 604800};
+#define LATENCY_BUCKETS (sizeof latency_bounds_s / sizeof latency_bounds_s[0])
+static metric_counter latency_bucket[LATENCY_BUCKETS + 1], latency_count, latency_sum_ms;
+
+static void latency_observe(int64_t ms)
+{
+    size_t i = 0;
+    while (i < LATENCY_BUCKETS && (double)ms / 1000.0 > latency_bounds_s[i])
+        i++;
+    metric_add(&latency_bucket[i]);
+    metric_add(&latency_count);
+    atomic_fetch_add_explicit(&latency_sum_ms, (uint64_t)(ms > 0 ? ms : 0), memory_order_relaxed);
+}
 static atomic_long pending_now = 0, recorded_now = 0;
 static atomic_llong oldest_ms_now = 0;
 
@@ -105,10 +120,19 @@ static double jitter(void)
     return 0.75 + 0.5 * ((double)r / 4294967295.0);
 }
 
+/* Every Redis command of the thread gets its own time: an attempt's seconds never eat it. */
+static void redis_time(struct store *st)
+{
+    store_set_deadline(st, clock_mono_us() + REDIS_BUDGET_MS * 1000LL);
+}
+
 /* Sends one event and settles it: delivered, due again, or given up past the retention. */
-static void deliver(struct store *st, CURL *c, const struct config *cfg,
+static void deliver(struct store *st, CURL *c, const struct config *cfg, const char *consumer,
                     const struct store_event_entry *e)
 {
+    redis_time(st);
+    if (store_events_touch(st, consumer, e, EVENTS_LEASE_MS) != STORE_OK)
+        return; /* not sent: whoever holds it next sends it */
     char id[96], why[160] = "";
     snprintf(id, sizeof id, "evt_%s", e->id);
     char *body = event_body(e->type, e->ts_ms, e->owner, e->sequence, e->business, e->data);
@@ -117,10 +141,11 @@ static void deliver(struct store *st, CURL *c, const struct config *cfg,
     if (atomic_load(&box.stopping))
         return; /* cut short: still pending, delivered later */
     int64_t now = clock_wall_ms();
+    redis_time(st);
     if (status >= 200 && status <= 299) {
         if (store_events_settle(st, e, SETTLE_DELIVERED, now, NULL) == STORE_OK) {
             metric_add(&delivered);
-            metric_observe(&latency, (now - e->ts_ms) * 1000);
+            latency_observe(now - e->ts_ms);
         }
         return;
     }
@@ -154,6 +179,18 @@ static void pause_idle(long ms)
     pthread_mutex_unlock(&box.mu);
 }
 
+/* Sends a batch the thread now holds — once a replica has what it read (the entries and
+ * the changes they tell of), so no failover can take back an event already delivered. */
+static void deliver_batch(struct store *st, CURL *c, const struct config *cfg,
+                          const char *consumer, struct store_event_entry *e, int n)
+{
+    redis_time(st);
+    if (n <= 0 || store_wait_durable(st) != STORE_OK)
+        return; /* kept: taken again (by this process or another) after the lease */
+    for (int i = 0; i < n && !atomic_load(&box.stopping); i++)
+        deliver(st, c, cfg, consumer, &e[i]);
+}
+
 static void *outbox_main(void *arg)
 {
     (void)arg;
@@ -163,18 +200,24 @@ static void *outbox_main(void *arg)
     struct arena arena;
     arena_init(&arena, 16384);
     struct arena *a = &arena;
+    /* host, pid and a random part: unique even across containers that share both */
     char host[128] = "host", consumer[192];
     gethostname(host, sizeof host - 1);
-    snprintf(consumer, sizeof consumer, "%s:%ld", host, (long)getpid());
+    uint8_t rnd[4];
+    random_bytes(rnd, sizeof rnd);
+    snprintf(consumer, sizeof consumer, "%s:%ld:%02x%02x%02x%02x", host, (long)getpid(), rnd[0],
+             rnd[1], rnd[2], rnd[3]);
     bool group = false, redis_down = false;
-    int64_t next_claim = 0, next_trim = 0, next_backlog = 0;
+    int64_t start = clock_mono_us() / 1000;
+    int64_t next_claim = 0, next_trim = start + TRIM_EVERY_MS, next_backlog = 0;
     struct store_event_entry e[EVENTS_BATCH];
     while (!atomic_load(&box.stopping) && c) {
         arena_reset(a);
-        store_set_deadline(st, clock_mono_us() + 10 * 1000000LL);
+        redis_time(st);
         if (!group && store_events_group(st) != STORE_OK) {
             if (!redis_down)
-                log_msg(LOG_WARN, "events: Redis unavailable; delivering once it is back");
+                log_msg(LOG_WARN, "events: Redis unavailable (or refused the event stream); "
+                                  "delivering once it is back");
             redis_down = true;
             pause_idle(1000);
             continue;
@@ -184,22 +227,24 @@ static void *outbox_main(void *arg)
         int64_t mono = clock_mono_us() / 1000;
         int busy = 0;
         int n = store_events_due(st, clock_wall_ms(), EVENTS_LEASE_MS, EVENTS_BATCH, a, e);
-        for (int i = 0; i < n && !atomic_load(&box.stopping); i++)
-            deliver(st, c, cfg, &e[i]);
+        deliver_batch(st, c, cfg, consumer, e, n);
         busy += n > 0 ? n : 0;
+        redis_time(st);
         n = store_events_read(st, consumer, EVENTS_BATCH, a, e);
-        if (n < 0)
-            group = false; /* Redis restarted or flushed: make the group again */
-        for (int i = 0; i < n && !atomic_load(&box.stopping); i++)
-            deliver(st, c, cfg, &e[i]);
-        busy += n > 0 ? n : 0;
+        if (n < 0) { /* Redis restarted or flushed: make the group again, unhurried */
+            group = false;
+            pause_idle(1000);
+            continue;
+        }
+        deliver_batch(st, c, cfg, consumer, e, n);
+        busy += n;
         if (mono >= next_claim) {
             next_claim = mono + CLAIM_EVERY_MS;
+            redis_time(st);
             n = store_events_claim(st, consumer, EVENTS_CLAIM_IDLE_MS, EVENTS_BATCH, a, e);
             if (n > 0)
                 log_msg(LOG_INFO, "events: took over %d event(s) another process left unsent", n);
-            for (int i = 0; i < n && !atomic_load(&box.stopping); i++)
-                deliver(st, c, cfg, &e[i]);
+            deliver_batch(st, c, cfg, consumer, e, n);
             if (n == EVENTS_BATCH)
                 next_claim = 0;
             busy += n > 0 ? n : 0;
@@ -207,12 +252,22 @@ static void *outbox_main(void *arg)
         if (mono >= next_trim) {
             next_trim = mono + TRIM_EVERY_MS;
             int64_t now = clock_wall_ms(), keep = cfg->events_retention * 1000LL;
-            store_events_trim(st, now - keep, now - 2 * keep);
+            redis_time(st);
+            int gave_up = store_events_trim(st, now - keep, now - keep, CONSUMER_IDLE_MS);
+            if (gave_up > 0) {
+                for (int i = 0; i < gave_up; i++)
+                    metric_add(&given_up);
+                log_msg(LOG_ERROR, "events: %d event(s) older than the retention (%lds) were never "
+                                   "delivered (fbconnect was not running to send them): given up; "
+                                   "`fbconnect events --failed` lists them",
+                        gave_up, cfg->events_retention);
+            }
         }
         if (mono >= next_backlog) {
             next_backlog = mono + BACKLOG_EVERY_MS;
             long pending = 0, recorded = 0;
             int64_t oldest = 0;
+            redis_time(st);
             if (store_events_backlog(st, clock_wall_ms(), &pending, &oldest, &recorded) == STORE_OK) {
                 atomic_store(&pending_now, pending);
                 atomic_store(&oldest_ms_now, oldest);
@@ -278,5 +333,17 @@ void outbox_metrics_render(struct buf *out)
                   (uint64_t)(atomic_load(&oldest_ms_now) / 1000));
     metric_family(out, "fbconnect_events_delivery_seconds", "histogram",
                   "From a change to its event's delivery, for events this process delivered.");
-    metric_histogram(out, "fbconnect_events_delivery_seconds", "", &latency);
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i <= LATENCY_BUCKETS; i++) {
+        cumulative += metric_get(&latency_bucket[i]);
+        char le[48];
+        if (i < LATENCY_BUCKETS)
+            snprintf(le, sizeof le, "le=\"%g\"", latency_bounds_s[i]);
+        else
+            snprintf(le, sizeof le, "le=\"+Inf\"");
+        metric_sample(out, "fbconnect_events_delivery_seconds_bucket", le, cumulative);
+    }
+    buf_printf(out, "fbconnect_events_delivery_seconds_sum %.3f\n",
+               (double)metric_get(&latency_sum_ms) / 1000.0);
+    metric_sample(out, "fbconnect_events_delivery_seconds_count", "", metric_get(&latency_count));
 }

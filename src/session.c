@@ -6,6 +6,7 @@
 
 #include "events.h"
 #include "state.h"
+#include "store.h"
 
 bool session_cookie_find(const char *header, const char *name, id_text out)
 {
@@ -62,6 +63,7 @@ void session_load(struct ctx *ctx)
         if (u && *u && strlen(u) <= 512)
             ctx->site_user = u;
     }
+    store_set_site_user(ctx->svc->store, ctx->site_user); /* its owner's name, for events */
 }
 
 void session_set_cookie(struct ctx *ctx)

@@ -27,13 +27,17 @@ enum script_id {
     SCRIPT_EVENTS_DUE,
     SCRIPT_EVENTS_SETTLE,
     SCRIPT_EVENTS_RETRY,
+    SCRIPT_EVENTS_TRIM,
     SCRIPT__MAX
 };
 
 struct store {
     const struct config *cfg;
-    struct redis *r; /* the link (redis.c) */
+    struct redis *r;       /* the link (redis.c) */
+    const char *site_user; /* the request's (store_set_site_user) */
 };
+
+#define SITE_USER_DISPLAY_MAX 512 /* as session.c accepts them */
 
 #define KEY_MAX 256
 
@@ -46,13 +50,18 @@ struct store {
 /* ---- connection events: recorded by the script that commits their change ---- */
 
 /* Every script that commits a change with an event ends with emit(base): ARGV[base..+9] as
- * event_args() lays them out (type "" records nothing).  One owner: ARGV[base+5] its name,
- * +6 its business id ("" none), +7 its display when a site user's ("u:<site user>",
- * remembered at od:<owner> for later events).  Every owner of a record: +5 the record, +6
- * its generation: the owners of ro:<record> whose pointer still names that generation each
- * get one (stale names are dropped), with the business their pointer chose.  Each event is
- * an XADD to <prefix>ev (trimmed to the retention) with the owner's next sequence number
- * (evseq:<owner>, kept as long as the owner plus the retention). */
+ * event_args() lays them out (type "" records nothing):
+ *   +0 type  +1 key prefix  +2 when (ms)  +3 data  +4 mode  +5 +6 +7 (by mode)  +8 a token
+ *   that records the event once however often the change is written ("" none)  +9 retention
+ * Mode "one": +5 the owner's name, +6 its business id ("" none), +7 a site user's display
+ * ("u:<site user>", remembered at od:<owner>; "" for a session or when known already).
+ * Mode "all" or "gone:<id>,<id>,…": +5 a record, +6 its generation, +7 owners left out
+ * (space-separated): every other owner of ro:<record> whose pointer still names that
+ * generation gets one event with the business its pointer chose — with "gone:", only those
+ * whose choice is among the ids, with no business.  Stale owner names are dropped.  Each
+ * event is an XADD to <prefix>ev with the owner's next sequence number (evseq:<owner>, kept
+ * as long as the owner and a retention more).  A site user whose name is not known (from
+ * before the events) is skipped: an event must name its owner. */
 #define LUA_EMIT                                                                              \
     "local function ev_tag(owner)\n"                                                         \
     "  local B = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'\n"       \
@@ -63,39 +72,55 @@ struct store {
     "local function ev_display(p, owner, given)\n"                                           \
     "  if string.sub(owner, 1, 2) ~= 'u:' then return 's:' .. ev_tag(owner) end\n"           \
     "  if given ~= '' then redis.call('SET', p .. 'od:' .. owner, given) return given end\n" \
-    "  return redis.call('GET', p .. 'od:' .. owner) or 'u:'\n"                              \
+    "  return redis.call('GET', p .. 'od:' .. owner)\n"                                      \
     "end\n"                                                                                  \
     "local function ev_one(E, owner, display, biz)\n"                                        \
+    "  if not display then return end\n"                                                     \
     "  local sk = E.p .. 'evseq:' .. owner\n"                                                \
     "  local q = redis.call('INCR', sk)\n"                                                   \
     "  local t = redis.call('TTL', E.p .. owner)\n"                                          \
     "  if t > 0 then redis.call('EXPIRE', sk, t + E.keep) else redis.call('PERSIST', sk) end\n" \
-    "  redis.call('XADD', E.p .. 'ev', 'MINID', '~', E.minid, '*', 't', E.type, 'ts', E.ts,\n" \
+    "  redis.call('XADD', E.p .. 'ev', '*', 't', E.type, 'ts', E.ts,\n"                      \
     "    'o', display, 'q', q, 'b', biz, 'd', E.data)\n"                                     \
     "end\n"                                                                                  \
     "local function emit(base)\n"                                                            \
     "  local E = {type = ARGV[base], p = ARGV[base + 1], ts = ARGV[base + 2],\n"             \
-    "    data = ARGV[base + 3], minid = ARGV[base + 8], keep = tonumber(ARGV[base + 9])}\n"  \
+    "    data = ARGV[base + 3], keep = tonumber(ARGV[base + 9])}\n"                          \
     "  if E.type == '' then return end\n"                                                    \
-    "  local a, b = ARGV[base + 5], ARGV[base + 6]\n"                                        \
-    "  if ARGV[base + 4] == 'one' then\n"                                                    \
-    "    ev_one(E, a, ev_display(E.p, a, ARGV[base + 7]), b)\n"                              \
+    "  local token = ARGV[base + 8]\n"                                                       \
+    "  if token ~= '' and not redis.call('SET', E.p .. 'evtok:' .. token, '1', 'NX', 'EX', E.keep) then\n" \
     "    return\n"                                                                           \
     "  end\n"                                                                                \
+    "  local mode, a, b, c = ARGV[base + 4], ARGV[base + 5], ARGV[base + 6], ARGV[base + 7]\n" \
+    "  if mode == 'one' then\n"                                                              \
+    "    ev_one(E, a, ev_display(E.p, a, c), b)\n"                                           \
+    "    return\n"                                                                           \
+    "  end\n"                                                                                \
+    "  local gone = nil\n"                                                                   \
+    "  if string.sub(mode, 1, 5) == 'gone:' then\n"                                         \
+    "    gone = {}\n"                                                                        \
+    "    for id in string.gmatch(string.sub(mode, 6), '%d+') do gone[id] = true end\n"      \
+    "  end\n"                                                                                \
+    "  local skip = {}\n"                                                                    \
+    "  for o in string.gmatch(c, '%S+') do skip[o] = true end\n"                             \
     "  local rk = E.p .. 'ro:' .. a\n"                                                       \
     "  local head = a .. '/' .. b .. '/'\n"                                                  \
     "  for _, owner in ipairs(redis.call('SMEMBERS', rk)) do\n"                              \
     "    local ptr = redis.call('GET', E.p .. owner)\n"                                      \
     "    if ptr and string.sub(ptr, 1, #head) == head then\n"                                \
     "      local biz = string.match(string.sub(ptr, #head + 1), '^(%d+)/') or ''\n"          \
-    "      ev_one(E, owner, ev_display(E.p, owner, ''), biz)\n"                              \
+    "      if not skip[owner] and (not gone or gone[biz]) then\n"                            \
+    "        ev_one(E, owner, ev_display(E.p, owner, ''), gone and '' or biz)\n"             \
+    "      end\n"                                                                            \
     "    else redis.call('SREM', rk, owner) end\n"                                           \
     "  end\n"                                                                                \
     "end\n"                                                                                  \
-    /* ro:<record>, the owners that point at a record, for every-owner events */             \
-    "local function index_owner(rk, owner, ttl)\n"                                           \
+    /* ro:<record>, the owners that point at a record, for every-owner events; od:<owner>, a \
+       site user's name */                                                                   \
+    "local function index_owner(p, rk, owner, ttl, display)\n"                               \
     "  redis.call('SADD', rk, owner)\n"                                                      \
     "  if tonumber(ttl) > 0 then redis.call('EXPIRE', rk, ttl) else redis.call('PERSIST', rk) end\n" \
+    "  if display ~= '' then redis.call('SET', p .. 'od:' .. owner, display) end\n"          \
     "end\n"
 #define EVENT_ARGS 10
 
@@ -129,7 +154,7 @@ static const char script_owner_set[] =
     "if tonumber(ARGV[2]) > 0 then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])\n"
     "else redis.call('SET', KEYS[1], ARGV[1]) end\n"
     "if KEYS[2] ~= KEYS[1] then redis.call('DEL', KEYS[2]) end\n"
-    "index_owner(KEYS[3], ARGV[3], ARGV[2])\n"
+    "index_owner(ARGV[5], KEYS[3], ARGV[3], ARGV[2], ARGV[11])\n"
     "emit(4)\n"
     "return 1\n";
 
@@ -155,12 +180,14 @@ static const char script_watch[] =
     "local v = version_of(redis.call('GET', KEYS[1]))\n"
     "return {v and tonumber(v) or -1, redis.call('EXISTS', KEYS[2])}\n";
 
-/* KEYS[1] owner; ARGV[1] ttl (0: none); ARGV[2] key prefix.  An owner's pointer and the
- * record it names, in one round trip: false, {pointer}, or {pointer, record}.  The record's
- * key comes from the pointer, so it cannot be declared (no Redis Cluster).  Sliding TTLs
- * are renewed only once they have run down by a day (or a tenth, when shorter), so a busy
- * session does not turn every read into a write for the AOF and the replicas.  The
- * record's owner index gains the owner (an owner from before the index existed). */
+/* KEYS[1] owner; ARGV[1] ttl (0: none); ARGV[2] key prefix; ARGV[3] the events'
+ * retention; ARGV[4] a site user's display ("" none).  An owner's pointer and the record it
+ * names, in one round trip: false, {pointer}, or {pointer, record}.  The record's key comes
+ * from the pointer, so it cannot be declared (no Redis Cluster).  Sliding TTLs are renewed
+ * only once they have run down by a day (or a tenth, when shorter), so a busy session does
+ * not turn every read into a write for the AOF and the replicas; the owner's event sequence
+ * slides with the owner.  The record's owner index gains the owner (an owner from before
+ * the index existed), and a site user's name is remembered for its events. */
 static const char script_load_owner[] =
     "local ttl = tonumber(ARGV[1])\n"
     "local slack = math.min(86400, math.floor(ttl / 10))\n"
@@ -168,19 +195,21 @@ static const char script_load_owner[] =
     "  local v = redis.call('GET', k)\n"
     "  if v and ttl > 0 and redis.call('TTL', k) < ttl - slack then\n"
     "    redis.call('EXPIRE', k, ttl)\n"
+    "    return v, true\n"
     "  end\n"
-    "  return v\n"
+    "  return v, false\n"
     "end\n"
-    "local ptr = get(KEYS[1])\n"
+    "local ptr, slid = get(KEYS[1])\n"
     "if not ptr then return false end\n"
+    "local owner = string.sub(KEYS[1], #ARGV[2] + 1)\n"
+    "if slid then redis.call('EXPIRE', ARGV[2] .. 'evseq:' .. owner, ttl + tonumber(ARGV[3])) end\n"
+    "if ARGV[4] ~= '' then redis.call('SET', ARGV[2] .. 'od:' .. owner, ARGV[4], 'NX') end\n"
     "local name = string.match(ptr, '^([cp]:[^/]+)/')\n"
     "if not name then return {ptr} end\n"
     "local rec = get(ARGV[2] .. name)\n"
     "if not rec then return {ptr} end\n"
-    /* the record's owner index (for its events) lists this owner, and lives as long */
     "local rk = ARGV[2] .. 'ro:' .. name\n"
-    "if redis.call('SADD', rk, string.sub(KEYS[1], #ARGV[2] + 1)) == 1 or\n"
-    "   (ttl > 0 and redis.call('TTL', rk) < ttl - slack) then\n"
+    "if redis.call('SADD', rk, owner) == 1 or (ttl > 0 and redis.call('TTL', rk) < ttl - slack) then\n"
     "  if ttl > 0 then redis.call('EXPIRE', rk, ttl) end\n"
     "end\n"
     "return {ptr, rec}\n";
@@ -197,7 +226,7 @@ static const char script_create_point[] =
     "if tonumber(ARGV[4]) > 0 then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])\n"
     "else redis.call('SET', KEYS[2], ARGV[3]) end\n"
     "if KEYS[3] ~= KEYS[2] then redis.call('DEL', KEYS[3]) end\n"
-    "index_owner(KEYS[4], ARGV[5], ARGV[2])\n"
+    "index_owner(ARGV[7], KEYS[4], ARGV[5], ARGV[2], ARGV[13])\n"
     "emit(6)\n"
     "return 1\n";
 
@@ -218,7 +247,10 @@ static const char script_owner_rebind[] =
 
 /* KEYS[1] stream.  Creates the group (reading from the stream's start) unless it exists. */
 static const char script_events_group[] =
-    "redis.pcall('XGROUP', 'CREATE', KEYS[1], 'fbconnect', '0', 'MKSTREAM')\n"
+    "local r = redis.pcall('XGROUP', 'CREATE', KEYS[1], 'fbconnect', '0', 'MKSTREAM')\n"
+    "if type(r) == 'table' and r.err and not string.find(r.err, 'BUSYGROUP', 1, true) then\n"
+    "  return redis.error_reply(r.err)\n"
+    "end\n"
     "return 1\n";
 
 /* KEYS[1] evdue; ARGV[1] now (ms); ARGV[2] lease (ms); ARGV[3] count.  Takes up to count
@@ -257,8 +289,65 @@ static const char script_events_retry[] =
     "if ARGV[1] == '' then ids = redis.call('ZRANGE', KEYS[2], 0, -1) end\n"
     "local n = 0\n"
     "for _, id in ipairs(ids) do\n"
-    "  if redis.call('ZSCORE', KEYS[2], id) or #redis.call('XRANGE', KEYS[4], id, id) > 0 then\n"
+    "  local e = redis.call('XRANGE', KEYS[4], id, id)\n"
+    "  if #e > 0 then id = e[1][1] end\n" /* as the stream spells it */
+    "  if #e > 0 or redis.call('ZSCORE', KEYS[2], id) then\n"
     "    redis.call('ZADD', KEYS[1], ARGV[2], id) n = n + 1\n"
+    "  end\n"
+    "end\n"
+    "return n\n";
+
+/* KEYS[1] stream; KEYS[2] evdue; KEYS[3] evatt; KEYS[4] evfail; KEYS[5] evfaild; ARGV[1]
+ * the oldest id kept ("<ms>-0"); ARGV[2] now (ms); ARGV[3] forget failures given up before
+ * (ms); ARGV[4] consumers idle this long with nothing pending are dropped (ms).  Trims the
+ * stream to the retention, first giving up every event below it not yet delivered (unread,
+ * read and unsettled, or due again: kept as failed, like any given up); forgets old
+ * failures.  Returns how many it gave up. */
+static const char script_events_trim[] =
+    "local ev, due, att, fail, faild = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]\n"
+    "local minid, now = ARGV[1], ARGV[2]\n"
+    "local function ms(id) return tonumber(string.match(id, '^(%d+)')) or 0 end\n"
+    "local cut = ms(minid)\n"
+    "local n = 0\n"
+    "local function give_up(id)\n"
+    "  local e = redis.call('XRANGE', ev, id, id)\n"
+    "  redis.call('XACK', ev, 'fbconnect', id)\n"
+    "  redis.call('ZREM', due, id)\n"
+    "  redis.call('HDEL', att, id)\n"
+    "  if #e == 0 then return end\n"
+    "  local f = {}\n"
+    "  for i = 1, #e[1][2], 2 do f[e[1][2][i]] = e[1][2][i + 1] end\n"
+    "  local j = cjson.encode({t = f.t or '', o = f.o or '', b = f.b or '', d = f.d or '',\n"
+    "    ts = tonumber(f.ts) or 0, q = tonumber(f.q) or 0})\n"
+    "  redis.call('ZADD', fail, now, id)\n"
+    "  redis.call('HSET', faild, id, j)\n"
+    "  n = n + 1\n"
+    "end\n"
+    "if redis.call('EXISTS', ev) == 0 then return 0 end\n"
+    "local last = '0-0'\n"
+    "for _, g in ipairs(redis.pcall('XINFO', 'GROUPS', ev)) do\n"
+    "  local h = {}\n"
+    "  for i = 1, #g, 2 do h[g[i]] = g[i + 1] end\n"
+    "  if h.name == 'fbconnect' then last = h['last-delivered-id'] end\n"
+    "end\n"
+    "for _, p in ipairs(redis.call('XPENDING', ev, 'fbconnect', '-', '(' .. minid, 1000)) do\n"
+    "  give_up(p[1])\n"
+    "end\n"
+    "for _, id in ipairs(redis.call('ZRANGE', due, 0, -1)) do\n"
+    "  if ms(id) < cut then give_up(id) end\n"
+    "end\n"
+    "for _, e in ipairs(redis.call('XRANGE', ev, '(' .. last, '(' .. minid, 'COUNT', 1000)) do\n"
+    "  give_up(e[1])\n"
+    "end\n"
+    "redis.call('XTRIM', ev, 'MINID', minid)\n"
+    "for _, id in ipairs(redis.call('ZRANGEBYSCORE', fail, '-inf', '(' .. ARGV[3], 'LIMIT', 0, 1000)) do\n"
+    "  redis.call('ZREM', fail, id) redis.call('HDEL', faild, id)\n"
+    "end\n"
+    "for _, c in ipairs(redis.pcall('XINFO', 'CONSUMERS', ev, 'fbconnect')) do\n"
+    "  local h = {}\n"
+    "  for i = 1, #c, 2 do h[c[i]] = c[i + 1] end\n"
+    "  if h.pending == 0 and h.idle > tonumber(ARGV[4]) then\n"
+    "    redis.call('XGROUP', 'DELCONSUMER', ev, 'fbconnect', h.name)\n"
     "  end\n"
     "end\n"
     "return n\n";
@@ -267,7 +356,7 @@ static const char *const scripts[SCRIPT__MAX] = {
     script_record_put, script_record_delete, script_owner_set,  script_lock_try,
     script_lock_release, script_watch,       script_load_owner, script_create_point,
     script_owner_rebind, script_events_group, script_events_due, script_events_settle,
-    script_events_retry};
+    script_events_retry, script_events_trim};
 
 const char *store_owner_of_session(struct arena *a, const char *session_id)
 {
@@ -301,6 +390,11 @@ void store_free(struct store *s)
     free(s);
 }
 
+void store_set_site_user(struct store *s, const char *site_user)
+{
+    s->site_user = site_user;
+}
+
 void store_set_deadline(struct store *s, int64_t deadline_us)
 {
     redis_set_deadline(s->r, deadline_us);
@@ -326,32 +420,37 @@ static const char *key_of(char out[KEY_MAX], const struct store *s, const char *
 }
 
 /* The EVENT_ARGS arguments of emit() for ev (type "" when none, or events are off) into
- * args/lens; num holds their numbers. */
+ * args/lens; num holds their numbers.  The prefix, retention and — when `owner` is the
+ * request's site user's — the display are filled in either way (the owner index and the
+ * site user's name are kept whether events are on or not). */
 struct event_num {
-    char ts[24], business[24], minid[24], keep[24];
+    char ts[24], business[24], keep[24], display[2 + SITE_USER_DISPLAY_MAX + 1], token[33];
 };
-static void event_args(const struct store *s, const struct store_event *ev, const char **args,
-                       size_t *lens, struct event_num *num)
+static void event_args(const struct store *s, const struct store_event *ev, const char *owner,
+                       const char **args, size_t *lens, struct event_num *num)
 {
     bool on = ev && ev->type && s->cfg->events_url;
-    long keep = s->cfg->events_retention;
-    int64_t ts = on ? ev->ts_ms : 0;
-    snprintf(num->ts, sizeof num->ts, "%lld", (long long)ts);
-    snprintf(num->minid, sizeof num->minid, "%lld", (long long)(ts - keep * 1000LL > 0 ? ts - keep * 1000LL : 0));
-    snprintf(num->keep, sizeof num->keep, "%ld", keep);
-    num->business[0] = '\0';
-    if (on && ev->owner && ev->business > 0)
+    bool one = on && ev->owner;
+    snprintf(num->ts, sizeof num->ts, "%lld", (long long)(on ? ev->ts_ms : 0));
+    snprintf(num->keep, sizeof num->keep, "%ld", s->cfg->events_retention);
+    num->business[0] = num->display[0] = num->token[0] = '\0';
+    if (one && ev->business > 0)
         snprintf(num->business, sizeof num->business, "%lld", (long long)ev->business);
+    if (owner && strncmp(owner, "u:", 2) == 0 && s->site_user &&
+        strlen(s->site_user) <= SITE_USER_DISPLAY_MAX)
+        snprintf(num->display, sizeof num->display, "u:%s", s->site_user);
+    if (on && ev->once)
+        snprintf(num->token, sizeof num->token, "%s", ev->once);
     const char *v[EVENT_ARGS] = {
         on ? ev->type : "",
         s->cfg->redis_prefix,
         num->ts,
         on && ev->data ? ev->data : "",
-        on && ev->owner ? "one" : "all",
-        on ? (ev->owner ? ev->owner : ev->record) : "",
-        on ? (ev->owner ? num->business : ev->generation) : "",
-        on && ev->owner && ev->display ? ev->display : "",
-        num->minid,
+        !on ? "" : one ? "one" : ev->gone ? ev->gone : "all",
+        !on ? "" : one ? ev->owner : ev->record,
+        !on ? "" : one ? num->business : ev->generation,
+        one || !on ? num->display : (ev->except ? ev->except : ""),
+        num->token,
         num->keep,
     };
     for (int i = 0; i < EVENT_ARGS; i++) {
@@ -475,7 +574,7 @@ enum store_result store_owner_set(struct store *s, const char *owner, const char
     const char *args[3 + EVENT_ARGS] = {pointer, ttl_s, owner};
     size_t lens[3 + EVENT_ARGS] = {strlen(pointer), strlen(ttl_s), strlen(owner)};
     struct event_num num;
-    event_args(s, ev, args + 3, lens + 3, &num);
+    event_args(s, ev, owner, args + 3, lens + 3, &num);
     redisReply *r = eval(s, SCRIPT_OWNER_SET, 3, keys, 3 + EVENT_ARGS, args, lens);
     if (!r)
         return STORE_UNAVAILABLE;
@@ -485,8 +584,12 @@ enum store_result store_owner_set(struct store *s, const char *owner, const char
 
 enum store_result store_owner_delete(struct store *s, const char *owner)
 {
-    char key[KEY_MAX];
-    redisReply *r = command1(s, "DEL", key_of(key, s, "", owner));
+    char key[KEY_MAX], name_key[KEY_MAX];
+    key_of(key, s, "", owner);
+    key_of(name_key, s, "od:", owner); /* a site user's name, kept for its events */
+    const char *argv[] = {"DEL", key, name_key};
+    size_t lens[] = {3, strlen(key), strlen(name_key)};
+    redisReply *r = command(s, 3, argv, lens);
     if (!r)
         return STORE_UNAVAILABLE;
     freeReplyObject(r);
@@ -511,7 +614,7 @@ enum store_result store_record_put(struct store *s, const char *record_name,
     const char *args[3 + EVENT_ARGS] = {ver, data, ttl_s};
     size_t lens[3 + EVENT_ARGS] = {strlen(ver), len, strlen(ttl_s)};
     struct event_num num;
-    event_args(s, ev, args + 3, lens + 3, &num);
+    event_args(s, ev, NULL, args + 3, lens + 3, &num);
     redisReply *r = eval(s, SCRIPT_RECORD_PUT, 1, keys, 3 + EVENT_ARGS, args, lens);
     if (!r)
         return STORE_UNAVAILABLE;
@@ -532,7 +635,7 @@ enum store_result store_record_delete(struct store *s, const char *record_name,
     const char *args[1 + EVENT_ARGS] = {ver};
     size_t lens[1 + EVENT_ARGS] = {strlen(ver)};
     struct event_num num;
-    event_args(s, ev, args + 1, lens + 1, &num);
+    event_args(s, ev, NULL, args + 1, lens + 1, &num);
     redisReply *r = eval(s, SCRIPT_RECORD_DELETE, 2, keys, 1 + EVENT_ARGS, args, lens);
     if (!r)
         return STORE_UNAVAILABLE;
@@ -722,7 +825,7 @@ enum store_result store_owner_rebind(struct store *s, const char *owner, const c
     const char *args[2 + EVENT_ARGS] = {was, pointer};
     size_t lens[2 + EVENT_ARGS] = {strlen(was), strlen(pointer)};
     struct event_num num;
-    event_args(s, ev, args + 2, lens + 2, &num);
+    event_args(s, ev, owner, args + 2, lens + 2, &num);
     redisReply *r = eval(s, SCRIPT_OWNER_REBIND, 1, keys, 2 + EVENT_ARGS, args, lens);
     if (!r)
         return STORE_UNAVAILABLE;
@@ -759,10 +862,15 @@ enum store_result store_owner_load(struct store *s, const char *owner, long ttl,
     char key[KEY_MAX], ttl_s[24];
     key_of(key, s, "", owner);
     snprintf(ttl_s, sizeof ttl_s, "%ld", ttl > 0 ? ttl : 0);
+    struct event_num num;
+    const char *ev_args[EVENT_ARGS];
+    size_t ev_lens[EVENT_ARGS];
+    event_args(s, NULL, owner, ev_args, ev_lens, &num); /* the retention and the display */
     const char *keys[] = {key};
-    const char *args[] = {ttl_s, s->cfg->redis_prefix};
-    size_t lens[] = {strlen(ttl_s), strlen(s->cfg->redis_prefix)};
-    redisReply *r = eval(s, SCRIPT_LOAD_OWNER, 1, keys, 2, args, lens);
+    const char *args[] = {ttl_s, s->cfg->redis_prefix, num.keep, num.display};
+    size_t lens[] = {strlen(ttl_s), strlen(s->cfg->redis_prefix), strlen(num.keep),
+                     strlen(num.display)};
+    redisReply *r = eval(s, SCRIPT_LOAD_OWNER, 1, keys, 4, args, lens);
     if (!r)
         return STORE_UNAVAILABLE;
     enum store_result res = STORE_NOT_FOUND;
@@ -794,7 +902,7 @@ enum store_result store_record_create(struct store *s, const char *record_name, 
     const char *args[5 + EVENT_ARGS] = {data, ttl_s, pointer, ttl_s, owner};
     size_t lens[5 + EVENT_ARGS] = {len, strlen(ttl_s), strlen(pointer), strlen(ttl_s), strlen(owner)};
     struct event_num num;
-    event_args(s, ev, args + 5, lens + 5, &num);
+    event_args(s, ev, owner, args + 5, lens + 5, &num);
     redisReply *r = eval(s, SCRIPT_CREATE_POINT, 4, keys, 5 + EVENT_ARGS, args, lens);
     if (!r)
         return STORE_UNAVAILABLE;
@@ -1023,6 +1131,7 @@ int store_events_due(struct store *s, int64_t now_ms, long lease_ms, int max, st
         const char *id = arena_strdup(a, r->element[i]->str);
         enum store_result got = event_get(s, &k, id, a, &out[n]);
         if (got == STORE_OK) {
+            out[n].due = true;
             n++;
         } else if (got == STORE_NOT_FOUND) { /* trimmed meanwhile: nothing left to send */
             const char *zargv[] = {"ZREM", k.due, id};
@@ -1060,6 +1169,27 @@ enum store_result store_events_settle(struct store *s, const struct store_event_
     return STORE_OK;
 }
 
+enum store_result store_events_touch(struct store *s, const char *consumer,
+                                     const struct store_event_entry *e, long lease_ms)
+{
+    struct event_keys k;
+    event_keys(s, &k);
+    char until[24];
+    snprintf(until, sizeof until, "%lld", (long long)(clock_wall_ms() + lease_ms));
+    const char *zargv[] = {"ZADD", k.due, "XX", until, e->id};
+    const char *xargv[] = {"XCLAIM", k.ev, "fbconnect", consumer, "0", e->id, "JUSTID"};
+    const char **argv = e->due ? zargv : xargv;
+    int argc = e->due ? 5 : 7;
+    size_t lens[7];
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *r = command(s, argc, argv, lens);
+    if (!r)
+        return STORE_UNAVAILABLE;
+    freeReplyObject(r);
+    return STORE_OK;
+}
+
 unsigned store_events_attempts(struct store *s, const char *id)
 {
     struct event_keys k;
@@ -1090,39 +1220,26 @@ enum store_result store_events_retry(struct store *s, const char *id, int *n)
     return id && *n == 0 ? STORE_NOT_FOUND : STORE_OK;
 }
 
-enum store_result store_events_trim(struct store *s, int64_t before_ms, int64_t forget_ms)
+int store_events_trim(struct store *s, int64_t before_ms, int64_t forget_ms, long idle_ms)
 {
     struct event_keys k;
     event_keys(s, &k);
-    char minid[24], forget[24];
-    snprintf(minid, sizeof minid, "%lld", (long long)(before_ms > 0 ? before_ms : 0));
-    snprintf(forget, sizeof forget, "(%lld", (long long)forget_ms);
-    const char *argv[] = {"XTRIM", k.ev, "MINID", "~", minid};
-    size_t lens[] = {5, strlen(k.ev), 5, 1, strlen(minid)};
-    redisReply *r = command(s, 5, argv, lens);
+    char minid[32], now[24], forget[24], idle[24];
+    snprintf(minid, sizeof minid, "%lld-0", (long long)(before_ms > 0 ? before_ms : 0));
+    snprintf(now, sizeof now, "%lld", (long long)clock_wall_ms());
+    snprintf(forget, sizeof forget, "%lld", (long long)forget_ms);
+    snprintf(idle, sizeof idle, "%ld", idle_ms);
+    const char *keys[] = {k.ev, k.due, k.att, k.fail, k.faild};
+    const char *args[] = {minid, now, forget, idle};
+    size_t lens[4];
+    for (int i = 0; i < 4; i++)
+        lens[i] = strlen(args[i]);
+    redisReply *r = eval(s, SCRIPT_EVENTS_TRIM, 5, keys, 4, args, lens);
     if (!r)
-        return STORE_UNAVAILABLE;
+        return -1;
+    int n = r->type == REDIS_REPLY_INTEGER ? (int)r->integer : 0;
     freeReplyObject(r);
-    const char *zargv[] = {"ZRANGEBYSCORE", k.fail, "-inf", forget, "LIMIT", "0", "500"};
-    size_t zlens[7];
-    for (int i = 0; i < 7; i++)
-        zlens[i] = strlen(zargv[i]);
-    r = command(s, 7, zargv, zlens);
-    if (!r)
-        return STORE_UNAVAILABLE;
-    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        const char *id = r->element[i]->str;
-        const char *h[] = {"HDEL", k.faild, id}, *z[] = {"ZREM", k.fail, id};
-        size_t hl[] = {4, strlen(k.faild), strlen(id)}, zl[] = {4, strlen(k.fail), strlen(id)};
-        redisReply *x = command(s, 3, h, hl);
-        if (x)
-            freeReplyObject(x);
-        x = command(s, 3, z, zl);
-        if (x)
-            freeReplyObject(x);
-    }
-    freeReplyObject(r);
-    return STORE_OK;
+    return n;
 }
 
 /* Whether id (a stream id) sorts after `last` (the group's last delivered id). */
@@ -1242,9 +1359,14 @@ int store_events_list(struct store *s, struct arena *a, int max, struct store_ev
             out[j - 1] = t;
         }
     struct backlog b;
-    enum store_result got = backlog_read(s, &k, &b);
+    if (n > 0 && backlog_read(s, &k, &b) != STORE_OK) {
+        backlog_free(&b);
+        return -1; /* states unknown: not reported as delivered */
+    }
+    if (n == 0)
+        return 0;
     for (int i = 0; i < n; i++) {
-        state[i] = got == STORE_OK && backlog_has(&b, out[i].id) ? EVENT_PENDING : EVENT_DELIVERED;
+        state[i] = backlog_has(&b, out[i].id) ? EVENT_PENDING : EVENT_DELIVERED;
         const char *zargv[] = {"ZSCORE", k.fail, out[i].id};
         size_t zlens[] = {6, strlen(k.fail), strlen(out[i].id)};
         redisReply *z = command(s, 3, zargv, zlens);

@@ -53,6 +53,11 @@ void store_free(struct store *s);
  * per request. */
 void store_set_deadline(struct store *s, int64_t deadline_us);
 
+/* The site user whose request this is (NULL: none; the caller keeps it alive), so that
+ * writes of that user's owner pointer remember the name its events carry.  Set per
+ * request. */
+void store_set_site_user(struct store *s, const char *site_user);
+
 /* PING. */
 enum store_result store_ping(struct store *s);
 
@@ -73,15 +78,23 @@ enum store_result store_get2(struct store *s, const char *name1, const char *nam
 /* A connection event, recorded by the same script that commits the change it tells of
  * (events.h) and only with FBCONNECT_EVENTS_URL; NULL (or type NULL): none.  For one
  * owner (`owner` set: the one whose pointer the change writes), or for every owner that
- * points at `record` in `generation` (owner NULL), each with its own business. */
+ * points at `record` in `generation` (owner NULL), each with its own business.  A site
+ * user's owner is named by the name store_set_site_user gave when its pointer was last
+ * written or loaded. */
 struct store_event {
     const char *type; /* event_type_name() */
     const char *data; /* event_data() */
     int64_t ts_ms;    /* when the change happened (wall clock) */
+    const char *once; /* NULL, or a token: the event is recorded once however often the
+                         change is written with it (a write retried after a failover) */
+    /* one owner: */
     const char *owner;
-    const char *display; /* a site user's owner: "u:<site user>"; else NULL */
-    int64_t business;    /* the one owner's choice (0: none) */
+    int64_t business; /* its choice (0: none) */
+    /* or every owner of record in generation (owner NULL): */
     const char *record, *generation;
+    const char *gone;   /* NULL, or "gone:<id>,…": only owners whose choice is among the
+                           ids, each told it has none */
+    const char *except; /* owners not told (space-separated), or NULL */
 };
 
 /* Creates a record that does not exist yet and points `owner` at it (deleting old_owner's
@@ -187,6 +200,7 @@ struct store_event_entry {
     const char *id; /* the stream entry id, "<ms>-<n>": the event id */
     const char *type, *owner, *business, *data;
     int64_t ts_ms, sequence;
+    bool due; /* from the due retries (leased), else from the group (pending list) */
 };
 
 /* Creates the consumer group every process shares, unless it exists. */
@@ -204,6 +218,11 @@ int store_events_claim(struct store *s, const char *consumer, long min_idle_ms, 
 int store_events_due(struct store *s, int64_t now_ms, long lease_ms, int max, struct arena *a,
                      struct store_event_entry *out);
 
+/* Renews the caller's hold on e before an attempt (its lease, or its idle time in the
+ * pending list), so no other process takes it while it is being sent. */
+enum store_result store_events_touch(struct store *s, const char *consumer,
+                                     const struct store_event_entry *e, long lease_ms);
+
 enum store_settle { SETTLE_DELIVERED, SETTLE_RETRY, SETTLE_GIVE_UP };
 /* One attempt's outcome, atomically: delivered (forgotten), due again at when_ms, or given
  * up (kept as failed, with the entry, for one retention more).  *attempts: attempts made
@@ -215,9 +234,10 @@ unsigned store_events_attempts(struct store *s, const char *id);
 /* Makes event `id` (NULL: every failed one) due now.  *n: how many.  STORE_OK,
  * STORE_NOT_FOUND (no such event) or STORE_UNAVAILABLE. */
 enum store_result store_events_retry(struct store *s, const char *id, int *n);
-/* Drops events older than before_ms from the stream and failures given up before
- * forget_ms. */
-enum store_result store_events_trim(struct store *s, int64_t before_ms, int64_t forget_ms);
+/* Trims the stream to events from before_ms on, giving up (kept as failed) every older one
+ * not yet delivered; forgets failures given up before forget_ms; drops consumers idle for
+ * idle_ms with nothing pending.  Returns how many it gave up, or -1. */
+int store_events_trim(struct store *s, int64_t before_ms, int64_t forget_ms, long idle_ms);
 
 enum event_state { EVENT_PENDING, EVENT_DELIVERED, EVENT_FAILED };
 /* The newest events first (up to max, failures no longer in the stream included), each

@@ -31,5 +31,6 @@ void svc_begin(struct svc *svc, int64_t deadline_us)
     oauth_reset_spent(svc->oauth);
     svc->deadline_us = deadline_us;
     store_set_deadline(svc->store, deadline_us);
+    store_set_site_user(svc->store, NULL);
     oauth_set_deadline(svc->oauth, deadline_us);
 }

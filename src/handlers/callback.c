@@ -306,8 +306,7 @@ static enum callback_outcome callback(struct ctx *ctx)
     int64_t business = 0;
     if (has_ident)
         business = business_after_connect(ctx, &ident, ctx->cfg->user_param ? owner : old_owner);
-    if (connection_connect(ctx->svc, &pair, has_ident ? &ident : NULL, owner,
-                           ctx->cfg->user_param ? ctx->site_user : NULL, old_owner,
+    if (connection_connect(ctx->svc, &pair, has_ident ? &ident : NULL, owner, old_owner,
                            business) != STORE_OK) {
         log_msg(LOG_ERROR, "could not store a new token pair: Redis unavailable; the user must connect again");
         page_unavailable(ctx, "store_failed");

@@ -344,7 +344,7 @@ static const char *connect_user(struct svc *svc, const char *email, long expires
     assert_int_equal(oauth_fetch_identity(svc->oauth, svc->arena, pair.access_token, &ident), OAUTH_OK);
     sandbox_config(43200);
     const char *owner = store_owner_of_user(svc->arena, email);
-    assert_int_equal(connection_connect(svc, &pair, &ident, owner, NULL, NULL, 0), STORE_OK);
+    assert_int_equal(connection_connect(svc, &pair, &ident, owner, NULL, 0), STORE_OK);
     return owner;
 }
 

@@ -286,7 +286,7 @@ def test_hanging_back_end_does_not_slow_callbacks(stack):
 def test_killed_process_events_taken_over(stack):
     """A process dies holding an event it was sending: another delivers it within 60 s."""
     rx = receiver()
-    with stack.settings(events_env(rx, FBCONNECT_EVENTS_TIMEOUT_MS="60000")):
+    with stack.settings(events_env(rx, FBCONNECT_EVENTS_TIMEOUT_MS="30000")):
         rx.mode("hang")
         b = Browser(stack)
         check(b.connect(email()).status == 303, "connect")
@@ -393,3 +393,59 @@ def test_readme_verifiers_accept_the_readme_example(stack):
 def json_s(x):
     import json
     return json.dumps(x)
+
+
+def test_a_business_gone_tells_the_owners_who_chose_it(stack):
+    from test_business import chooser, choose
+    rx = receiver()
+    with stack.settings(events_env(rx)):
+        who = email()
+        stack.sandbox("config", {"expires_in": 200})  # the next /auth refreshes, reading users/me
+        try:
+            b, keeper = Browser(stack), Browser(stack)
+            check(b.connect(who, businesses=3).status == 303, "connect")
+            check(keeper.connect(who).status == 303, "second owner")
+        finally:
+            stack.sandbox("config", {"expires_in": 43200})
+        listed = b.status().json()["businesses"]
+        for person, pick in ((b, listed[2]), (keeper, listed[0])):
+            _, csrf, _ = chooser(person, stack)
+            check(choose(person, stack, pick["account_id"], csrf).status == 303, "choose")
+        tb, tk = session_tag_of(stack, b), session_tag_of(stack, keeper)
+        chosen = lambda t: (lambda j: of_session(t)(j) and j["type"] == "connection.business_chosen")
+        rx.wait(chosen(tb)), rx.wait(chosen(tk))
+        stack.sandbox("user", {"email": who, "businesses": 2})  # the third is gone at FreshBooks
+        check(auth(stack, b).status == 200, "auth")
+        evs = rx.wait(chosen(tb), n=2, what="business_chosen: none, once the business went")
+        last = max(evs, key=lambda x: x["json"]["data"]["sequence"])["json"]["data"]
+        check(last["business"] is None and last["sequence"] == 3, f"gone: {last}")
+        check(b.status().json()["business"] is None, "choice kept")
+        time.sleep(0.5)
+        check(len([x for x in rx.delivered() if chosen(tb)(x["json"])]) == 2, "told twice")
+        check(len([x for x in rx.delivered() if chosen(tk)(x["json"])]) == 1,
+              "an owner whose business is still listed was told")
+
+
+def test_one_event_per_owner_and_a_reconnect_tells_the_others(stack):
+    rx = receiver()
+    with stack.settings(events_env(rx)):
+        who = email()
+        b1 = connect_expiring(stack, who)
+        b2 = connect_expiring(stack, who)  # the same FreshBooks user: one record, two owners
+        t1, t2 = session_tag_of(stack, b1), session_tag_of(stack, b2)
+        stack.fault("token", "invalid_grant", count=1)
+        check(auth(stack, b1).status == 401, "/auth after invalid_grant")
+        rr = lambda t: (lambda j: of_session(t)(j) and j["type"] == "connection.reconnect_required")
+        rx.wait(rr(t1)), rx.wait(rr(t2))
+        check(b1.connect(who).status == 303, "b1 reconnects")
+        t1new = session_tag_of(stack, b1)
+        conn = lambda t: (lambda j: of_session(t)(j) and j["type"] == "connection.connected")
+        rx.wait(conn(t1new), what="the reconnecting browser's connected")
+        [other] = [x for x in rx.wait(conn(t2), n=2, what="the other browser told it is back")
+                   if x["json"]["data"]["sequence"] > 1]
+        check(other["json"]["data"]["freshbooks_user_id"] is not None, f"{other['json']}")
+        time.sleep(0.5)
+        check(not [x for x in rx.delivered() if conn(t1)(x["json"]) and x["json"]["data"]["sequence"] > 1],
+              "the reconnecting browser's old session was told too")
+        check(len([x for x in rx.delivered() if rr(t1)(x["json"]) or rr(t2)(x["json"])]) == 2,
+              "not one reconnect_required per owner")
