@@ -144,10 +144,12 @@ valgrind: unit
 
 SYSTEMD_DIR ?= $(PREFIX)/lib/systemd/system
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/fbconnect/templates \
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/fbconnect $(DESTDIR)$(PREFIX)/share/fbconnect/templates \
 	    $(DESTDIR)$(PREFIX)/share/fbconnect/nginx $(DESTDIR)$(PREFIX)/share/doc/fbconnect \
 	    $(DESTDIR)$(SYSTEMD_DIR)
-	install -m 755 $(B)/fbconnect $(B)/fbsandbox $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(B)/fbconnect $(DESTDIR)$(PREFIX)/bin/
+	@# test equipment (hands tokens to anyone): apart from the production binaries
+	install -m 755 $(B)/fbsandbox $(DESTDIR)$(PREFIX)/lib/fbconnect/
 	install -m 644 templates/*.html templates/*.css $(DESTDIR)$(PREFIX)/share/fbconnect/templates/
 	install -m 644 nginx/fbconnect*.conf nginx/fbsandbox.conf $(DESTDIR)$(PREFIX)/share/fbconnect/nginx/
 	install -m 644 README.md SECURITY.md systemd/fbconnect.env.example $(DESTDIR)$(PREFIX)/share/doc/fbconnect/

@@ -122,7 +122,8 @@ start_fbconnect() {
         if ! pid_alive "$DIR/$name.pid"; then
             rm -f "$DIR/$name.sock"
             # shellcheck disable=SC2086
-            FBCONNECT_LISTEN=unix:$DIR/$name.sock nohup ${FBCONNECT_WRAPPER:-} "$BUILD/fbconnect" \
+            FBCONNECT_LISTEN=unix:$DIR/$name.sock nohup env -u FBCONNECT_WRAPPER -u FBCONNECT_INSTANCES \
+                ${FBCONNECT_WRAPPER:-} "$BUILD/fbconnect" \
                 >> "$DIR/logs/$name.log" 2>&1 &
             echo $! > "$DIR/$name.pid"
         fi

@@ -50,6 +50,11 @@ int admin_list(const struct app *app, FILE *out)
     struct svc svc;
     svc_open(&svc, &app->cfg, &app->keys);
     struct listing ls = {.svc = &svc, .out = out};
+    if (store_ping(svc.store) != STORE_OK) { /* before the header: nothing to list */
+        svc_close(&svc);
+        fprintf(stderr, "fbconnect: Redis unavailable\n");
+        return ADMIN_FAILED;
+    }
     fprintf(out, "%-14s %-18s %-10s %-32s %3s  %-20s  %s\n", "record", "state", "fb_user",
             "email", "biz", "expires_at", "sealed_with");
     int n = store_scan_records(svc.store, list_one, &ls);
@@ -58,15 +63,42 @@ int admin_list(const struct app *app, FILE *out)
         fprintf(stderr, "fbconnect: Redis unavailable\n");
         return ADMIN_FAILED;
     }
-    fprintf(out, "%zu connections", ls.shown);
+    fprintf(out, "%zu connection%s", ls.shown, ls.shown == 1 ? "" : "s");
     if (ls.unreadable)
         fprintf(out, ", %zu unreadable with the configured keys", ls.unreadable);
     fputc('\n', out);
     return ADMIN_OK;
 }
 
-int admin_remove(const struct app *app, int argc, char **argv, bool revoke, FILE *out)
+/* "--user=NAME" and "--identity=ID" as "--user NAME", "--identity ID": into args (room for
+ * twice argc), returning the new count. */
+static int split_options(int argc, char **argv, char **args, char *buf, size_t bufsz)
 {
+    int n = 0;
+    size_t used = 0;
+    for (int i = 0; i < argc; i++) {
+        char *eq = strchr(argv[i], '=');
+        size_t k = eq ? (size_t)(eq - argv[i]) : 0;
+        if (eq && strncmp(argv[i], "--", 2) == 0 && used + k + 1 < bufsz) {
+            memcpy(buf + used, argv[i], k);
+            buf[used + k] = '\0';
+            args[n++] = buf + used;
+            used += k + 1;
+            args[n++] = eq + 1;
+        } else {
+            args[n++] = argv[i];
+        }
+    }
+    return n;
+}
+
+int admin_remove(const struct app *app, int argc_in, char **argv_in, bool revoke, FILE *out)
+{
+    char *split[32], names[256];
+    if (argc_in > 16)
+        argc_in = 16;
+    int argc = split_options(argc_in, argv_in, split, names, sizeof names);
+    char **argv = split;
     const char *cmd = revoke ? "disconnect" : "purge";
     if (argc != 2 || (strcmp(argv[0], "--user") != 0 && strcmp(argv[0], "--identity") != 0) ||
         !*argv[1]) {
@@ -166,8 +198,13 @@ static bool event_matches(const struct store_event_entry *e, const char *user, l
 
 static const char *const state_names[] = {"pending", "delivered", "failed"};
 
-int admin_events(const struct app *app, int argc, char **argv, FILE *out)
+int admin_events(const struct app *app, int argc_in, char **argv_in, FILE *out)
 {
+    char *split[32], names[256];
+    if (argc_in > 16)
+        argc_in = 16;
+    int argc = split_options(argc_in, argv_in, split, names, sizeof names);
+    char **argv = split;
     static const char usage[] =
         "usage: fbconnect events [--user SITE_USER | --identity FRESHBOOKS_USER_ID] [--failed]\n"
         "       fbconnect events retry EVENT_ID | --failed\n";

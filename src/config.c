@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <curl/curl.h>
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <sodium.h>
@@ -80,6 +81,32 @@ static char *get_value(config_getter get, const char *var, bool allow_file, bool
                 text = NULL;
             }
             return text;
+        }
+    }
+    if (allow_file && !(v && *v)) {
+        /* Under systemd, secrets come as credentials: $CREDENTIALS_DIRECTORY/<name>, the
+         * setting's name in lower case without FBCONNECT_ (fbconnect_<name> when the unit
+         * loads a whole directory with LoadCredential=fbconnect:DIR). */
+        const char *dir = get("CREDENTIALS_DIRECTORY");
+        if (dir && *dir && strncmp(var, "FBCONNECT_", 10) == 0 && strlen(dir) < 3500) {
+            char name[96], path[4096];
+            size_t i = 0;
+            for (const char *p = var + 10; *p && i + 1 < sizeof name; p++)
+                name[i++] = (char)tolower((unsigned char)*p);
+            name[i] = '\0';
+            for (int prefixed = 1; prefixed >= 0; prefixed--) {
+                snprintf(path, sizeof path, "%s/%s%s", dir, prefixed ? "fbconnect_" : "", name);
+                if (access(path, F_OK) != 0)
+                    continue;
+                char *text = read_secret_file(var, path, err, errsz);
+                if (!text)
+                    *failed = true;
+                else if (!*text) {
+                    free(text);
+                    text = NULL;
+                }
+                return text;
+            }
         }
     }
     return (v && *v) ? xstrdup(v) : NULL;
@@ -800,8 +827,14 @@ static bool load_setting(struct config *c, const struct setting *s, config_gette
     char *v = get_value(get, s->var, s->flags & F_SECRET, &failed, err, errsz);
     if (failed)
         return false;
+    char fvar[96];
+    snprintf(fvar, sizeof fvar, "%s_FILE", s->var);
+    const char *from_file = (s->flags & F_SECRET) && get(fvar) && *get(fvar) ? get(fvar) : NULL;
     if (!v && (s->flags & F_REQUIRED)) {
-        fail(err, errsz, "%s: required (%s)", s->var, s->required);
+        if (from_file)
+            fail(err, errsz, "%s: required, and %s names an empty file: %s", s->var, fvar, from_file);
+        else
+            fail(err, errsz, "%s: required (%s)", s->var, s->required);
         return false;
     }
     bool ok = true;
@@ -828,18 +861,114 @@ static bool load_setting(struct config *c, const struct setting *s, config_gette
         sodium_memzero(v, strlen(v));
         free(v);
     }
+    if (!ok && from_file) { /* say where the value came from */
+        size_t n = strlen(err);
+        snprintf(err + n, errsz - n, " (read from %s=%s)", fvar, from_file);
+    }
+    return ok;
+}
+
+/* The redirect URI's path must be the callback fbconnect serves under the base path:
+ * otherwise every user would come back from FreshBooks to a page fbconnect does not serve. */
+static bool check_redirect_path(const struct config *c, char *err, size_t errsz)
+{
+    if (!c->redirect_uri || !c->base_path)
+        return true;
+    CURLU *u = curl_url();
+    char *path = NULL;
+    bool ok = true;
+    if (u && curl_url_set(u, CURLUPART_URL, c->redirect_uri, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK) {
+        size_t bl = strlen(c->base_path);
+        ok = strncmp(path, c->base_path, bl) == 0 && strcmp(path + bl, "callback") == 0;
+        if (!ok)
+            fail(err, errsz, "FBCONNECT_REDIRECT_URI: its path %s is not %scallback, where fbconnect "
+                             "serves the callback with FBCONNECT_BASE_PATH=%s (change one of the two)",
+                 path, c->base_path, c->base_path);
+    }
+    curl_free(path);
+    curl_url_cleanup(u);
     return ok;
 }
 
 int config_load(struct config *c, config_getter get, char *err, size_t errsz)
 {
     memset(c, 0, sizeof *c);
-    for (size_t i = 0; i < N_SETTINGS; i++)
-        if (!load_setting(c, &settings[i], get, err, errsz)) {
-            config_free(c);
-            return -1;
+    /* Every setting is checked, and every problem reported, one line each. */
+    char one[512];
+    size_t used = 0;
+    bool bad = false;
+    err[0] = '\0';
+    for (size_t i = 0; i <= N_SETTINGS; i++) {
+        one[0] = '\0';
+        bool ok = i < N_SETTINGS ? load_setting(c, &settings[i], get, one, sizeof one)
+                                 : bad || check_redirect_path(c, one, sizeof one);
+        if (!ok && used + 2 < errsz) {
+            int n = snprintf(err + used, errsz - used, "%s%s", bad ? "\n" : "", one);
+            used = n > 0 && (size_t)n < errsz - used ? used + (size_t)n : errsz - 1;
         }
+        bad |= !ok;
+    }
+    if (bad) {
+        config_free(c);
+        return -1;
+    }
     return 0;
+}
+
+/* The edit distance between a and b (for "did you mean"), capped at 99. */
+static int distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 60 || lb > 60)
+        return 99;
+    int d[61][61];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = (int)i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = (int)j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            int sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            int del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
+            d[i][j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+    return d[la][lb];
+}
+
+int config_warn_unknown(char *const *env, FILE *out)
+{
+    int unknown = 0;
+    for (size_t e = 0; env && env[e]; e++) {
+        const char *eq = strchr(env[e], '=');
+        if (strncmp(env[e], "FBCONNECT_", 10) != 0 || !eq || eq - env[e] > 90)
+            continue;
+        char name[96];
+        snprintf(name, sizeof name, "%.*s", (int)(eq - env[e]), env[e]);
+        const char *best = NULL;
+        int best_d = 99;
+        bool known = false;
+        for (size_t i = 0; i < N_SETTINGS && !known; i++) {
+            char fvar[96];
+            snprintf(fvar, sizeof fvar, "%s_FILE", settings[i].var);
+            known = strcmp(name, settings[i].var) == 0 ||
+                    ((settings[i].flags & F_SECRET) && strcmp(name, fvar) == 0);
+            int d = distance(name, settings[i].var);
+            if (d < best_d) {
+                best_d = d;
+                best = settings[i].var;
+            }
+        }
+        if (known)
+            continue;
+        unknown++;
+        if (best && best_d <= 4)
+            fprintf(out, "warning: %s is not a setting of fbconnect (ignored); did you mean %s?\n",
+                    name, best);
+        else
+            fprintf(out, "warning: %s is not a setting of fbconnect (ignored)\n", name);
+    }
+    return unknown;
 }
 
 void config_free(struct config *c)

@@ -74,8 +74,9 @@ struct config {
 /* Looks a variable up; getenv in production, a table in tests. */
 typedef const char *(*config_getter)(const char *name);
 
-/* Reads and validates every variable.  Returns 0, or -1 with one line in err naming the
- * offending variable.  Never touches the network.  Free with config_free. */
+/* Reads and validates every variable.  Returns 0, or -1 with every problem in err, one
+ * line each, each naming its variable.  Never touches the network.  Free with
+ * config_free. */
 int config_load(struct config *c, config_getter get, char *err, size_t errsz);
 void config_free(struct config *c);
 
@@ -99,6 +100,10 @@ size_t config_setting_count(void);
 const char *config_setting_name(size_t i);
 /* True when the variable may instead name a file (VAR_FILE): the secrets. */
 bool config_setting_takes_file(size_t i);
+
+/* Warns on out about every FBCONNECT_* variable of env that is no setting (a typo is
+ * otherwise silently ignored), naming the closest setting.  Returns how many. */
+int config_warn_unknown(char *const *env, FILE *out);
 
 /* Prints the effective settings, one per line, secrets masked. */
 void config_print(const struct config *c, FILE *out);

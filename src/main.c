@@ -46,11 +46,15 @@ static const char usage[] =
     "                   the connection events, newest first, with their delivery state\n"
     "  events retry EVENT_ID | --failed\n"
     "                   send that event (or every one given up) again\n"
-    "\n"
-    "Exit status: 0 done; 1 failed (e.g. Redis unavailable); 2 usage; 3 no such\n"
-    "connection; 4 deleted but FreshBooks did not confirm the revoke.\n"
+    "  --service COMMAND …\n"
+    "                   run COMMAND with the installed service's settings and secrets\n"
+    "                   (/etc/fbconnect/fbconnect.env and /etc/fbconnect/credentials;\n"
+    "                   as root), e.g. sudo fbconnect --service connections\n"
     "  --version        print the version\n"
     "  --help           this text\n"
+    "\n"
+    "Exit status: 0 done; 1 failed (e.g. Redis unavailable); 2 usage; 3 no such\n"
+    "connection (or event); 4 deleted but FreshBooks did not confirm the revoke.\n"
     "\n"
     "Configuration comes from FBCONNECT_* environment variables; see README.md.\n";
 
@@ -91,11 +95,15 @@ static int cmd_keygen(void)
     return 0;
 }
 
+extern char **environ;
+
 static int load_app(struct app *app)
 {
-    char err[512];
+    char err[4096];
+    config_warn_unknown(environ, stderr);
     if (config_load(&app->cfg, env_get, err, sizeof err) != 0) {
-        fprintf(stderr, "fbconnect: %s\n", err);
+        for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n"))
+            fprintf(stderr, "fbconnect: %s\n", line);
         return -1;
     }
     keyring_init(&app->keys, app->cfg.secret_key, (const uint8_t(*)[SECRET_KEY_BYTES])app->cfg.old_keys,
@@ -190,8 +198,55 @@ static int serve(struct app *app)
     return 0;
 }
 
+/* `fbconnect --service COMMAND …`: the service's own settings and secrets, as its unit
+ * gives them — <dir>/fbconnect.env (KEY=VALUE lines; what the environment sets already
+ * wins) and the credentials in <dir>/credentials — with dir /etc/fbconnect
+ * (FBCONNECT_SERVICE_DIR elsewhere).  Returns 0, or 1 with a message. */
+static int use_service_settings(void)
+{
+    const char *dir = getenv("FBCONNECT_SERVICE_DIR");
+    if (!dir || !*dir)
+        dir = "/etc/fbconnect";
+    char path[4096];
+    snprintf(path, sizeof path, "%s/fbconnect.env", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "fbconnect --service: cannot read %s: %s%s\n", path, strerror(errno),
+                errno == EACCES ? " (run it as root: sudo fbconnect --service …)" : "");
+        return 1;
+    }
+    char line[8192];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        char *k = line + strspn(line, " \t");
+        char *eq = strchr(k, '=');
+        if (*k == '#' || *k == ';' || !eq)
+            continue;
+        *eq = '\0';
+        char *v = eq + 1;
+        size_t vl = strlen(v);
+        if (vl >= 2 && (v[0] == '"' || v[0] == '\'') && v[vl - 1] == v[0]) { /* "value" */
+            v[vl - 1] = '\0';
+            v++;
+        }
+        if (strncmp(k, "FBCONNECT_", 10) == 0)
+            setenv(k, v, 0);
+    }
+    fclose(f);
+    snprintf(path, sizeof path, "%s/credentials", dir);
+    setenv("CREDENTIALS_DIRECTORY", path, 0);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 2 && strcmp(argv[1], "--service") == 0) {
+        if (use_service_settings() != 0)
+            return 1;
+        argv[1] = argv[0];
+        argv++;
+        argc--;
+    }
     const char *cmd = argc > 1 ? argv[1] : NULL;
     if (cmd && (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0)) {
         fputs(usage, stdout);

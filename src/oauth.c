@@ -138,7 +138,7 @@ void oauth_free(struct oauth *o)
 
 const char *oauth_last_error(const struct oauth *o)
 {
-    return o->last_error;
+    return o->last_error[0] ? o->last_error : "no details";
 }
 
 long oauth_retry_after(const struct oauth *o)

@@ -76,3 +76,35 @@ def test_check_config_warns_about_eviction(stack):
         stack.redis("CONFIG", "SET", "maxmemory-policy", "noeviction")
     r = stack.fbconnect_cmd("--check-config")
     check("warning" not in r.stdout, f"warning with noeviction: {r.stdout[-300:]}")
+
+
+def test_rough_edges(stack):
+    """--opt=value forms, the plural, no header before a Redis failure, --help's order,
+    every configuration problem at once, typos named, a redirect URI off the base path."""
+    b, who, uid = connected(stack)
+    r = stack.fbconnect_cmd("purge", f"--identity={uid}")
+    check(r.returncode == 0 and "purged" in r.stdout, f"--identity=N: {r.returncode} {r.stdout} {r.stderr}")
+    r = stack.fbconnect_cmd("connections")
+    last = r.stdout.strip().splitlines()[-1]
+    check(last.split()[1] == ("connection" if last.split()[0] == "1" else "connections"), f"plural: {last}")
+    r = stack.fbconnect_cmd("connections", FBCONNECT_REDIS_URL="redis://127.0.0.1:1")
+    check(r.returncode == 1 and r.stdout == "" and "Redis unavailable" in r.stderr,
+          f"Redis down: {r.returncode} {r.stdout!r} {r.stderr!r}")
+    r = stack.fbconnect_cmd("--help")
+    check(r.stdout.index("--help") < r.stdout.index("Exit status"), "--help: exit statuses before the options")
+    r = stack.fbconnect_cmd("--check-config", FBCONNECT_SESSION_TTL="abc", FBCONNECT_COOKIE_NAME="bad name!",
+                            FBCONNECT_REDIRCT_URI="https://example.com/callback")
+    check(r.returncode == 1, f"bad config: exit {r.returncode}")
+    check("FBCONNECT_SESSION_TTL" in r.stderr and "FBCONNECT_COOKIE_NAME" in r.stderr,
+          f"not every problem reported: {r.stderr}")
+    check("FBCONNECT_REDIRCT_URI is not a setting" in r.stderr and "did you mean FBCONNECT_REDIRECT_URI" in r.stderr,
+          f"typo not named: {r.stderr}")
+    r = stack.fbconnect_cmd("--check-config", FBCONNECT_BASE_PATH="/freshbooks/")
+    check(r.returncode == 1 and "FBCONNECT_REDIRECT_URI" in r.stderr and "/freshbooks/callback" in r.stderr,
+          f"redirect URI off the base path accepted: {r.returncode} {r.stderr}")
+    import os
+    path = os.path.join(stack.dir, "short-key")
+    with open(path, "w") as f:
+        f.write("too-short\n")
+    r = stack.fbconnect_cmd("--check-config", FBCONNECT_SECRET_KEY_FILE=path)
+    check(r.returncode == 1 and path in r.stderr, f"the file of a bad secret not named: {r.stderr}")

@@ -294,7 +294,7 @@ def test_killed_process_events_taken_over(stack):
         first = wait_until(lambda: rx.get()["attempts"], what="the attempt in flight")[0]
         pending = stack.redis("XPENDING", "fbc:ev", "fbconnect", "-", "+", "10").split()
         check(len(pending) >= 2, f"no pending entry: {pending}")
-        holder = int(pending[1].rsplit(":", 1)[1])
+        holder = int(pending[1].split(":")[-2])  # consumer host:pid:random
         os.kill(holder, signal.SIGKILL)
         t0 = time.monotonic()
         rx.mode("ok")

@@ -17,7 +17,7 @@ def test_make_install_and_units(stack):
                         f"B={os.path.join(stack.dir, 'inst-build')}"], cwd=ROOT, capture_output=True,
                        text=True, timeout=300)
     check(r.returncode == 0, f"make install: {r.stderr[-1500:]}")
-    for f in ("bin/fbconnect", "bin/fbsandbox", "share/fbconnect/templates/connect.html",
+    for f in ("bin/fbconnect", "lib/fbconnect/fbsandbox", "share/fbconnect/templates/connect.html",
               "share/fbconnect/templates/style.css", "share/fbconnect/nginx/fbconnect-site.conf",
               "lib/systemd/system/fbconnect.service", "lib/systemd/system/fbconnect.socket",
               "share/doc/fbconnect/README.md"):
@@ -35,6 +35,51 @@ def test_make_install_and_units(stack):
                        capture_output=True, text=True, timeout=30)
     check(r.returncode == 0 and f"FBCONNECT_TEMPLATE_DIR={prefix}/share/fbconnect/templates" in r.stdout,
           f"installed defaults: {r.stdout[-300:]} {r.stderr[-300:]}")
+
+    # fbsandbox (hands tokens to anyone) is test equipment: not among the production binaries.
+    check(not os.path.exists(os.path.join(prefix, "bin", "fbsandbox")) and
+          os.path.exists(os.path.join(prefix, "lib", "fbconnect", "fbsandbox")), "fbsandbox in bin/")
+
+    # Every secret is a credential (the directory the unit loads), a key rotation's old keys
+    # included, and the operator's commands run with the service's settings via --service.
+    check("LoadCredential=fbconnect:/etc/fbconnect/credentials" in text and
+          "Environment=FBCONNECT_" not in text, "the unit does not hand over every secret file")
+    old_key, new_key = stack.secret_key(), os.urandom(32)
+    import base64
+    creds = os.path.join(stack.dir, "inst", "creds")  # as systemd lays out LoadCredential=fbconnect:DIR
+    os.makedirs(creds, exist_ok=True)
+    service_dir = os.path.join(stack.dir, "inst", "etc-fbconnect")
+    os.makedirs(os.path.join(service_dir, "credentials"), exist_ok=True)
+    secrets = {"client_secret": stack.client_secret(), "secret_key": base64.b64encode(new_key).decode(),
+               "old_secret_keys": base64.b64encode(old_key).decode()}
+    for name, value in secrets.items():
+        for path in (os.path.join(creds, "fbconnect_" + name), os.path.join(service_dir, "credentials", name)):
+            with open(path, "w") as f:
+                f.write(value + "\n")
+    unit_env = {k: v for k, v in stack.fbconnect_env().items() if not k.endswith("_FILE")}
+    unit_env.update(CREDENTIALS_DIRECTORY=creds, FBCONNECT_REDIS_PREFIX="inst-rotation:")
+    binary = os.path.join(prefix, "bin", "fbconnect")
+    r = subprocess.run([binary, "--check-config"], env=unit_env, capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0 and "FBCONNECT_OLD_SECRET_KEYS=(1 keys)" in r.stdout,
+          f"ExecStartPre mid-rotation: {r.returncode} {r.stdout[-300:]} {r.stderr[-300:]}")
+    r = subprocess.run([binary, "rekey"], env=unit_env, capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0, f"rekey with the unit's credentials: {r.returncode} {r.stdout} {r.stderr}")
+    with open(os.path.join(service_dir, "fbconnect.env"), "w") as f:
+        f.write("# as in systemd/fbconnect.env.example\n")
+        for k, v in unit_env.items():
+            if k.startswith("FBCONNECT_"):
+                f.write(f'{k}="{v}"\n')
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("FBCONNECT_")}
+    bare["FBCONNECT_SERVICE_DIR"] = service_dir
+    r = subprocess.run([binary, "--service", "--check-config"], env=bare, capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0 and "FBCONNECT_OLD_SECRET_KEYS=(1 keys)" in r.stdout,
+          f"--service: {r.returncode} {r.stdout[-300:]} {r.stderr[-300:]}")
+    r = subprocess.run([binary, "--service", "connections"], env=bare, capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0 and "connection" in (r.stdout.strip().splitlines() or [""])[-1],
+          f"--service connections: {r.stdout[-300:]} {r.stderr}")
+    bare["FBCONNECT_SERVICE_DIR"] = os.path.join(stack.dir, "inst", "nowhere")
+    r = subprocess.run([binary, "--service", "connections"], env=bare, capture_output=True, text=True, timeout=30)
+    check(r.returncode == 1 and "fbconnect.env" in r.stderr, f"--service without its file: {r.stderr}")
 
 
 def test_restart_on_inherited_socket_drops_nothing(stack):

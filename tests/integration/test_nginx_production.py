@@ -22,7 +22,12 @@ class Prod:
         os.makedirs(os.path.join(self.dir, "www"), exist_ok=True)
         os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)
         with open(os.path.join(self.dir, "www", "index.html"), "w") as f:
-            f.write("<!doctype html><title>site</title><p>the site\n")
+            f.write('<!doctype html><title>site</title><link rel="stylesheet" href="/site.css">'
+                    '<script src="/site.js"></script><p>the site\n')
+        with open(os.path.join(self.dir, "www", "site.css"), "w") as f:
+            f.write("p { color: rgb(1, 2, 3); }\n")
+        with open(os.path.join(self.dir, "www", "site.js"), "w") as f:
+            f.write("document.documentElement.dataset.ran = 'yes';\n")
         site = open(os.path.join(stack.dir, "nginx-conf", "fbconnect-site.conf")).read()
         site = re.sub(r"\n\s*listen \[::\]:\d+[^;]*;", "", site)
         site = site.replace("listen 80;", f"listen 127.0.0.1:{self.http_port};")
@@ -91,7 +96,18 @@ def test_production_nginx(stack):
                   "Cache-Control"):
             check(len(named(headers, h)) == 1, f"{h} sent {len(named(headers, h))} times")
         check("'sha256-" in named(headers, "Content-Security-Policy")[0], "fbconnect's page CSP replaced")
-        check(b"the site" in prod.get("/")[2], "the site's own location")
+        # The site's own pages get the site's headers, not fbconnect's: nothing blocks its
+        # stylesheets and scripts, nothing stops caching them.
+        status, headers, body = prod.get("/")
+        check(status == 200 and b"the site" in body, "the site's own location")
+        check(not named(headers, "Content-Security-Policy"), f"a CSP on the site's page: {named(headers, 'Content-Security-Policy')}")
+        check(not named(headers, "Cache-Control"), "no-store on the site's page")
+        check(named(headers, "Strict-Transport-Security") and named(headers, "X-Content-Type-Options") == ["nosniff"],
+              "the site's page lacks the transport and sniffing headers")
+        for path, kind in (("/site.css", "text/css"), ("/site.js", "javascript")):
+            status, headers, _ = prod.get(path)
+            check(status == 200 and kind in named(headers, "Content-Type")[0] and
+                  not named(headers, "Content-Security-Policy"), f"{path}: {status} {headers}")
 
         status, headers, _ = prod.get("/connect", https=False)
         check(status == 301 and named(headers, "Location")[0].startswith("https://"), f"http: {status}")
@@ -137,7 +153,17 @@ def test_production_nginx(stack):
         log = open(prod.access_log).read()
         check("/callback" in log and secret not in log and "?" not in log, "query strings in the access log")
 
-        # Past the burst: 429, with the security headers nginx adds itself.
+        # Past the burst: 429, with the security headers nginx adds itself, and a page that
+        # tells the person (who may have just approved at FreshBooks) to reload in a moment.
+        codes = [prod.get("/callback?code=x&state=y")[0] for _ in range(40)]
+        check(429 in codes, f"no 429 on /callback after 40 quick requests: {set(codes)}")
+        status, headers, body = next((r for r in (prod.get("/callback?code=x&state=y") for _ in range(5))
+                                      if r[0] == 429), (None, [], b""))
+        check(status == 429 and b"reload this page" in body and b"nothing was lost" in body,
+              f"429 page on /callback: {status} {body[:300]}")
+        check(named(headers, "Retry-After") == ["5"] and "text/html" in named(headers, "Content-Type")[0],
+              f"429 headers: {headers}")
+        time.sleep(4.5)  # the bucket drains (5 r/s)
         codes = [prod.get("/connect")[0] for _ in range(40)]
         check(429 in codes, f"no 429 after 40 quick requests: {set(codes)}")
         status, headers, _ = next((r for r in (prod.get("/connect") for _ in range(5)) if r[0] == 429),

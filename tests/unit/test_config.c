@@ -23,7 +23,7 @@ struct kv {
 static const struct kv base_env[] = {
     {"FBCONNECT_CLIENT_ID", "client-id_1"},
     {"FBCONNECT_CLIENT_SECRET", "s3cret"},
-    {"FBCONNECT_REDIRECT_URI", "https://example.com/fb/callback"},
+    {"FBCONNECT_REDIRECT_URI", "https://example.com/callback"},
     {"FBCONNECT_SECRET_KEY", HEX_KEY},
 };
 
@@ -84,7 +84,7 @@ static void test_config_defaults(void **state)
     assert_int_equal(c.threads, 64);
     assert_string_equal(c.client_id, "client-id_1");
     assert_string_equal(c.client_secret, "s3cret");
-    assert_string_equal(c.redirect_uri, "https://example.com/fb/callback");
+    assert_string_equal(c.redirect_uri, "https://example.com/callback");
     assert_true(c.redirect_https);
     assert_null(c.scopes);
     assert_string_equal(c.authorize_url, "https://auth.freshbooks.com/oauth/authorize");
@@ -162,6 +162,9 @@ static const struct fail_case fail_cases[] = {
     {"FBCONNECT_BASE_PATH", {{"FBCONNECT_BASE_PATH", "fb"}}},
     {"FBCONNECT_BASE_PATH", {{"FBCONNECT_BASE_PATH", "/a/../b/"}}},
     {"FBCONNECT_BASE_PATH", {{"FBCONNECT_BASE_PATH", "//x/"}}},
+    /* a redirect URI fbconnect does not serve under the base path */
+    {"FBCONNECT_REDIRECT_URI", {{"FBCONNECT_BASE_PATH", "/freshbooks/"}}},
+    {"FBCONNECT_REDIRECT_URI", {{"FBCONNECT_REDIRECT_URI", "https://example.com/cb"}}},
     {"FBCONNECT_SESSION_TTL", {{"FBCONNECT_SESSION_TTL", "1"}}},
     {"FBCONNECT_REFRESH_MARGIN", {{"FBCONNECT_REFRESH_MARGIN", "-5"}}},
     {"FBCONNECT_REDIS_URL", {{"FBCONNECT_REDIS_URL", "http://127.0.0.1:6379"}}},
@@ -210,7 +213,7 @@ static void test_config_error_hides_secret(void **state)
 static void test_config_http_localhost(void **state)
 {
     (void)state;
-    static const char *const loopback[] = {"http://localhost/fb/callback",
+    static const char *const loopback[] = {"http://localhost/callback",
                                            "http://127.0.0.1:8080/callback",
                                            "http://[::1]:8080/callback"};
     for (size_t i = 0; i < sizeof loopback / sizeof loopback[0]; i++) {
@@ -232,7 +235,10 @@ static void test_config_base_path(void **state)
         const char *in, *want;
     } cases[] = {{"/fb", "/fb/"}, {"/fb/", "/fb/"}, {"/a/b", "/a/b/"}, {"/", "/"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const struct kv ov[] = {{"FBCONNECT_BASE_PATH", cases[i].in}};
+        char redirect[128];
+        snprintf(redirect, sizeof redirect, "https://example.com%scallback", cases[i].want);
+        const struct kv ov[] = {{"FBCONNECT_BASE_PATH", cases[i].in},
+                                {"FBCONNECT_REDIRECT_URI", redirect}};
         struct config c;
         char err[512];
         assert_int_equal(LOAD(ov, &c, err), 0);
@@ -264,7 +270,7 @@ static void test_config_cookie_name(void **state)
     assert_string_equal(c.cookie_name, "__Host-sid");
     config_free(&c);
     static const struct kv ov3[] = {{"FBCONNECT_COOKIE_NAME", "sid"},
-                                    {"FBCONNECT_REDIRECT_URI", "http://localhost/cb"}};
+                                    {"FBCONNECT_REDIRECT_URI", "http://localhost/callback"}};
     assert_int_equal(LOAD(ov3, &c, err), 0);
     assert_string_equal(c.cookie_name, "sid");
     assert_string_equal(c.earlier_cookie_name, "sid_earlier");
@@ -302,9 +308,9 @@ static void test_config_cookie_prefix_unusable(void **state)
     static const struct {
         const char *name, *redirect, *base;
     } cases[] = {
-        {"__Host-sid", "https://example.com/cb", "/fb/"},
-        {"__Host-sid", "http://localhost/cb", "/"},
-        {"__Secure-sid", "http://localhost/cb", "/"},
+        {"__Host-sid", "https://example.com/fb/callback", "/fb/"},
+        {"__Host-sid", "http://localhost/callback", "/"},
+        {"__Secure-sid", "http://localhost/callback", "/"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const struct kv ov[] = {{"FBCONNECT_COOKIE_NAME", cases[i].name},
