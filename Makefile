@@ -3,7 +3,7 @@ VERSION := 0.2.0
 PREFIX ?= /usr/local
 B ?= build
 CC ?= cc
-PKGS := libcurl jansson hiredis libsodium
+PKGS := libcurl jansson hiredis libsodium openssl
 
 # Recursive (=) so pkg-config runs only when a recipe needs it, after `deps` has installed it.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
@@ -22,7 +22,7 @@ COMMON_SRC := src/arena.c src/buf.c src/log.c src/url.c src/fcgi.c src/request.c
               src/server.c src/template.c src/clock.c
 CORE_SRC := src/config.c src/keys.c src/ids.c src/state.c src/seal.c src/record.c \
             src/redis.c src/store.c src/pointer.c src/svc.c src/oauth.c src/session.c src/pages.c src/app.c src/router.c \
-            src/connection.c src/refresh.c src/rekey.c src/metrics.c src/admin.c src/events.c src/outbox.c \
+            src/connection.c src/refresh.c src/rekey.c src/metrics.c src/admin.c src/events.c src/outbox.c src/trust.c \
             $(wildcard src/handlers/*.c)
 SANDBOX_SRC := $(wildcard src/sandbox/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)

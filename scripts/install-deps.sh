@@ -3,7 +3,7 @@
 # Usage: scripts/install-deps.sh [build|test|run|bench]...   (default: test)
 set -eu
 
-want="pkg-config make gcc libc6-dev libcurl4-openssl-dev libjansson-dev libhiredis-dev libsodium-dev"
+want="pkg-config make gcc libc6-dev libcurl4-openssl-dev libssl-dev libjansson-dev libhiredis-dev libsodium-dev"
 for kind in "${@:-test}"; do
     case "$kind" in
     build) ;;

@@ -76,7 +76,11 @@ else
     echo "  and FBCONNECT_EVENTS_SECRET (\`build/fbconnect keygen --events\`) in .env to get them."
 fi
 echo
-touch "$RUN/logs/fbsandbox.log"
-tail -n 0 -F "$RUN/logs/fbconnect.log" "$RUN/logs/fbsandbox.log" "$RUN/logs/nginx-error.log" &
+logs="$RUN/logs/fbconnect.log $RUN/logs/nginx-error.log"
+[ "${REAL_FRESHBOOKS:-0}" = 1 ] || logs="$logs $RUN/logs/fbsandbox.log"
+# shellcheck disable=SC2086
+touch $logs
+# shellcheck disable=SC2086
+tail -n 0 -F $logs &
 tail_pid=$!
 wait "$tail_pid"

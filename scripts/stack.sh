@@ -40,6 +40,22 @@ SANDBOX_CLIENT_ID=fbconnect-sandbox-client
 
 die() { echo "stack: $*" >&2; exit 1; }
 
+# port_free VARIABLE PORT: dies, naming the port and the variable that moves it, when
+# another program listens there (nothing of ours is started on a busy port).
+port_free() {
+    command -v python3 >/dev/null 2>&1 || return 0
+    python3 - "$2" <<'PY' && return 0
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)
+PY
+    die "port $2 is already in use by another program; choose another with $1 (e.g. make run $1=$(($2 + 1000)))"
+}
+
 # wait_for DESCRIPTION COMMAND...: retries for up to 10 s.
 wait_for() {
     what=$1; shift
@@ -157,6 +173,8 @@ start_sandbox() {
 
 start_redis() {
     pid_alive "$DIR/redis.pid" && return 0
+    rm -f "$DIR/redis.pid"
+    port_free REDIS_PORT "$REDIS_PORT"
     if [ "$REDIS_PERSIST" = 1 ]; then persist="appendonly yes
 appendfsync everysec"; else persist="appendonly no
 save \"\""; fi
@@ -214,26 +232,43 @@ render_nginx_conf() {
     fi
 }
 
+nginx_ports_free() {
+    port_free HTTP_PORT "$HTTP_PORT"
+    port_free INTERNAL_PORT "$INTERNAL_PORT"
+    if [ "$REAL" = 1 ]; then port_free HTTPS_PORT "$HTTPS_PORT"; else
+        port_free SANDBOX_PORT "$SANDBOX_PORT"; port_free SANDBOX_HTTP_PORT "$SANDBOX_HTTP_PORT"; fi
+}
+
 start_nginx() {
     pid_alive "$DIR/nginx.pid" && return 0
+    rm -f "$DIR/nginx.pid"
+    nginx_ports_free
     user=""
     [ "$(id -u)" = 0 ] && user="user root;"
     render_nginx_conf
     tls=""
-    [ "$REAL" = 1 ] && tls="listen 127.0.0.1:$HTTPS_PORT ssl; ssl_certificate $DIR/ca/sandbox.pem; ssl_certificate_key $DIR/ca/sandbox.key;"
+    # With real FreshBooks the site is HTTPS (FreshBooks takes only HTTPS redirect URIs, and the
+    # cookie is Secure): plain HTTP is sent there, never served a page whose cookie is dropped.
+    [ "$REAL" = 1 ] && tls="listen 127.0.0.1:$HTTPS_PORT ssl; ssl_certificate $DIR/ca/sandbox.pem; ssl_certificate_key $DIR/ca/sandbox.key; if (\$scheme = http) { return 301 https://\$host:$HTTPS_PORT\$request_uri; }"
     sed -e "s|@RUN@|$DIR|g" -e "s|@ROOT@|$ROOT|g" -e "s|@USER@|$user|" \
         -e "s|@HTTP_PORT@|$HTTP_PORT|g" -e "s|@INTERNAL_PORT@|$INTERNAL_PORT|g" \
         -e "s|@SITE_TLS@|$tls|" \
         "$ROOT/nginx/local.conf.in" > "$DIR/nginx.conf"
     nginx -q -t -c "$DIR/nginx.conf" -p "$DIR/nginx" 2>>"$DIR/logs/nginx-error.log" ||
         die "nginx rejected $DIR/nginx.conf (see $DIR/logs/nginx-error.log)"
-    nginx -c "$DIR/nginx.conf" -p "$DIR/nginx" 2>>"$DIR/logs/nginx-error.log"
+    if ! nginx -c "$DIR/nginx.conf" -p "$DIR/nginx" 2>>"$DIR/logs/nginx-error.log"; then
+        rm -f "$DIR/nginx.pid"
+        die "nginx did not start: $(tail -n 1 "$DIR/logs/nginx-error.log")"
+    fi
     wait_for "nginx" test -s "$DIR/nginx.pid"
 }
 
 case "$cmd" in
 start)
     [ -x "$BUILD/fbconnect" ] || die "build first: $BUILD/fbconnect is missing"
+    # Every port first: a busy one is named before anything starts.
+    pid_alive "$DIR/redis.pid" || port_free REDIS_PORT "$REDIS_PORT"
+    pid_alive "$DIR/nginx.pid" || nginx_ports_free
     prepare
     start_redis
     [ "$REAL" = 1 ] || start_sandbox

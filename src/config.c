@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "url.h"
 
 #ifndef FBCONNECT_TEMPLATE_DEFAULT
 #define FBCONNECT_TEMPLATE_DEFAULT "/usr/local/share/fbconnect/templates"
@@ -525,6 +526,19 @@ static bool take_old_keys(struct config *c, const struct setting *s, char *text,
     return true;
 }
 
+/* The site's own page the connected page leads back to: a path of the site, as return_to
+ * takes them. */
+static bool check_site_home(struct config *c, const struct setting *s, char *err, size_t errsz)
+{
+    (void)s;
+    if (!url_return_to_valid(c->site_home, strlen(c->site_home))) {
+        fail(err, errsz, "FBCONNECT_SITE_HOME: expected a path of your site such as / or /account "
+                         "(no scheme or host)");
+        return false;
+    }
+    return true;
+}
+
 /* A path like / or /freshbooks/ (a trailing slash is added). */
 static bool check_base_path(struct config *c, const struct setting *s, char *err, size_t errsz)
 {
@@ -784,6 +798,7 @@ static const struct setting settings[] = {
      .print = print_old_keys},
     {"FBCONNECT_BASE_PATH", TEXT(base_path), .def = "/", .check = check_base_path},
     {"FBCONNECT_TEMPLATE_DIR", TEXT(template_dir), .def_fn = default_template_dir},
+    {"FBCONNECT_SITE_HOME", TEXT(site_home), .def = "/", .check = check_site_home},
     {"FBCONNECT_COOKIE_NAME", TEXT(cookie_name), .def = "fbconnect_session", .check = check_cookie_name},
     {"FBCONNECT_SESSION_TTL", NUMBER(session_ttl), .def_n = 2592000, .min = 60, .max = 400L * 86400},
     {"FBCONNECT_REFRESH_MARGIN", NUMBER(refresh_margin), .def_n = 300, .min = 0, .max = 43000},
@@ -997,6 +1012,7 @@ void config_free(struct config *c)
     free(c->sentinel_password);
     free(c->base_path);
     free(c->template_dir);
+    free(c->site_home);
     free(c->cookie_name);
     free(c->earlier_cookie_name);
     free(c->events_url);

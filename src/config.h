@@ -57,6 +57,7 @@ struct config {
     long session_ttl;
     long refresh_margin;
     long refresh_wait_ms; /* the longest a request waits for someone else's refresh */
+    char *site_home;  /* where the connected page leads back to: a path of the site */
     char *user_param; /* NULL: off */
     char *pkce_mode;  /* "s256" or "off" */
     bool pkce;        /* the authorize link carries a PKCE S256 challenge */

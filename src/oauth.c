@@ -17,6 +17,7 @@
 #include "clock.h"
 #include "log.h"
 #include "metrics.h"
+#include "trust.h"
 
 struct oauth {
     const struct config *cfg;
@@ -56,6 +57,9 @@ static struct {
 static int max_in_flight;
 static atomic_llong paused_until_us; /* monotonic; 0: not paused */
 
+/* The CA store every handle of the pool verifies FreshBooks against (trust.h). */
+static struct trust *anchors;
+
 int oauth_global_init(const struct config *cfg)
 {
     max_in_flight = cfg->threads / 2 > 0 ? (int)(cfg->threads / 2) : 1;
@@ -68,6 +72,7 @@ int oauth_global_init(const struct config *cfg)
     }
     pool.n_free = pool.size;
     atomic_store(&paused_until_us, 0);
+    anchors = trust_load(cfg->ca_file);
     CURLU *u = curl_url();
     if (!u || curl_url_set(u, CURLUPART_URL, cfg->authorize_url, 0) != CURLUE_OK)
         goto fail;
@@ -98,6 +103,8 @@ void oauth_global_free(void)
 {
     free(authorize_prefix);
     authorize_prefix = NULL;
+    trust_free(anchors);
+    anchors = NULL;
     for (int i = 0; i < pool.size; i++)
         if (pool.handles[i])
             curl_easy_cleanup(pool.handles[i]);
@@ -308,6 +315,7 @@ static long perform_call(struct oauth *o, const char *url, const char *post_json
         curl_easy_setopt(c, CURLOPT_CAINFO, cfg->ca_file);
         curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
     }
+    trust_apply(c, anchors); /* the same, read once for every handle (NULL: as above) */
     struct curl_slist *headers = NULL;
     headers = curl_slist_append(headers, "Accept: application/json");
     headers = curl_slist_append(headers, "Api-Version: alpha");

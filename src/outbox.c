@@ -17,11 +17,13 @@
 #include "log.h"
 #include "metrics.h"
 #include "store.h"
+#include "trust.h"
 
 #define IDLE_POLL_MS 100     /* how soon a new event is seen when nothing else is due */
 #define CLAIM_EVERY_MS 5000  /* how often dead consumers' events are looked for */
 #define TRIM_EVERY_MS 60000  /* how often the stream is trimmed to the retention */
 #define BACKLOG_EVERY_MS 2000
+#define TOUCH_AFTER_MS 15000 /* a hold older than this is renewed before an attempt */
 #define REDIS_BUDGET_MS 5000 /* one Redis command's time, whatever the link's retries */
 #define CONSUMER_IDLE_MS (24 * 3600 * 1000L) /* a consumer silent this long, holding nothing, goes */
 
@@ -50,6 +52,7 @@ static struct {
     pthread_cond_t cv;
     atomic_bool stopping;
     bool started;
+    struct trust *anchors; /* FBCONNECT_EVENTS_CA_FILE or the system store, read once */
 } box = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 static size_t discard(char *p, size_t size, size_t n, void *arg)
@@ -97,8 +100,11 @@ static long post(CURL *c, const struct config *cfg, const char *id, const char *
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, abort_on_stop);
-    if (cfg->events_ca_file)
+    if (cfg->events_ca_file) { /* this bundle alone, as for FreshBooks */
         curl_easy_setopt(c, CURLOPT_CAINFO, cfg->events_ca_file);
+        curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+    }
+    trust_apply(c, box.anchors);
     CURLcode rc = curl_easy_perform(c);
     long status = 0;
     if (rc == CURLE_OK) {
@@ -128,10 +134,12 @@ static void redis_time(struct store *st)
 
 /* Sends one event and settles it: delivered, due again, or given up past the retention. */
 static void deliver(struct store *st, CURL *c, const struct config *cfg, const char *consumer,
-                    const struct store_event_entry *e)
+                    const struct store_event_entry *e, int64_t held_since_us)
 {
     redis_time(st);
-    if (store_events_touch(st, consumer, e, EVENTS_LEASE_MS) != STORE_OK)
+    /* Held long enough for another process to think it abandoned: renew the hold first. */
+    if (clock_mono_us() - held_since_us > TOUCH_AFTER_MS * 1000LL &&
+        store_events_touch(st, consumer, e, EVENTS_LEASE_MS) != STORE_OK)
         return; /* not sent: whoever holds it next sends it */
     char id[96], why[160] = "";
     snprintf(id, sizeof id, "evt_%s", e->id);
@@ -184,11 +192,12 @@ static void pause_idle(long ms)
 static void deliver_batch(struct store *st, CURL *c, const struct config *cfg,
                           const char *consumer, struct store_event_entry *e, int n)
 {
+    int64_t fetched = clock_mono_us();
     redis_time(st);
     if (n <= 0 || store_wait_durable(st) != STORE_OK)
         return; /* kept: taken again (by this process or another) after the lease */
     for (int i = 0; i < n && !atomic_load(&box.stopping); i++)
-        deliver(st, c, cfg, consumer, &e[i]);
+        deliver(st, c, cfg, consumer, &e[i], fetched);
 }
 
 static void *outbox_main(void *arg)
@@ -289,6 +298,7 @@ int outbox_start(const struct config *cfg)
     if (!cfg->events_url || box.started)
         return 0;
     box.cfg = cfg;
+    box.anchors = trust_load(cfg->events_ca_file);
     atomic_store(&box.stopping, false);
     if (pthread_create(&box.thread, NULL, outbox_main, NULL) != 0)
         return -1;
@@ -306,6 +316,8 @@ void outbox_stop(void)
     pthread_mutex_unlock(&box.mu);
     pthread_join(box.thread, NULL);
     box.started = false;
+    trust_free(box.anchors);
+    box.anchors = NULL;
 }
 
 void outbox_metrics_render(struct buf *out)

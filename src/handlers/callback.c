@@ -264,13 +264,23 @@ static enum callback_outcome callback(struct ctx *ctx)
                    route_url(ctx, "connect"), "Back");
         return CB_INVALID_CLIENT;
     case OAUTH_RATE_LIMITED:
-    case OAUTH_BUSY:
+    case OAUTH_BUSY: {
+        /* The real pause: what FreshBooks' 429 asked for (the process waits as long), or a
+         * moment for calls already in flight. */
+        long wait = er == OAUTH_RATE_LIMITED ? oauth_retry_after(o) : 2;
+        if (wait < 1)
+            wait = 1;
+        const char *when = wait < 60 ? arena_printf(ctx->arena, "in %ld second%s", wait, wait == 1 ? "" : "s")
+                                     : arena_printf(ctx->arena, "in %ld minute%s", (wait + 59) / 60,
+                                                    (wait + 59) / 60 == 1 ? "" : "s");
         page_error(ctx->app->pages, ctx->resp, 503, "FreshBooks is busy",
-                   "FreshBooks can't take more requests from this site right now. Nothing was "
-                   "connected. Please try again in a minute.",
+                   arena_printf(ctx->arena, "FreshBooks can't take more requests from this site "
+                                            "right now. Nothing was connected. Please start "
+                                            "again %s.", when),
                    route_url(ctx, "connect"), "Start again");
-        response_header(ctx->resp, "Retry-After", "60");
+        response_header(ctx->resp, "Retry-After", arena_printf(ctx->arena, "%ld", wait));
         return er == OAUTH_BUSY ? CB_BUSY : CB_RATE_LIMITED;
+    }
     case OAUTH_UNAVAILABLE:
         log_msg(LOG_WARN, "code exchange failed: %s", oauth_last_error(o));
         return fail(ctx, 502, CB_TOKEN_ENDPOINT_FAILED, "FreshBooks didn't answer properly",

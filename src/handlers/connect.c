@@ -20,6 +20,10 @@ void handle_connect(struct ctx *ctx)
         return_to = NULL;
         break;
     case FORM_OK:
+        if (!*return_to) { /* ?return_to= (empty): as if absent */
+            return_to = NULL;
+            break;
+        }
         if (url_return_to_valid(return_to, strlen(return_to)))
             break;
         /* fall through */
@@ -55,7 +59,9 @@ void handle_connect(struct ctx *ctx)
                            .value = oauth_authorize_url(ctx->arena, state, pkce ? challenge : NULL)};
     v[n++] = (struct tvar){.name = "disconnect_url", .value = route_url(ctx, "disconnect")};
     const char *notice = NULL;
-    if (request_query(ctx->req, "disconnected", 8, &notice) == FORM_OK) {
+    /* After a disconnect, and only while not connected again (a stale or crafted link must
+     * not say "disconnected" above "connected", or send a connected person to FreshBooks). */
+    if (!found && request_query(ctx->req, "disconnected", 8, &notice) == FORM_OK) {
         if (strcmp(notice, "1") == 0)
             v[n++] = (struct tvar){.name = "notice_revoked", .value = "1"};
         else if (strcmp(notice, "0") == 0)

@@ -15,6 +15,7 @@ void handle_connected(struct ctx *ctx)
     struct tvar v[24];
     size_t n = 0;
     v[n++] = (struct tvar){.name = "connect_url", .value = route_url(ctx, "connect")};
+    v[n++] = (struct tvar){.name = "home_url", .value = ctx->cfg->site_home};
     if (found) {
         if (ctx->has_session)
             session_set_cookie(ctx);

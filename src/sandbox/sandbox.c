@@ -327,6 +327,27 @@ static json_t *parse_body(struct sbx *s, bool *bad)
     return NULL;
 }
 
+/* A control request's body: JSON whatever its Content-Type says (curl -d sends a form
+ * type); *bad when it is not a JSON object. */
+static json_t *parse_control_body(struct sbx *s, bool *bad)
+{
+    *bad = false;
+    if (request_read_body(&s->req, BODY_MAX) != 0) {
+        *bad = true;
+        return NULL;
+    }
+    if (!s->req.body_len)
+        return NULL;
+    json_error_t jerr;
+    json_t *j = json_loadb(s->req.body, s->req.body_len, 0, &jerr);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        *bad = true;
+        return NULL;
+    }
+    return j;
+}
+
 static long long reported_created_at(long long real);
 
 static void reply_pair(struct sbx *s, const struct issued_pair *p)
@@ -566,7 +587,7 @@ static void handle_control(struct sbx *s, const char *what)
     }
     if (strcmp(what, "user") == 0) {
         bool bad;
-        json_t *json = parse_body(s, &bad);
+        json_t *json = parse_control_body(s, &bad);
         const char *email = bad ? NULL : field(s, json, "email");
         json_t *n = json_object_get(json, "businesses");
         bool ok = email && json_is_integer(n) &&
@@ -580,7 +601,7 @@ static void handle_control(struct sbx *s, const char *what)
     }
     if (strcmp(what, "issued") == 0) { /* {"values": [...]}: which of them were issued here */
         bool bad;
-        json_t *json = parse_body(s, &bad);
+        json_t *json = parse_control_body(s, &bad);
         json_t *values = bad ? NULL : json_object_get(json, "values");
         if (!json_is_array(values)) {
             json_decref(json);
@@ -608,10 +629,11 @@ static void handle_control(struct sbx *s, const char *what)
         return;
     }
     bool bad;
-    json_t *json = parse_body(s, &bad);
+    json_t *json = parse_control_body(s, &bad);
     if (bad || !json) {
         json_decref(json);
-        reply_error(&s->resp, 400, "invalid_request", "send a JSON object");
+        reply_error(&s->resp, 400, "invalid_request",
+                    "send a JSON object, e.g. {\"endpoint\": \"token\", \"mode\": \"status\", \"status\": 503}");
         return;
     }
     if (strcmp(what, "config") == 0) {
@@ -654,7 +676,9 @@ static void handle_control(struct sbx *s, const char *what)
         struct fault f = {
             .mode = (enum fault_mode)m,
             .status = (int)json_integer_value(json_object_get(json, "status")),
-            .delay_ms = (long)json_integer_value(json_object_get(json, "delay_ms")),
+            .delay_ms = json_is_integer(json_object_get(json, "delay_ms"))
+                            ? (long)json_integer_value(json_object_get(json, "delay_ms"))
+                            : 1500, /* slow and late without one: 1.5 s */
             .count = json_is_integer(count) ? (long)json_integer_value(count) : -1,
         };
         json_decref(json);

@@ -81,7 +81,9 @@ async function flow(viewport, suffix) {
   await fitsWidth(page, `${suffix} connected`);
   await shot(page, `3-connected${suffix}`);
 
-  await page.getByRole("link", { name: "Done" }).click();
+  check((await page.getByRole("link", { name: "Back to the site" }).getAttribute("href")) === "/",
+         `${suffix}: the way back to the site`);
+  await page.getByRole("link", { name: "Manage your FreshBooks connection" }).click();
   await page.waitForURL(/\/connect$/);
   check((await page.textContent("main")).includes(email), `${suffix}: connect page names the user`);
   await fitsWidth(page, `${suffix} connect (connected)`);

@@ -304,6 +304,10 @@ def test_token_endpoint_failures(stack):
         check(no_connection_for(stack, b), f"{mode}: connected anyway")
         check("Set-Cookie" not in [k for k, _ in r.headers], f"{mode}: cookie changed")
         if mode == "rate_limit":
+            # The page, the header and the log agree on the real pause (FreshBooks' 2 s).
+            check(r.header("Retry-After") == "2" and "again in 2 seconds" in r.text,
+                  f"429 pause: Retry-After {r.header('Retry-After')!r}")
+            check("no calls for 2 s" in stack.log("fbconnect.log"), "429 pause not logged")
             time.sleep(2.1)  # the process that met the 429 pauses for its Retry-After (2 s)
     check(request("GET", stack.site("healthz")).status == 200, "daemon hurt")
 

@@ -181,9 +181,16 @@ def test_make_run_with_real_credentials(stack):
     import ssl
     import http.client
     run_dir = os.path.join(stack.dir, "make-run-real")
-    proc, text, _, https_port = run_make_run(stack, run_dir, {"FBCONNECT_CLIENT_ID": "my-app-id",
-                                                              "FBCONNECT_CLIENT_SECRET": "my-secret"})
+    proc, text, http_port, https_port = run_make_run(stack, run_dir, {"FBCONNECT_CLIENT_ID": "my-app-id",
+                                                                      "FBCONNECT_CLIENT_SECRET": "my-secret"})
     try:
+        # Plain HTTP goes to HTTPS (the Secure cookie would be dropped over HTTP).
+        plain = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
+        plain.request("GET", "/connect?return_to=/x", headers={"Host": f"localhost:{http_port}"})
+        r = plain.getresponse()
+        check(r.status == 301 and r.getheader("Location") == f"https://localhost:{https_port}/connect?return_to=/x",
+              f"http in real mode: {r.status} {r.getheader('Location')}")
+        plain.close()
         check(f"https://localhost:{https_port}/callback" in text(), f"redirect URI not printed: {text()[-500:]}")
         check(not os.path.exists(os.path.join(run_dir, "fbsandbox.pid")), "sandbox started with real credentials")
         ctx = ssl.create_default_context(cafile=os.path.join(run_dir, "ca", "ca.pem"))
@@ -196,3 +203,29 @@ def test_make_run_with_real_credentials(stack):
         check("my-secret" not in text(), "the client secret was printed")
     finally:
         stop_make_run(proc, text)
+
+
+def test_make_run_on_a_busy_port(stack):
+    """Another program on the site's port: make run says which port and which variable
+    moves it, and leaves nothing behind."""
+    import socket
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    run_dir = os.path.join(stack.dir, "make-run-busy")
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FBCONNECT_")}
+        http_port, internal, sandbox, sandbox_http, redis = __import__("stack").free_ports(5)
+        env.update(RUN_DIR=run_dir, HTTP_PORT=str(port), INTERNAL_PORT=str(internal),
+                   SANDBOX_PORT=str(sandbox), SANDBOX_HTTP_PORT=str(sandbox_http), REDIS_PORT=str(redis),
+                   BUILD=stack.build)
+        r = subprocess.run(["sh", os.path.join(ROOT, "scripts", "run.sh")], env=env, capture_output=True,
+                           text=True, timeout=60)
+        out = r.stdout + r.stderr
+        check(r.returncode != 0 and f"port {port} is already in use" in out and "HTTP_PORT" in out,
+              f"busy port: {r.returncode} {out[-500:]}")
+        left = [f for f in os.listdir(run_dir) if f.endswith(".pid")] if os.path.isdir(run_dir) else []
+        check(not left, f"pid files left behind: {left}")
+    finally:
+        busy.close()
