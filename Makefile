@@ -21,7 +21,7 @@ LDFLAGS_ALL = -pthread $(SAN) $(LDFLAGS)
 COMMON_SRC := src/arena.c src/buf.c src/log.c src/url.c src/fcgi.c src/request.c src/response.c \
               src/server.c src/template.c src/clock.c
 CORE_SRC := src/config.c src/keys.c src/ids.c src/state.c src/seal.c src/record.c \
-            src/redis.c src/store.c src/pointer.c src/svc.c src/oauth.c src/session.c src/pages.c src/app.c src/router.c \
+            src/wire.c src/redis.c src/store.c src/pointer.c src/svc.c src/oauth.c src/session.c src/pages.c src/app.c src/router.c \
             src/connection.c src/refresh.c src/rekey.c src/metrics.c src/admin.c src/events.c src/outbox.c src/trust.c \
             $(wildcard src/handlers/*.c)
 SANDBOX_SRC := $(wildcard src/sandbox/*.c)

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "connection.h"
+#include "redis.h"
 #include "store.h"
 
 static void iso_time(int64_t t, char out[32])
@@ -157,9 +158,10 @@ int admin_remove(const struct app *app, int argc_in, char **argv_in, bool revoke
     return rc;
 }
 
-void admin_check_redis(const struct app *app, FILE *out)
+bool admin_check_redis(const struct app *app, FILE *out)
 {
     struct store *s = store_new(&app->cfg);
+    bool fine = true;
     char policy[64];
     switch (store_config_get(s, "maxmemory-policy", policy, sizeof policy)) {
     case STORE_OK:
@@ -173,12 +175,22 @@ void admin_check_redis(const struct app *app, FILE *out)
     case STORE_NOT_FOUND:
         fprintf(out, "warning: Redis refuses CONFIG GET; make sure its maxmemory-policy is noeviction\n");
         break;
-    default:
-        fprintf(out, "warning: Redis is not reachable now (fbconnect starts anyway and answers 503 "
-                     "until it is)\n");
+    default: {
+        char why[256];
+        bool certificate = false;
+        bool known = redis_last_failure(why, sizeof why, &certificate);
+        if (certificate) { /* no TLS failure mends itself: fbconnect would answer 503 throughout */
+            fprintf(out, "error: Redis: %s\n", why);
+            fine = false;
+        } else {
+            fprintf(out, "warning: Redis is not reachable now%s%s (fbconnect starts anyway and "
+                         "answers 503 until it is)\n", known ? ": " : "", known ? why : "");
+        }
         break;
     }
+    }
     store_free(s);
+    return fine;
 }
 
 #define EVENTS_LIST_MAX 10000 /* the newest events `fbconnect events` looks through */

@@ -29,8 +29,8 @@ int admin_remove(const struct app *app, int argc, char **argv, bool revoke, FILE
  * EVENT_ID|--failed`: due again now (a running fbconnect sends it).  Never a secret. */
 int admin_events(const struct app *app, int argc, char **argv, FILE *out);
 
-/* Warnings for --check-config about the Redis it would use (eviction policy); never
- * fails. */
-void admin_check_redis(const struct app *app, FILE *out);
+/* --check-config's Redis check: a warning about the eviction policy or an unreachable
+ * Redis; false (an error line) on certificate trouble, which no wait mends. */
+bool admin_check_redis(const struct app *app, FILE *out);
 
 #endif

@@ -228,8 +228,10 @@ static bool parse_redis_url(struct config *c, const char *url, char *err, size_t
         c->redis.path = xstrdup(path);
         return true;
     }
-    if (strncmp(url, "redis://", 8) != 0) {
-        fail(err, errsz, "%s: expected redis://[[user]:password@]host:port[/db] or unix:///path.sock", var);
+    c->redis_tls = strncmp(url, "rediss://", 9) == 0;
+    if (strncmp(url, "redis://", 8) != 0 && !c->redis_tls) {
+        fail(err, errsz, "%s: expected redis://[[user]:password@]host:port[/db], rediss://… (TLS) "
+                         "or unix:///path.sock", var);
         return false;
     }
     CURLU *u = curl_url();
@@ -483,6 +485,31 @@ static bool take_sentinels(struct config *c, const struct setting *s, char *text
     return parse_sentinels(c, text, err, errsz);
 }
 
+/* The TLS files: readable, and only with a rediss:// URL (the one switch). */
+static bool check_redis_tls(struct config *c, const struct setting *s, char *err, size_t errsz)
+{
+    const char *v = *text_field(c, s);
+    if (!v)
+        return true;
+    if (!c->redis_tls) {
+        fail(err, errsz, "%s: only with a rediss:// FBCONNECT_REDIS_URL (TLS); the URL is %s", s->var,
+             c->redis.path ? "a unix socket" : "redis:// (plain TCP)");
+        return false;
+    }
+    if (strcmp(s->var, "FBCONNECT_REDIS_TLS_SERVER_NAME") == 0) {
+        if (strlen(v) > 253 || !chars_in(v, ".-:")) {
+            fail(err, errsz, "%s: expected a host name such as redis.example.com", s->var);
+            return false;
+        }
+        return true;
+    }
+    if (strcmp(s->var, "FBCONNECT_REDIS_KEY_FILE") == 0 && !c->redis_cert_file) {
+        fail(err, errsz, "%s: needs FBCONNECT_REDIS_CERT_FILE (the certificate it goes with)", s->var);
+        return false;
+    }
+    return check_readable(c, s, err, errsz);
+}
+
 /* Sentinels and master name come together. */
 static bool check_master(struct config *c, const struct setting *s, char *err, size_t errsz)
 {
@@ -715,7 +742,7 @@ static void print_redis_url(const struct config *c, FILE *out)
     if (c->redis.path)
         fprintf(out, "unix://%s (db %d)", c->redis.path, c->redis_db);
     else
-        fprintf(out, "redis://%s%s%s:%d/%d", c->redis_user ? c->redis_user : "",
+        fprintf(out, "%s://%s%s%s:%d/%d", c->redis_tls ? "rediss" : "redis", c->redis_user ? c->redis_user : "",
                 c->redis_password ? ":***@" : (c->redis_user ? "@" : ""), c->redis.host,
                 c->redis.port, c->redis_db);
 }
@@ -784,6 +811,12 @@ static const struct setting settings[] = {
      .check = check_redis_url, .print = print_redis_url},
     {"FBCONNECT_REDIS_PREFIX", TEXT(redis_prefix), .def = "fbc:", .check = check_prefix},
     {"FBCONNECT_REDIS_TIMEOUT_MS", NUMBER(redis_timeout_ms), .def_n = 1000, .min = 10, .max = 60000},
+    {"FBCONNECT_REDIS_CA_FILE", TEXT(redis_ca_file), .check = check_redis_tls,
+     .unset = "(system trust store, with rediss://)"},
+    {"FBCONNECT_REDIS_CERT_FILE", TEXT(redis_cert_file), .check = check_redis_tls, .unset = "(none)"},
+    {"FBCONNECT_REDIS_KEY_FILE", TEXT(redis_key_file), .check = check_redis_tls, .unset = "(none)"},
+    {"FBCONNECT_REDIS_TLS_SERVER_NAME", TEXT(redis_tls_server_name), .check = check_redis_tls,
+     .unset = "(the host connected to)"},
     {"FBCONNECT_REDIS_SENTINELS", K_PARSE, .parse = take_sentinels, .print = print_sentinels},
     {"FBCONNECT_REDIS_MASTER", TEXT(sentinel_master), .check = check_master, .unset = "(off)"},
     {"FBCONNECT_REDIS_SENTINEL_PASSWORD", TEXT(sentinel_password), .flags = F_SECRET,
@@ -1001,6 +1034,10 @@ void config_free(struct config *c)
     free(c->api_url);
     free(c->ca_file);
     free(c->redis_url);
+    free(c->redis_ca_file);
+    free(c->redis_cert_file);
+    free(c->redis_key_file);
+    free(c->redis_tls_server_name);
     free(c->redis.host);
     free(c->redis.path);
     free(c->redis_user);

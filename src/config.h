@@ -36,6 +36,9 @@ struct config {
 
     char *redis_url;
     struct redis_endpoint redis; /* from FBCONNECT_REDIS_URL */
+    bool redis_tls;              /* rediss://: data nodes and sentinels over TLS */
+    char *redis_ca_file, *redis_cert_file, *redis_key_file; /* NULL: system store; none */
+    char *redis_tls_server_name; /* NULL: the host connected to */
     char *redis_user, *redis_password;
     int redis_db;
     char *redis_prefix;

@@ -22,6 +22,7 @@
 #include "redis.h"
 #include "refresh.h"
 #include "rekey.h"
+#include "wire.h"
 
 static const char usage[] =
     "usage: fbconnect [command]\n"
@@ -106,6 +107,11 @@ static int load_app(struct app *app)
             fprintf(stderr, "fbconnect: %s\n", line);
         return -1;
     }
+    if (wire_tls_init(&app->cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "fbconnect: %s\n", err);
+        config_free(&app->cfg);
+        return -1;
+    }
     keyring_init(&app->keys, app->cfg.secret_key, (const uint8_t(*)[SECRET_KEY_BYTES])app->cfg.old_keys,
                  app->cfg.n_old_keys);
     app->pages = pages_load(app->cfg.template_dir, err, sizeof err);
@@ -122,6 +128,7 @@ static int load_app(struct app *app)
 
 static void free_app(struct app *app)
 {
+    wire_tls_free();
     oauth_global_free();
     pages_free(app->pages);
     keyring_wipe(&app->keys);
@@ -303,9 +310,12 @@ int main(int argc, char **argv)
         rc = admin_events(&app, argc - 2, argv + 2, stdout);
     } else if (cmd) {
         config_print(&app.cfg, stdout);
-        admin_check_redis(&app, stdout);
-        puts("configuration OK");
-        rc = 0;
+        if (admin_check_redis(&app, stdout)) {
+            puts("configuration OK");
+            rc = 0;
+        } else {
+            rc = 1;
+        }
     } else {
         rc = serve(&app);
     }

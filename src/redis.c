@@ -13,17 +13,18 @@
 #include "clock.h"
 #include "log.h"
 #include "metrics.h"
+#include "wire.h"
 
 struct redis {
     const struct config *cfg;
-    redisContext *rc;
+    struct wire *rc; /* the socket (wire.h: TCP, unix or TLS) */
     uint64_t serial;  /* names the current connection (process-wide, never reused) */
     unsigned epoch;   /* the primary marker when the current connection was made */
     bool permanent;   /* the last command failed in a way that retrying cannot mend */
     bool stale;       /* made again before the next command (a WAIT fell short on it) */
     bool moved_here;  /* connect_redis: this connection's own checks moved the marker */
     int64_t deadline_us; /* the request's: no socket wait goes beyond it (0: none) */
-    long socket_ms;      /* the timeout set on the current connection's socket */
+    long socket_ms;      /* the time each command of the current connection is given */
     char script_sha[REDIS_SCRIPTS_MAX][41]; /* this thread's copy: no lock on the hot path */
     int wait_n;                       /* replicas a pair's write must reach (WAIT) */
     int64_t replication_checked;      /* when wait_n was worked out (monotonic us) */
@@ -66,7 +67,7 @@ static void primary_forget(const struct config *cfg);
 static void close_connection(struct redis *s)
 {
     if (s->rc) {
-        redisFree(s->rc);
+        wire_close(s->rc);
         s->rc = NULL;
     }
 }
@@ -94,8 +95,7 @@ static bool setup_command(struct redis *s, const char *what, redisReply *r)
 {
     bool ok = r && r->type != REDIS_REPLY_ERROR;
     if (!ok)
-        log_msg(LOG_ERROR, "redis %s failed: %s", what,
-                r ? r->str : (s->rc->errstr[0] ? s->rc->errstr : "no reply"));
+        log_msg(LOG_ERROR, "redis %s failed: %s", what, r ? r->str : wire_error(s->rc));
     if (r)
         freeReplyObject(r);
     return ok;
@@ -163,17 +163,62 @@ static long step_ms(const struct redis *s, long want_ms)
     return clock_cap_ms(s->deadline_us, want_ms);
 }
 
-/* Sets the current connection's socket timeout to ms unless it is set so already. */
+/* Gives the current connection's commands ms each. */
 static bool socket_timeout(struct redis *s, long ms)
 {
     if (!s->rc)
         return false;
-    if (s->socket_ms == ms)
-        return true;
-    if (redisSetTimeout(s->rc, tv_of_ms(ms)) != REDIS_OK)
-        return false;
     s->socket_ms = ms;
     return true;
+}
+
+/* The wire target of a node: TLS with rediss:// (verified against
+ * FBCONNECT_REDIS_TLS_SERVER_NAME when set, unless it is a sentinel: always its host). */
+static struct wire_target target_of(const struct config *cfg, const char *host, int port,
+                                    bool sentinel)
+{
+    return (struct wire_target){.host = host, .port = port, .tls = cfg->redis_tls,
+                                .server_name = sentinel ? NULL : cfg->redis_tls_server_name};
+}
+
+/* Connect failures, logged once per change of the failure (not once per request). */
+static struct {
+    pthread_mutex_t mu;
+    char last[256];
+    enum wire_failure kind;
+} failing = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void connect_failed(enum wire_failure kind, const char *msg)
+{
+    pthread_mutex_lock(&failing.mu);
+    bool same = strcmp(failing.last, msg) == 0;
+    snprintf(failing.last, sizeof failing.last, "%s", msg);
+    failing.kind = kind;
+    pthread_mutex_unlock(&failing.mu);
+    if (!same)
+        log_msg(kind == WIRE_TLS ? LOG_ERROR : LOG_WARN, "redis connect failed: %s%s", msg,
+                kind == WIRE_TLS ? " (no plaintext fallback: 503 until this is fixed)" : "");
+}
+
+static void connect_succeeded(void)
+{
+    pthread_mutex_lock(&failing.mu);
+    bool was = failing.last[0] != '\0';
+    failing.last[0] = '\0';
+    failing.kind = WIRE_OK;
+    pthread_mutex_unlock(&failing.mu);
+    if (was)
+        log_msg(LOG_INFO, "redis connected again");
+}
+
+bool redis_last_failure(char *out, size_t outsz, bool *certificate)
+{
+    pthread_mutex_lock(&failing.mu);
+    bool any = failing.last[0] != '\0';
+    snprintf(out, outsz, "%s", failing.last);
+    *certificate = failing.kind == WIRE_TLS;
+    pthread_mutex_unlock(&failing.mu);
+    return any;
 }
 
 void redis_set_deadline(struct redis *s, int64_t deadline_us)
@@ -191,24 +236,28 @@ static bool ask_sentinels(const struct config *cfg, struct timeval tv, char *hos
     pthread_mutex_unlock(&topo.mu);
     for (size_t i = 0; i < cfg->n_sentinels; i++) {
         const struct redis_endpoint *e = &cfg->sentinels[(first + i) % cfg->n_sentinels];
-        redisContext *rc = redisConnectWithTimeout(e->host, e->port, tv);
-        if (!rc || rc->err || redisSetTimeout(rc, tv) != REDIS_OK) {
-            if (!quiet)
-                log_msg(LOG_WARN, "sentinel %s:%d unreachable", e->host, e->port);
-            if (rc)
-                redisFree(rc);
+        long ms = (long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+        struct wire_target t = target_of(cfg, e->host, e->port, true);
+        enum wire_failure why;
+        char msg[256];
+        struct wire *rc = wire_connect(&t, ms, &why, msg, sizeof msg);
+        if (!rc) {
+            if (!quiet || why == WIRE_TLS)
+                connect_failed(why, why == WIRE_TLS ? msg : "a sentinel is unreachable");
+            if (!quiet && why != WIRE_TLS)
+                log_msg(LOG_WARN, "sentinel %s:%d unreachable: %s", e->host, e->port, msg);
             continue;
         }
         bool ok = true;
         if (cfg->sentinel_password) {
-            redisReply *a = redisCommand(rc, "AUTH %s", cfg->sentinel_password);
+            redisReply *a = wire_commandv(rc, ms, 2, "AUTH", cfg->sentinel_password);
             ok = a && a->type != REDIS_REPLY_ERROR;
             if (a)
                 freeReplyObject(a);
         }
         /* SENTINEL MASTER rather than get-master-addr-by-name: its config-epoch tells a
          * sentinel that has not heard of a failover yet from one that has. */
-        redisReply *r = ok ? redisCommand(rc, "SENTINEL MASTER %s", cfg->sentinel_master) : NULL;
+        redisReply *r = ok ? wire_commandv(rc, ms, 3, "SENTINEL", "MASTER", cfg->sentinel_master) : NULL;
         bool found = false;
         const char *ip = NULL, *pt = NULL, *ep = NULL;
         for (size_t f = 0; r && r->type == REDIS_REPLY_ARRAY && f + 1 < r->elements; f += 2) {
@@ -234,7 +283,7 @@ static bool ask_sentinels(const struct config *cfg, struct timeval tv, char *hos
         }
         if (r)
             freeReplyObject(r);
-        redisFree(rc);
+        wire_close(rc);
         if (found)
             return true;
     }
@@ -353,9 +402,12 @@ static bool read_replication(struct redis *s);
 
 static bool check_primary(struct redis *s)
 {
-    redisReply *r = redisCommand(s->rc, "ROLE");
-    if (!r)
+    redisReply *r = wire_commandv(s->rc, s->socket_ms, 1, "ROLE");
+    if (!r) {
+        if (wire_failure(s->rc) != WIRE_TLS) /* a TLS refusal is logged once, by the caller */
+            log_msg(LOG_WARN, "redis did not answer ROLE: %s", wire_error(s->rc));
         return false;
+    }
     /* A Redis that refuses ROLE (renamed by a hosting provider) is taken as a primary. */
     bool primary = r->type == REDIS_REPLY_ERROR ||
                    (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
@@ -375,7 +427,7 @@ static bool read_replication(struct redis *s)
     const struct config *cfg = s->cfg;
     s->replication_checked = clock_mono_us();
     redisReply *r;
-    r = redisCommand(s->rc, "INFO replication");
+    r = wire_commandv(s->rc, s->socket_ms, 2, "INFO", "replication");
     if (!r)
         return false;
     const char *info = r->type == REDIS_REPLY_STRING ? r->str : "";
@@ -422,6 +474,8 @@ static bool connect_redis(struct redis *s)
      * checks make (a sentinel's answer, a new replication id) is the one it follows. */
     unsigned epoch = atomic_load(&primary_epoch);
     s->moved_here = false;
+    enum wire_failure why = WIRE_OK;
+    char msg[256] = "";
     if (cfg->n_sentinels > 0) {
         char host[256];
         int port = 0;
@@ -443,40 +497,44 @@ static bool connect_redis(struct redis *s)
             port = topo.port;
             pthread_mutex_unlock(&topo.mu);
         }
-        s->rc = redisConnectWithTimeout(host, port, tv);
+        struct wire_target t = target_of(cfg, host, port, false);
+        s->rc = wire_connect(&t, ms, &why, msg, sizeof msg);
     } else if (cfg->redis.path) {
-        s->rc = redisConnectUnixWithTimeout(cfg->redis.path, tv);
+        struct wire_target t = {.path = cfg->redis.path};
+        s->rc = wire_connect(&t, ms, &why, msg, sizeof msg);
     } else {
-        s->rc = redisConnectWithTimeout(cfg->redis.host, cfg->redis.port, tv);
+        struct wire_target t = target_of(cfg, cfg->redis.host, cfg->redis.port, false);
+        s->rc = wire_connect(&t, ms, &why, msg, sizeof msg);
     }
-    if (!s->rc || s->rc->err) {
-        log_msg(LOG_WARN, "redis connect failed: %s", s->rc ? s->rc->errstr : "out of memory");
+    if (!s->rc) {
+        connect_failed(why, msg);
         primary_reached(cfg, false);
         drop(s);
         return false;
     }
-    /* hiredis 0.14: the command timeout must be set again on every new connection. */
-    s->socket_ms = 0;
-    if (!socket_timeout(s, ms)) {
-        drop(s);
-        return false;
-    }
+    socket_timeout(s, ms);
     bool ok = true;
     if (cfg->redis_password) {
         redisReply *r = cfg->redis_user
-                            ? redisCommand(s->rc, "AUTH %s %s", cfg->redis_user, cfg->redis_password)
-                            : redisCommand(s->rc, "AUTH %s", cfg->redis_password);
+                            ? wire_commandv(s->rc, ms, 3, "AUTH", cfg->redis_user, cfg->redis_password)
+                            : wire_commandv(s->rc, ms, 2, "AUTH", cfg->redis_password);
         ok = setup_command(s, "AUTH", r);
     }
-    if (ok && cfg->redis_db != 0)
-        ok = setup_command(s, "SELECT", redisCommand(s->rc, "SELECT %d", cfg->redis_db));
+    if (ok && cfg->redis_db != 0) {
+        char db[16];
+        snprintf(db, sizeof db, "%d", cfg->redis_db);
+        ok = setup_command(s, "SELECT", wire_commandv(s->rc, ms, 2, "SELECT", db));
+    }
     if (ok)
         ok = check_primary(s);
     primary_reached(cfg, ok);
     if (!ok) {
+        if (wire_failure(s->rc) == WIRE_TLS) /* refused at the first exchange (TLS 1.3) */
+            connect_failed(WIRE_TLS, wire_error(s->rc));
         drop(s);
         return false;
     }
+    connect_succeeded();
     s->epoch = s->moved_here ? atomic_load(&primary_epoch) : epoch;
     s->stale = false;
     s->serial = atomic_fetch_add(&connection_serials, 1) + 1;
@@ -534,12 +592,12 @@ static redisReply *command_send(struct redis *s, int argc, const char **argv,
         long ms = step_ms(s, s->cfg->redis_timeout_ms + extra_ms);
         if (ms <= 0 || !socket_timeout(s, ms))
             return NULL; /* the request's time is up: no wait beyond its deadline */
-        redisReply *r = redisCommandArgv(s->rc, argc, argv, lens);
+        redisReply *r = wire_command(s->rc, argc, argv, lens, s->socket_ms);
         if (!r) {
             /* A connection that died while idle (Redis restarted) fails on first use: try
              * once more on a fresh one.  A timeout does not get a second try. */
-            bool timed_out = s->rc->err == REDIS_ERR_IO && strstr(s->rc->errstr, "temporarily");
-            log_msg(LOG_WARN, "redis command failed: %s", s->rc->errstr);
+            bool timed_out = wire_failure(s->rc) == WIRE_TIMEOUT;
+            log_msg(LOG_WARN, "redis command failed: %s", wire_error(s->rc));
             drop(s);
             if (timed_out || attempt == 1)
                 return NULL;

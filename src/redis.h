@@ -68,6 +68,10 @@ bool redis_moved_since(const struct redis *r, unsigned epoch);
 int redis_follow_start(const struct config *cfg);
 void redis_follow_stop(void);
 
+/* The last connect failure (one line: which check failed, against which name), while it
+ * lasts: true, with *certificate when it is a TLS verification or handshake failure. */
+bool redis_last_failure(char *out, size_t outsz, bool *certificate);
+
 /* Appends the Redis metrics (latency, errors) to /metrics. */
 void redis_metrics_render(struct buf *out);
 
