@@ -239,7 +239,26 @@ server {{
             results["scaling"].append({"conns": c, "connect": cn, "auth": au})
             print(f"# {c} conns: connect {cn['rps']:.0f}/s p99 {cn['p99_ms']:.2f} ms, auth {au['rps']:.0f}/s p99 {au['p99_ms']:.2f} ms", flush=True)
 
-        # Memory with the system trust store (CA loaded per handle by libcurl).
+        # /auth with Redis over TLS (mutual TLS, a TLS-only Redis) against plain TCP, side by side.
+        from tlsredis import TlsRedis
+        tls = TlsRedis(stack, "bench-tls-redis")
+        tls.start()
+        try:
+            stack.restart_fbconnect(tls.env())
+            bt = Browser(stack)
+            bt.connect("bench-tls@example.com")
+            tcookie = {"Cookie": f"{stack.cookie_name}={bt.session}"}
+            wrk(stack.internal("auth"), 64, 2, tcookie)
+            results["auth_tls"] = wrk(stack.internal("auth"), 64, secs, tcookie)
+            stack.restart_fbconnect()
+            wrk(stack.internal("auth"), 64, 2, cookie)
+            results["auth_tcp"] = wrk(stack.internal("auth"), 64, secs, cookie)
+            print(f"# /auth over TLS {results['auth_tls']['rps']:.0f}/s, over TCP {results['auth_tcp']['rps']:.0f}/s",
+                  flush=True)
+        finally:
+            tls.stop()
+
+        # Memory with the system trust store (one CA store shared by every curl handle).
         stack.restart_fbconnect({"FBCONNECT_CA_FILE": ""})
         subprocess.run([os.path.join(build, "bench", "flows"), site, "16", "3"], capture_output=True, timeout=120)
         wrk(stack.internal("auth"), 64, 2, cookie)
@@ -275,6 +294,10 @@ def report(r, path):
          f"callback p50 {f4['callback_p50_ms']:.2f} ms, p99 {f4['callback_p99_ms']:.2f} ms", f"{f4['errors']} errors", ""),
         ("callback time beyond the provider's (4 drivers)", f"p50 {co['p50_ms']:.2f} ms", f"p99 {co['p99_ms']:.2f} ms",
          f"{co['samples']} callbacks", "≤ 2 ms at p50"),
+        ("/auth with Redis over TLS (64 conns)", f"{r['auth_tls']['rps']:,.0f} req/s",
+         f"plain TCP {r['auth_tcp']['rps']:,.0f} req/s",
+         f"{100 * r['auth_tls']['rps'] / r['auth_tcp']['rps']:.0f}% of TCP, p99 {r['auth_tls']['p99_ms']:.2f} ms vs "
+         f"{r['auth_tcp']['p99_ms']:.2f} ms", ""),
         ("fbconnect RSS after the load", f"{r['rss_mb']:.1f} MB", f"{r['threads']} threads (64 workers)",
          f"system trust store: {r['rss_mb_system_store']:.1f} MB", "≤ 32 MB"),
         ("connection events (events on)" if r.get("events") else "connection events",

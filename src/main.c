@@ -264,6 +264,7 @@ int main(int argc, char **argv)
         return 0;
     }
     harden_process();
+    signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write (Redis over TLS, a back end) is an error, not death */
     if (sodium_init() < 0) {
         fputs("fbconnect: libsodium failed to initialise\n", stderr);
         return 1;
