@@ -94,7 +94,7 @@ void redis_free(struct redis *s)
 static bool setup_command(struct redis *s, const char *what, redisReply *r)
 {
     bool ok = r && r->type != REDIS_REPLY_ERROR;
-    if (!ok)
+    if (!ok && (r || wire_failure(s->rc) != WIRE_TLS)) /* a TLS refusal: logged once by the caller */
         log_msg(LOG_ERROR, "redis %s failed: %s", what, r ? r->str : wire_error(s->rc));
     if (r)
         freeReplyObject(r);
@@ -188,18 +188,17 @@ static struct {
     enum wire_failure kind;
 } failing = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-/* What makes two failures the same one: the message, or for a TLS failure its node and
- * check ("… refused the handshake", "… does not verify"): the details OpenSSL adds vary
- * with timing (an alert read or the connection found closed) and are no change. */
+/* What makes two failures the same one: the message up to its details in parentheses. */
 static size_t failure_key_len(const char *msg)
 {
-    static const char *const checks[] = {" refused the handshake", " does not verify"};
-    for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
-        const char *at = strstr(msg, checks[i]);
-        if (at)
-            return (size_t)(at - msg) + strlen(checks[i]);
-    }
-    return strlen(msg);
+    /* "…refused the connection after the handshake (details)": the details race; other
+     * TLS lines name their check before any parenthesis ("does not verify: hostname
+     * mismatch (…)"), so a new reason is a change. */
+    const char *race = strstr(msg, " refused the connection after the handshake");
+    if (race)
+        return (size_t)(race - msg) + strlen(" refused the connection after the handshake");
+    const char *paren = strstr(msg, " (");
+    return paren ? (size_t)(paren - msg) : strlen(msg);
 }
 
 static void connect_failed(enum wire_failure kind, const char *msg)
@@ -249,30 +248,36 @@ static bool ask_sentinels(const struct config *cfg, struct timeval tv, char *hos
     pthread_mutex_lock(&topo.mu);
     unsigned first = topo.next_sentinel++;
     pthread_mutex_unlock(&topo.mu);
+    long ms = (long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    char tls_trouble[256] = ""; /* a sentinel's certificate or handshake refused, if any */
     for (size_t i = 0; i < cfg->n_sentinels; i++) {
         const struct redis_endpoint *e = &cfg->sentinels[(first + i) % cfg->n_sentinels];
-        long ms = (long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+        int64_t until = clock_mono_us() + (int64_t)ms * 1000; /* each sentinel: ms in all */
         struct wire_target t = target_of(cfg, e->host, e->port, true);
         enum wire_failure why;
         char msg[256];
         struct wire *rc = wire_connect(&t, ms, &why, msg, sizeof msg);
         if (!rc) {
-            if (!quiet || why == WIRE_TLS)
-                connect_failed(why, why == WIRE_TLS ? msg : "a sentinel is unreachable");
-            if (!quiet && why != WIRE_TLS)
+            if (why == WIRE_TLS)
+                snprintf(tls_trouble, sizeof tls_trouble, "%s", msg);
+            else if (!quiet)
                 log_msg(LOG_WARN, "sentinel %s:%d unreachable: %s", e->host, e->port, msg);
             continue;
         }
         bool ok = true;
         if (cfg->sentinel_password) {
-            redisReply *a = wire_commandv(rc, ms, 2, "AUTH", cfg->sentinel_password);
+            redisReply *a = wire_commandv(rc, clock_cap_ms(until, ms), 2, "AUTH", cfg->sentinel_password);
             ok = a && a->type != REDIS_REPLY_ERROR;
             if (a)
                 freeReplyObject(a);
         }
         /* SENTINEL MASTER rather than get-master-addr-by-name: its config-epoch tells a
          * sentinel that has not heard of a failover yet from one that has. */
-        redisReply *r = ok ? wire_commandv(rc, ms, 3, "SENTINEL", "MASTER", cfg->sentinel_master) : NULL;
+        redisReply *r = ok ? wire_commandv(rc, clock_cap_ms(until, ms), 3, "SENTINEL", "MASTER",
+                                           cfg->sentinel_master)
+                           : NULL;
+        if (!r && wire_failure(rc) == WIRE_TLS) /* refused at the first exchange (TLS 1.3) */
+            snprintf(tls_trouble, sizeof tls_trouble, "%s", wire_error(rc));
         bool found = false;
         const char *ip = NULL, *pt = NULL, *ep = NULL;
         for (size_t f = 0; r && r->type == REDIS_REPLY_ARRAY && f + 1 < r->elements; f += 2) {
@@ -292,7 +297,7 @@ static bool ask_sentinels(const struct config *cfg, struct timeval tv, char *hos
             *port = atoi(pt);
             *config_epoch = ep ? strtoll(ep, NULL, 10) : 0;
         } else {
-            if (!quiet)
+            if (!quiet && !tls_trouble[0])
                 log_msg(LOG_WARN, "sentinel %s:%d does not name a primary for %s", e->host, e->port,
                     cfg->sentinel_master);
         }
@@ -302,6 +307,10 @@ static bool ask_sentinels(const struct config *cfg, struct timeval tv, char *hos
         if (found)
             return true;
     }
+    /* No sentinel answered: a certificate or handshake problem is the reason to report
+     * (once), not that they are "unreachable".  The follow thread stays quiet. */
+    if (!quiet && tls_trouble[0])
+        connect_failed(WIRE_TLS, tls_trouble);
     return false;
 }
 
@@ -489,6 +498,7 @@ static bool connect_redis(struct redis *s)
      * checks make (a sentinel's answer, a new replication id) is the one it follows. */
     unsigned epoch = atomic_load(&primary_epoch);
     s->moved_here = false;
+    int64_t connect_until = clock_mono_us() + (int64_t)ms * 1000;
     enum wire_failure why = WIRE_OK;
     char msg[256] = "";
     if (cfg->n_sentinels > 0) {
@@ -502,7 +512,10 @@ static bool connect_redis(struct redis *s)
         if (!known) {
             long long config_epoch;
             if (!ask_sentinels(cfg, tv, host, sizeof host, &port, &config_epoch, false)) {
-                log_msg(LOG_ERROR, "no sentinel names a primary for %s", cfg->sentinel_master);
+                char last[256];
+                bool certificate = false; /* a sentinel's certificate trouble stays the reason */
+                if (!redis_last_failure(last, sizeof last, &certificate) || !certificate)
+                    connect_failed(WIRE_UNREACHABLE, "no sentinel names a primary (see the lines before)");
                 return false;
             }
             /* A sentinel behind the others names an older primary: use the newest known. */
@@ -524,22 +537,25 @@ static bool connect_redis(struct redis *s)
     if (!s->rc) {
         connect_failed(why, msg);
         primary_reached(cfg, false);
-        drop(s);
+        primary_forget(cfg); /* asked of the sentinels again next time */
         return false;
     }
-    socket_timeout(s, ms);
+    /* AUTH, SELECT, ROLE and INFO share what is left of the connect's time. */
+    socket_timeout(s, clock_cap_ms(connect_until, ms));
     bool ok = true;
     if (cfg->redis_password) {
         redisReply *r = cfg->redis_user
-                            ? wire_commandv(s->rc, ms, 3, "AUTH", cfg->redis_user, cfg->redis_password)
-                            : wire_commandv(s->rc, ms, 2, "AUTH", cfg->redis_password);
+                            ? wire_commandv(s->rc, s->socket_ms, 3, "AUTH", cfg->redis_user, cfg->redis_password)
+                            : wire_commandv(s->rc, s->socket_ms, 2, "AUTH", cfg->redis_password);
         ok = setup_command(s, "AUTH", r);
     }
+    socket_timeout(s, clock_cap_ms(connect_until, ms));
     if (ok && cfg->redis_db != 0) {
         char db[16];
         snprintf(db, sizeof db, "%d", cfg->redis_db);
-        ok = setup_command(s, "SELECT", wire_commandv(s->rc, ms, 2, "SELECT", db));
+        ok = setup_command(s, "SELECT", wire_commandv(s->rc, s->socket_ms, 2, "SELECT", db));
     }
+    socket_timeout(s, clock_cap_ms(connect_until, ms));
     if (ok)
         ok = check_primary(s);
     primary_reached(cfg, ok);
@@ -707,7 +723,8 @@ bool redis_wait_durable(struct redis *s)
         return false;
     /* Replicas come and go: look again now and then on a long-lived connection. */
     if (s->cfg->wait_replicas < 0 && clock_mono_us() - s->replication_checked > 5000000 &&
-        !read_replication(s)) {
+        (!socket_timeout(s, step_ms(s, s->cfg->redis_timeout_ms)) || s->socket_ms <= 0 ||
+         !read_replication(s))) {
         drop(s);
         return false;
     }

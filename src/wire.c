@@ -48,15 +48,22 @@ static struct {
     unsigned next;
 } tls = {.mu = PTHREAD_MUTEX_INITIALIZER, .key_index = -1};
 
-/* The oldest OpenSSL error as text ("" when none), clearing the queue. */
+/* The oldest OpenSSL error's reason ("tlsv13 alert certificate required"; "" when none),
+ * clearing the queue. */
 static const char *ssl_reason(char *buf, size_t n)
 {
     unsigned long e = ERR_get_error();
-    buf[0] = '\0';
-    if (e)
-        ERR_error_string_n(e, buf, n);
+    const char *r = e ? ERR_reason_error_string(e) : NULL;
+    snprintf(buf, n, "%s", r ? r : "");
     ERR_clear_error();
     return buf;
+}
+
+/* An encrypted key would make OpenSSL ask on the terminal: refuse instead. */
+static int no_passphrase(char *buf, int size, int rw, void *arg)
+{
+    (void)buf, (void)size, (void)rw, (void)arg;
+    return 0;
 }
 
 /* A session the server handed out (TLS 1.3 sends them after the handshake): kept as the
@@ -109,10 +116,12 @@ int wire_tls_init(const struct config *cfg, char *err, size_t errsz)
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     SSL_CTX_set_mode(ctx, SSL_MODE_AUTO_RETRY);
+    SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
     int ok = cfg->redis_ca_file ? SSL_CTX_load_verify_locations(ctx, cfg->redis_ca_file, NULL)
                                 : SSL_CTX_set_default_verify_paths(ctx);
     if (ok != 1) {
-        snprintf(err, errsz, "FBCONNECT_REDIS_CA_FILE: cannot load %s: %s",
+        snprintf(err, errsz, "%s: cannot load %s: %s",
+                 cfg->redis_ca_file ? "FBCONNECT_REDIS_CA_FILE" : "rediss://",
                  cfg->redis_ca_file ? cfg->redis_ca_file : "the system trust store",
                  ssl_reason(why, sizeof why));
         SSL_CTX_free(ctx);
@@ -126,10 +135,15 @@ int wire_tls_init(const struct config *cfg, char *err, size_t errsz)
             return -1;
         }
         const char *key = cfg->redis_key_file ? cfg->redis_key_file : cfg->redis_cert_file;
-        if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
-            SSL_CTX_check_private_key(ctx) != 1) {
-            snprintf(err, errsz, "FBCONNECT_REDIS_KEY_FILE: %s is not the key of %s: %s", key,
-                     cfg->redis_cert_file, ssl_reason(why, sizeof why));
+        const char *var = cfg->redis_key_file ? "FBCONNECT_REDIS_KEY_FILE" : "FBCONNECT_REDIS_CERT_FILE";
+        if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+            snprintf(err, errsz, "%s: cannot load a private key from %s (unencrypted PEM expected): %s",
+                     var, key, ssl_reason(why, sizeof why));
+            SSL_CTX_free(ctx);
+            return -1;
+        }
+        if (SSL_CTX_check_private_key(ctx) != 1) {
+            snprintf(err, errsz, "%s: %s is not the key of %s", var, key, cfg->redis_cert_file);
             SSL_CTX_free(ctx);
             return -1;
         }
@@ -138,6 +152,11 @@ int wire_tls_init(const struct config *cfg, char *err, size_t errsz)
     SSL_CTX_sess_set_new_cb(ctx, session_new);
     if (tls.key_index < 0)
         tls.key_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    if (tls.key_index < 0) {
+        snprintf(err, errsz, "TLS: cannot set up: %s", ssl_reason(why, sizeof why));
+        SSL_CTX_free(ctx);
+        return -1;
+    }
     tls.ctx = ctx;
     tls.cfg = cfg;
     return 0;
@@ -247,13 +266,20 @@ static bool handshake(struct wire *w, const struct wire_target *t, int64_t deadl
      * it must never stand in for another name's check. */
     char key[600];
     snprintf(key, sizeof key, "%s@%s", name, node);
-    SSL_set_ex_data(w->ssl, tls.key_index, strdup(key));
-    if (is_ip(name)) {
-        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(w->ssl), name);
-    } else {
-        SSL_set_tlsext_host_name(w->ssl, name);
-        SSL_set_hostflags(w->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-        SSL_set1_host(w->ssl, name);
+    /* The name is checked or nothing is: any failure setting it up fails closed. */
+    char *kept = strdup(key);
+    bool named = kept && SSL_set_ex_data(w->ssl, tls.key_index, kept) == 1;
+    if (!named)
+        free(kept);
+    if (named && is_ip(name)) {
+        named = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(w->ssl), name) == 1;
+    } else if (named) {
+        SSL_set_hostflags(w->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
+        named = SSL_set_tlsext_host_name(w->ssl, name) == 1 && SSL_set1_host(w->ssl, name) == 1;
+    }
+    if (!named) {
+        fail(w, WIRE_TLS, "TLS: cannot check the name %s for %s: %s", name, node, ssl_reason(why, sizeof why));
+        return false;
     }
     SSL_SESSION *resume = session_of(key);
     if (resume) {
@@ -282,12 +308,16 @@ static bool handshake(struct wire *w, const struct wire_target *t, int64_t deadl
                  name, t->server_name ? ", from FBCONNECT_REDIS_TLS_SERVER_NAME" : "");
             return false;
         }
-        const char *reason = ssl_reason(why, sizeof why);
-        fail(w, WIRE_TLS, "TLS: %s refused the handshake: %s%s", node,
-             *reason ? reason : "it closed the connection",
-             tls.cfg && !tls.cfg->redis_cert_file
-                 ? " (does it require a client certificate? FBCONNECT_REDIS_CERT_FILE is not set)"
-                 : "");
+        /* A TLS error (an alert, a protocol mismatch) is the server's refusal; the
+         * connection dropped mid-handshake is network trouble (a restart, maxclients). */
+        const char *reason = e == SSL_ERROR_SSL ? ssl_reason(why, sizeof why) : "";
+        if (*reason && !strstr(reason, "unexpected eof"))
+            fail(w, WIRE_TLS, "TLS: %s refused the handshake: %s%s", node, reason,
+                 tls.cfg && !tls.cfg->redis_cert_file
+                     ? " (does it require a client certificate? FBCONNECT_REDIS_CERT_FILE is not set)"
+                     : "");
+        else
+            fail(w, WIRE_UNREACHABLE, "%s closed the connection during the TLS handshake", node);
         return false;
     }
 }
@@ -303,9 +333,13 @@ struct wire *wire_connect(const struct wire_target *t, long timeout_ms, enum wir
     int error = 0;
     if (t->path) {
         struct sockaddr_un un = {.sun_family = AF_UNIX};
-        snprintf(un.sun_path, sizeof un.sun_path, "%s", t->path);
-        w->fd = connect_addr((struct sockaddr *)&un, sizeof un, deadline, &error);
-        if (w->fd < 0)
+        if (strlen(t->path) >= sizeof un.sun_path) {
+            fail(w, WIRE_UNREACHABLE, "%s: the socket path is too long", t->path);
+        } else {
+            snprintf(un.sun_path, sizeof un.sun_path, "%s", t->path);
+            w->fd = connect_addr((struct sockaddr *)&un, sizeof un, deadline, &error);
+        }
+        if (w->fd < 0 && !w->failure)
             fail(w, error == ETIMEDOUT ? WIRE_TIMEOUT : WIRE_UNREACHABLE, "%s: %s", t->path, strerror(error));
     } else {
         char port[16];
@@ -346,12 +380,14 @@ static void tls_failed(struct wire *w, int e, const char *what)
 {
     char why[256];
     const char *reason = e == SSL_ERROR_SSL ? ssl_reason(why, sizeof why) : "";
-    if (strstr(reason, "alert") || !w->answered) /* refused, or dropped at once after it */
-        fail(w, WIRE_TLS, "TLS: %s refused the handshake: %s%s", w->node,
-             *reason ? reason : "it closed the connection at the first command",
-             tls.cfg && !tls.cfg->redis_cert_file
-                 ? " (does it require a client certificate? FBCONNECT_REDIS_CERT_FILE is not set)"
-                 : "");
+    bool no_cert = tls.cfg && !tls.cfg->redis_cert_file;
+    /* Refused: an alert; or, with no client certificate to offer, the connection closed
+     * before any reply (the alert is lost when the close races our first command). */
+    if (strstr(reason, "alert") ||
+        (!w->answered && no_cert && (!*reason || strstr(reason, "unexpected eof"))))
+        fail(w, WIRE_TLS, "TLS: %s refused the connection after the handshake (%s)%s", w->node,
+             *reason ? reason : "closed at the first command",
+             no_cert ? " (does it require a client certificate? FBCONNECT_REDIS_CERT_FILE is not set)" : "");
     else
         fail(w, WIRE_UNREACHABLE, e == SSL_ERROR_ZERO_RETURN ? "closed by the server" : "TLS %s failed%s%s",
              what, *reason ? ": " : "", reason);
@@ -388,7 +424,7 @@ static bool write_all(struct wire *w, const char *buf, size_t len, int64_t deadl
                 return false;
             }
         } else {
-            fail(w, WIRE_UNREACHABLE, "write failed: %s", strerror(errno));
+            fail(w, WIRE_UNREACHABLE, "write failed: %s", n == 0 ? "nothing written" : strerror(errno));
             return false;
         }
     }

@@ -43,9 +43,9 @@ struct wire;
 struct wire *wire_connect(const struct wire_target *t, long timeout_ms, enum wire_failure *why,
                           char *msg, size_t msgsz);
 
-/* Sends one command and reads its reply, each step within timeout_ms of progress.  The
- * reply (caller frees with freeReplyObject), or NULL: the wire is unusable then (close
- * it), wire_failure() and wire_error() say why. */
+/* Sends one command and reads its whole reply within timeout_ms.  The reply (caller frees
+ * with freeReplyObject), or NULL: the wire is unusable then (close it), wire_failure() and
+ * wire_error() say why.  OpenSSL writes with write(2): the process must ignore SIGPIPE. */
 struct redisReply *wire_command(struct wire *w, int argc, const char **argv, const size_t *lens,
                                 long timeout_ms);
 /* The same for a few NUL-terminated strings. */

@@ -72,7 +72,7 @@ def test_untrusted_or_refused_tls_is_one_clear_line_and_503(stack):
         ("wrong CA", r.env(FBCONNECT_REDIS_CA_FILE=f"{pki}/other-ca.pem"), "does not verify"),
         ("wrong server name", r.env(FBCONNECT_REDIS_TLS_SERVER_NAME="wrong.example"), "wrong.example"),
         ("no client certificate", r.env(FBCONNECT_REDIS_CERT_FILE=None, FBCONNECT_REDIS_KEY_FILE=None),
-         "refused the handshake"),
+         "FBCONNECT_REDIS_CERT_FILE is not set"),
     ]
     try:
         for name, env, words in cases:
@@ -156,6 +156,11 @@ def test_sentinel_failover_over_tls(stack):
                "FBCONNECT_REDIS_CA_FILE": f"{pki}/ca.pem", "FBCONNECT_REDIS_CERT_FILE": f"{pki}/client.pem",
                "FBCONNECT_REDIS_KEY_FILE": f"{pki}/client.key", "FBCONNECT_REDIS_TIMEOUT_MS": "500",
                "FBCONNECT_REDIS_WAIT_TIMEOUT_MS": "500"}
+        # Sentinels refusing a missing client certificate: said, and --check-config fails.
+        out = stack.fbconnect_cmd("--check-config", **{**env, "FBCONNECT_REDIS_CERT_FILE": "",
+                                                      "FBCONNECT_REDIS_KEY_FILE": ""})
+        check(out.returncode == 1 and "FBCONNECT_REDIS_CERT_FILE is not set" in out.stdout,
+              f"sentinels without a client certificate: {out.returncode} {out.stdout[-300:]} {out.stderr[-300:]}")
         with stack.settings(env):
             users = []
             for _ in range(6):

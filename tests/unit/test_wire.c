@@ -15,6 +15,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,10 @@ static void *serve(void *arg)
         if (fd < 0)
             return NULL;
         SSL *ssl = NULL;
+        if (sv->script == CLOSE_AT_ONCE) { /* before any handshake: a restart, maxclients */
+            close(fd);
+            continue;
+        }
         if (sv->tls) {
             ssl = SSL_new(sv->tls);
             SSL_set_fd(ssl, fd);
@@ -249,6 +254,27 @@ static void test_tls_reply_split_across_records_and_resumption(void **state)
     unlink(pem);
 }
 
+/* A peer that drops the connection mid-handshake is network trouble, not certificate
+ * trouble (no "fix your certificates" for a Redis restarting or at maxclients). */
+static void test_tls_dropped_during_handshake_is_unreachable(void **state)
+{
+    (void)state;
+    struct config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.redis_tls = true;
+    char err[256];
+    assert_int_equal(wire_tls_init(&cfg, err, sizeof err), 0);
+    struct server sv;
+    server_start(&sv, CLOSE_AT_ONCE, NULL, 1);
+    struct wire_target t = {.host = "127.0.0.1", .port = sv.port, .tls = true};
+    enum wire_failure why;
+    char msg[256];
+    assert_null(wire_connect(&t, 2000, &why, msg, sizeof msg));
+    assert_int_equal(why, WIRE_UNREACHABLE);
+    server_stop(&sv);
+    wire_tls_free();
+}
+
 static void test_tls_untrusted(void **state)
 {
     (void)state;
@@ -281,11 +307,13 @@ static void test_tls_untrusted(void **state)
 
 int main(void)
 {
+    signal(SIGPIPE, SIG_IGN); /* as fbconnect does: a peer gone mid-write is an error */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain_reply_a_byte_at_a_time),
         cmocka_unit_test(test_timeout_and_close),
         cmocka_unit_test(test_tls_reply_split_across_records_and_resumption),
         cmocka_unit_test(test_tls_untrusted),
+        cmocka_unit_test(test_tls_dropped_during_handshake_is_unreachable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
