@@ -423,9 +423,21 @@ static const char *key_of(char out[KEY_MAX], const struct store *s, const char *
  * args/lens; num holds their numbers.  The prefix, retention and — when `owner` is the
  * request's site user's — the display are filled in either way (the owner index and the
  * site user's name are kept whether events are on or not). */
+typedef char owner_display_text[2 + SITE_USER_DISPLAY_MAX + 1];
 struct event_num {
-    char ts[24], business[24], keep[24], display[2 + SITE_USER_DISPLAY_MAX + 1], token[33];
+    char ts[24], business[24], keep[24], token[33];
+    owner_display_text display;
 };
+
+/* The name events give `owner` when it is the request's site user's: "u:<site user>"
+ * (store_set_site_user); "" for a session or another owner. */
+static void owner_display(const struct store *s, const char *owner, owner_display_text out)
+{
+    out[0] = '\0';
+    if (owner && strncmp(owner, "u:", 2) == 0 && s->site_user &&
+        strlen(s->site_user) <= SITE_USER_DISPLAY_MAX)
+        snprintf(out, sizeof(owner_display_text), "u:%s", s->site_user);
+}
 static void event_args(const struct store *s, const struct store_event *ev, const char *owner,
                        const char **args, size_t *lens, struct event_num *num)
 {
@@ -436,9 +448,7 @@ static void event_args(const struct store *s, const struct store_event *ev, cons
     num->business[0] = num->display[0] = num->token[0] = '\0';
     if (one && ev->business > 0)
         snprintf(num->business, sizeof num->business, "%lld", (long long)ev->business);
-    if (owner && strncmp(owner, "u:", 2) == 0 && s->site_user &&
-        strlen(s->site_user) <= SITE_USER_DISPLAY_MAX)
-        snprintf(num->display, sizeof num->display, "u:%s", s->site_user);
+    owner_display(s, owner, num->display);
     if (on && ev->once)
         snprintf(num->token, sizeof num->token, "%s", ev->once);
     const char *v[EVENT_ARGS] = {
@@ -476,6 +486,29 @@ static redisReply *eval(struct store *s, enum script_id id, int nkeys, const cha
     return eval_on(s, false, id, nkeys, keys, nargs, args, lens);
 }
 
+/* command() for arguments that are all NUL-terminated strings. */
+static redisReply *command_strs(struct store *s, int argc, const char **argv)
+{
+    size_t lens[16];
+    if (argc > 16)
+        abort(); /* a programming error */
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    return command(s, argc, argv, lens);
+}
+
+/* eval() for arguments that are all NUL-terminated strings. */
+static redisReply *eval_strs(struct store *s, enum script_id id, int nkeys, const char **keys,
+                             int nargs, const char **args)
+{
+    size_t lens[16];
+    if (nargs > 16)
+        abort(); /* a programming error */
+    for (int i = 0; i < nargs; i++)
+        lens[i] = strlen(args[i]);
+    return eval(s, id, nkeys, keys, nargs, args, lens);
+}
+
 static redisReply *command1(struct store *s, const char *a0, const char *a1)
 {
     const char *argv[] = {a0, a1};
@@ -503,10 +536,7 @@ static enum store_result set_nx(struct store *s, const char *name, const char *u
     snprintf(v, sizeof v, "%lld", value);
     char key[KEY_MAX];
     const char *argv[] = {"SET", key_of(key, s, "", name), "1", "NX", unit, v};
-    size_t lens[6];
-    for (int i = 0; i < 6; i++)
-        lens[i] = strlen(argv[i]);
-    redisReply *r = command(s, 6, argv, lens);
+    redisReply *r = command_strs(s, 6, argv);
     if (!r)
         return STORE_UNAVAILABLE;
     enum store_result res = r->type == REDIS_REPLY_NIL ? STORE_EXISTS : STORE_OK;
@@ -524,10 +554,7 @@ enum store_result store_state_use(struct store *s, const char *used_id, int64_t 
     snprintf(at, sizeof at, "%lld", (long long)expire_at);
     char key[KEY_MAX];
     const char *argv[] = {"SET", key_of(key, s, "", name), token, "NX", "EXAT", at, "GET"};
-    size_t lens[7];
-    for (int i = 0; i < 7; i++)
-        lens[i] = strlen(argv[i]);
-    redisReply *r = command(s, 7, argv, lens);
+    redisReply *r = command_strs(s, 7, argv);
     if (!r)
         return STORE_UNAVAILABLE;
     enum store_result res = r->type == REDIS_REPLY_NIL ? STORE_OK
@@ -748,10 +775,7 @@ static int scan_kinds(struct store *s, const char *const *kinds, size_t n_kinds,
         strcpy(cursor, "0");
         do {
             const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "500"};
-            size_t lens[6];
-            for (int i = 0; i < 6; i++)
-                lens[i] = strlen(argv[i]);
-            redisReply *r = command(s, 6, argv, lens);
+            redisReply *r = command_strs(s, 6, argv);
             if (!r)
                 return -1;
             if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
@@ -862,15 +886,13 @@ enum store_result store_owner_load(struct store *s, const char *owner, long ttl,
     char key[KEY_MAX], ttl_s[24];
     key_of(key, s, "", owner);
     snprintf(ttl_s, sizeof ttl_s, "%ld", ttl > 0 ? ttl : 0);
-    struct event_num num;
-    const char *ev_args[EVENT_ARGS];
-    size_t ev_lens[EVENT_ARGS];
-    event_args(s, NULL, owner, ev_args, ev_lens, &num); /* the retention and the display */
+    char keep[24];
+    snprintf(keep, sizeof keep, "%ld", s->cfg->events_retention);
+    owner_display_text display;
+    owner_display(s, owner, display);
     const char *keys[] = {key};
-    const char *args[] = {ttl_s, s->cfg->redis_prefix, num.keep, num.display};
-    size_t lens[] = {strlen(ttl_s), strlen(s->cfg->redis_prefix), strlen(num.keep),
-                     strlen(num.display)};
-    redisReply *r = eval(s, SCRIPT_LOAD_OWNER, 1, keys, 4, args, lens);
+    const char *args[] = {ttl_s, s->cfg->redis_prefix, keep, display};
+    redisReply *r = eval_strs(s, SCRIPT_LOAD_OWNER, 1, keys, 4, args);
     if (!r)
         return STORE_UNAVAILABLE;
     enum store_result res = STORE_NOT_FOUND;
@@ -1049,10 +1071,7 @@ int store_events_read(struct store *s, const char *consumer, int max, struct are
     snprintf(count, sizeof count, "%d", max);
     const char *argv[] = {"XREADGROUP", "GROUP", "fbconnect", consumer, "COUNT", count,
                           "STREAMS", k.ev, ">"};
-    size_t lens[9];
-    for (int i = 0; i < 9; i++)
-        lens[i] = strlen(argv[i]);
-    redisReply *r = command(s, 9, argv, lens);
+    redisReply *r = command_strs(s, 9, argv);
     if (!r)
         return -1;
     int n = 0;
@@ -1072,10 +1091,7 @@ int store_events_claim(struct store *s, const char *consumer, long min_idle_ms, 
     snprintf(idle, sizeof idle, "%ld", min_idle_ms);
     snprintf(count, sizeof count, "%d", max);
     const char *argv[] = {"XAUTOCLAIM", k.ev, "fbconnect", consumer, idle, "0-0", "COUNT", count};
-    size_t lens[8];
-    for (int i = 0; i < 8; i++)
-        lens[i] = strlen(argv[i]);
-    redisReply *r = command(s, 8, argv, lens);
+    redisReply *r = command_strs(s, 8, argv);
     if (!r)
         return -1;
     int n = 0;
@@ -1091,8 +1107,7 @@ static enum store_result event_get(struct store *s, const struct event_keys *k, 
                                    struct arena *a, struct store_event_entry *e)
 {
     const char *argv[] = {"XRANGE", k->ev, id, id};
-    size_t lens[] = {6, strlen(k->ev), strlen(id), strlen(id)};
-    redisReply *r = command(s, 4, argv, lens);
+    redisReply *r = command_strs(s, 4, argv);
     if (!r)
         return STORE_UNAVAILABLE;
     bool found = entries_of(r, a, 1, e) == 1;
@@ -1100,8 +1115,7 @@ static enum store_result event_get(struct store *s, const struct event_keys *k, 
     if (found)
         return STORE_OK;
     const char *hargv[] = {"HGET", k->faild, id};
-    size_t hlens[] = {4, strlen(k->faild), strlen(id)};
-    r = command(s, 3, hargv, hlens);
+    r = command_strs(s, 3, hargv);
     if (!r)
         return STORE_UNAVAILABLE;
     found = r->type == REDIS_REPLY_STRING && entry_from_json(id, r->str, a, e);
@@ -1120,8 +1134,7 @@ int store_events_due(struct store *s, int64_t now_ms, long lease_ms, int max, st
     snprintf(count, sizeof count, "%d", max);
     const char *keys[] = {k.due};
     const char *args[] = {now, lease, count};
-    size_t lens[] = {strlen(now), strlen(lease), strlen(count)};
-    redisReply *r = eval(s, SCRIPT_EVENTS_DUE, 1, keys, 3, args, lens);
+    redisReply *r = eval_strs(s, SCRIPT_EVENTS_DUE, 1, keys, 3, args);
     if (!r)
         return -1;
     int n = 0;
@@ -1135,8 +1148,7 @@ int store_events_due(struct store *s, int64_t now_ms, long lease_ms, int max, st
             n++;
         } else if (got == STORE_NOT_FOUND) { /* trimmed meanwhile: nothing left to send */
             const char *zargv[] = {"ZREM", k.due, id};
-            size_t zlens[] = {4, strlen(k.due), strlen(id)};
-            redisReply *z = command(s, 3, zargv, zlens);
+            redisReply *z = command_strs(s, 3, zargv);
             if (z)
                 freeReplyObject(z);
         }
@@ -1156,10 +1168,7 @@ enum store_result store_events_settle(struct store *s, const struct store_event_
     const char *keys[] = {k.ev, k.due, k.att, k.fail, k.faild};
     const char *args[] = {e->id, how == SETTLE_DELIVERED ? "ok" : how == SETTLE_RETRY ? "retry" : "fail",
                           when, json ? json : ""};
-    size_t lens[4];
-    for (int i = 0; i < 4; i++)
-        lens[i] = strlen(args[i]);
-    redisReply *r = eval(s, SCRIPT_EVENTS_SETTLE, 5, keys, 4, args, lens);
+    redisReply *r = eval_strs(s, SCRIPT_EVENTS_SETTLE, 5, keys, 4, args);
     free(json);
     if (!r)
         return STORE_UNAVAILABLE;
@@ -1180,10 +1189,7 @@ enum store_result store_events_touch(struct store *s, const char *consumer,
     const char *xargv[] = {"XCLAIM", k.ev, "fbconnect", consumer, "0", e->id, "JUSTID"};
     const char **argv = e->due ? zargv : xargv;
     int argc = e->due ? 5 : 7;
-    size_t lens[7];
-    for (int i = 0; i < argc; i++)
-        lens[i] = strlen(argv[i]);
-    redisReply *r = command(s, argc, argv, lens);
+    redisReply *r = command_strs(s, argc, argv);
     if (!r)
         return STORE_UNAVAILABLE;
     freeReplyObject(r);
@@ -1195,8 +1201,7 @@ unsigned store_events_attempts(struct store *s, const char *id)
     struct event_keys k;
     event_keys(s, &k);
     const char *argv[] = {"HGET", k.att, id};
-    size_t lens[] = {4, strlen(k.att), strlen(id)};
-    redisReply *r = command(s, 3, argv, lens);
+    redisReply *r = command_strs(s, 3, argv);
     unsigned n = r && r->type == REDIS_REPLY_STRING ? (unsigned)strtoul(r->str, NULL, 10) : 0;
     if (r)
         freeReplyObject(r);
@@ -1211,8 +1216,7 @@ enum store_result store_events_retry(struct store *s, const char *id, int *n)
     snprintf(now, sizeof now, "%lld", (long long)clock_wall_ms());
     const char *keys[] = {k.due, k.fail, k.faild, k.ev};
     const char *args[] = {id ? id : "", now};
-    size_t lens[] = {strlen(args[0]), strlen(now)};
-    redisReply *r = eval(s, SCRIPT_EVENTS_RETRY, 4, keys, 2, args, lens);
+    redisReply *r = eval_strs(s, SCRIPT_EVENTS_RETRY, 4, keys, 2, args);
     if (!r)
         return STORE_UNAVAILABLE;
     *n = r->type == REDIS_REPLY_INTEGER ? (int)r->integer : 0;
@@ -1231,10 +1235,7 @@ int store_events_trim(struct store *s, int64_t before_ms, int64_t forget_ms, lon
     snprintf(idle, sizeof idle, "%ld", idle_ms);
     const char *keys[] = {k.ev, k.due, k.att, k.fail, k.faild};
     const char *args[] = {minid, now, forget, idle};
-    size_t lens[4];
-    for (int i = 0; i < 4; i++)
-        lens[i] = strlen(args[i]);
-    redisReply *r = eval(s, SCRIPT_EVENTS_TRIM, 5, keys, 4, args, lens);
+    redisReply *r = eval_strs(s, SCRIPT_EVENTS_TRIM, 5, keys, 4, args);
     if (!r)
         return -1;
     int n = r->type == REDIS_REPLY_INTEGER ? (int)r->integer : 0;
@@ -1264,16 +1265,11 @@ static enum store_result backlog_read(struct store *s, const struct event_keys *
     memset(b, 0, sizeof b[0]);
     strcpy(b->last, "0-0");
     const char *pargv[] = {"XPENDING", k->ev, "fbconnect", "-", "+", "10000"};
-    size_t plens[6];
-    for (int i = 0; i < 6; i++)
-        plens[i] = strlen(pargv[i]);
     const char *dargv[] = {"ZRANGE", k->due, "0", "9999"};
-    size_t dlens[] = {6, strlen(k->due), 1, 4};
     const char *gargv[] = {"XINFO", "GROUPS", k->ev};
-    size_t glens[] = {5, 6, strlen(k->ev)};
-    if (!(b->groups = command(s, 3, gargv, glens)))
+    if (!(b->groups = command_strs(s, 3, gargv)))
         return STORE_UNAVAILABLE; /* also: no stream yet */
-    if (!(b->pel = command(s, 6, pargv, plens)) || !(b->due = command(s, 4, dargv, dlens)))
+    if (!(b->pel = command_strs(s, 6, pargv)) || !(b->due = command_strs(s, 4, dargv)))
         return STORE_UNAVAILABLE;
     for (size_t g = 0; b->groups->type == REDIS_REPLY_ARRAY && g < b->groups->elements; g++) {
         const redisReply *f = b->groups->element[g];
@@ -1329,28 +1325,25 @@ int store_events_list(struct store *s, struct arena *a, int max, struct store_ev
     char count[16];
     snprintf(count, sizeof count, "%d", max);
     const char *argv[] = {"XREVRANGE", k.ev, "+", "-", "COUNT", count};
-    size_t lens[6];
-    for (int i = 0; i < 6; i++)
-        lens[i] = strlen(argv[i]);
-    redisReply *r = command(s, 6, argv, lens);
+    redisReply *r = command_strs(s, 6, argv);
     if (!r)
         return -1;
     int n = entries_of(r, a, max, out);
     freeReplyObject(r);
-    /* failures trimmed from the stream, kept with their entry */
+    /* the failures, with their entries (so those trimmed from the stream are listed too) */
     const char *fargv[] = {"HGETALL", k.faild};
-    size_t flens[] = {7, strlen(k.faild)};
-    if (!(r = command(s, 2, fargv, flens)))
+    redisReply *failed = command_strs(s, 2, fargv);
+    if (!failed)
         return -1;
-    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements && n < max; i += 2) {
-        const char *id = r->element[i]->str;
+    size_t n_failed = failed->type == REDIS_REPLY_ARRAY ? failed->elements / 2 : 0;
+    for (size_t i = 0; i < n_failed && n < max; i++) {
+        const char *id = failed->element[2 * i]->str;
         bool listed = false;
         for (int j = 0; j < n && !listed; j++)
             listed = strcmp(out[j].id, id) == 0;
-        if (!listed && entry_from_json(id, r->element[i + 1]->str, a, &out[n]))
+        if (!listed && entry_from_json(id, failed->element[2 * i + 1]->str, a, &out[n]))
             n++;
     }
-    freeReplyObject(r);
     /* newest first, by id */
     for (int i = 1; i < n; i++)
         for (int j = i; j > 0 && id_after(out[j].id, out[j - 1].id); j--) {
@@ -1361,21 +1354,18 @@ int store_events_list(struct store *s, struct arena *a, int max, struct store_ev
     struct backlog b;
     if (n > 0 && backlog_read(s, &k, &b) != STORE_OK) {
         backlog_free(&b);
+        freeReplyObject(failed);
         return -1; /* states unknown: not reported as delivered */
     }
-    if (n == 0)
-        return 0;
     for (int i = 0; i < n; i++) {
-        state[i] = backlog_has(&b, out[i].id) ? EVENT_PENDING : EVENT_DELIVERED;
-        const char *zargv[] = {"ZSCORE", k.fail, out[i].id};
-        size_t zlens[] = {6, strlen(k.fail), strlen(out[i].id)};
-        redisReply *z = command(s, 3, zargv, zlens);
-        if (z && z->type == REDIS_REPLY_STRING && state[i] != EVENT_PENDING)
-            state[i] = EVENT_FAILED;
-        if (z)
-            freeReplyObject(z);
+        bool gave_up = false; /* pending again (a retry) wins over failed */
+        for (size_t f = 0; f < n_failed && !gave_up; f++)
+            gave_up = strcmp(failed->element[2 * f]->str, out[i].id) == 0;
+        state[i] = backlog_has(&b, out[i].id) ? EVENT_PENDING : gave_up ? EVENT_FAILED : EVENT_DELIVERED;
     }
-    backlog_free(&b);
+    if (n > 0)
+        backlog_free(&b);
+    freeReplyObject(failed);
     return n;
 }
 
@@ -1413,10 +1403,7 @@ enum store_result store_events_backlog(struct store *s, int64_t now_ms, long *pe
     char after[52];
     snprintf(after, sizeof after, "(%s", b.last);
     const char *argv[] = {"XRANGE", k.ev, after, "+", "COUNT", "1"};
-    size_t lens[6];
-    for (int i = 0; i < 6; i++)
-        lens[i] = strlen(argv[i]);
-    redisReply *r = command(s, 6, argv, lens);
+    redisReply *r = command_strs(s, 6, argv);
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1 && r->element[0]->type == REDIS_REPLY_ARRAY &&
         r->element[0]->elements == 2 && r->element[0]->element[0]->type == REDIS_REPLY_STRING) {
         int64_t ms = id_ms(r->element[0]->element[0]->str);
@@ -1427,9 +1414,8 @@ enum store_result store_events_backlog(struct store *s, int64_t now_ms, long *pe
         freeReplyObject(r);
     backlog_free(&b);
     const char *iargv[] = {"XINFO", "STREAM", k.ev};
-    size_t ilens[] = {5, 6, strlen(k.ev)};
     *recorded = 0;
-    if ((r = command(s, 3, iargv, ilens))) {
+    if ((r = command_strs(s, 3, iargv))) {
         for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
             if (r->element[i]->type == REDIS_REPLY_STRING && strcmp(r->element[i]->str, "entries-added") == 0 &&
                 r->element[i + 1]->type == REDIS_REPLY_INTEGER)
