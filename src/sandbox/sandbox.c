@@ -306,7 +306,11 @@ static void handle_authorize(struct sbx *s)
     response_set(&s->resp, 302, "text/plain; charset=utf-8", "Redirecting\n");
 }
 
-static json_t *parse_body(struct sbx *s, bool *bad)
+/* A request's JSON body: an object, or NULL with *bad set when it is not one.  The token
+ * endpoint reads one only under a JSON Content-Type (else it is a form: NULL, not bad);
+ * the control interface (any_type) whatever the Content-Type says (curl -d sends a form
+ * type), an empty body being none. */
+static json_t *parse_body(struct sbx *s, bool *bad, bool any_type)
 {
     *bad = false;
     if (request_read_body(&s->req, BODY_MAX) != 0) {
@@ -314,29 +318,8 @@ static json_t *parse_body(struct sbx *s, bool *bad)
         return NULL;
     }
     const char *ct = s->req.content_type;
-    if (ct && strncasecmp(ct, "application/json", 16) == 0) {
-        json_error_t jerr;
-        json_t *j = json_loadb(s->req.body, s->req.body_len, 0, &jerr);
-        if (!json_is_object(j)) {
-            json_decref(j);
-            *bad = true;
-            return NULL;
-        }
-        return j;
-    }
-    return NULL;
-}
-
-/* A control request's body: JSON whatever its Content-Type says (curl -d sends a form
- * type); *bad when it is not a JSON object. */
-static json_t *parse_control_body(struct sbx *s, bool *bad)
-{
-    *bad = false;
-    if (request_read_body(&s->req, BODY_MAX) != 0) {
-        *bad = true;
-        return NULL;
-    }
-    if (!s->req.body_len)
+    bool json_type = ct && strncasecmp(ct, "application/json", 16) == 0;
+    if (any_type ? !s->req.body_len : !json_type)
         return NULL;
     json_error_t jerr;
     json_t *j = json_loadb(s->req.body, s->req.body_len, 0, &jerr);
@@ -396,7 +379,7 @@ static bool client_call(struct sbx *s, enum endpoint ep, json_t **json, long *la
     if (apply_fault(&f, &s->resp))
         return false;
     bool bad;
-    *json = parse_body(s, &bad);
+    *json = parse_body(s, &bad, false);
     if (bad) {
         reply_error(&s->resp, 400, "invalid_request", "The body must be JSON or a form");
         return false;
@@ -587,7 +570,7 @@ static void handle_control(struct sbx *s, const char *what)
     }
     if (strcmp(what, "user") == 0) {
         bool bad;
-        json_t *json = parse_control_body(s, &bad);
+        json_t *json = parse_body(s, &bad, true);
         const char *email = bad ? NULL : field(s, json, "email");
         json_t *n = json_object_get(json, "businesses");
         bool ok = email && json_is_integer(n) &&
@@ -601,7 +584,7 @@ static void handle_control(struct sbx *s, const char *what)
     }
     if (strcmp(what, "issued") == 0) { /* {"values": [...]}: which of them were issued here */
         bool bad;
-        json_t *json = parse_control_body(s, &bad);
+        json_t *json = parse_body(s, &bad, true);
         json_t *values = bad ? NULL : json_object_get(json, "values");
         if (!json_is_array(values)) {
             json_decref(json);
@@ -629,7 +612,7 @@ static void handle_control(struct sbx *s, const char *what)
         return;
     }
     bool bad;
-    json_t *json = parse_control_body(s, &bad);
+    json_t *json = parse_body(s, &bad, true);
     if (bad || !json) {
         json_decref(json);
         reply_error(&s->resp, 400, "invalid_request",
