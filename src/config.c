@@ -485,29 +485,38 @@ static bool take_sentinels(struct config *c, const struct setting *s, char *text
     return parse_sentinels(c, text, err, errsz);
 }
 
-/* The TLS files: readable, and only with a rediss:// URL (the one switch). */
-static bool check_redis_tls(struct config *c, const struct setting *s, char *err, size_t errsz)
+/* A TLS setting is only for a rediss:// URL (the one switch): true when unset or allowed. */
+static bool tls_only(const struct config *c, const struct setting *s, char *err, size_t errsz)
 {
-    const char *v = *text_field(c, s);
-    if (!v)
+    if (!*text_field((struct config *)c, s) || c->redis_tls)
         return true;
-    if (!c->redis_tls) {
-        fail(err, errsz, "%s: only with a rediss:// FBCONNECT_REDIS_URL (TLS); the URL is %s", s->var,
-             c->redis.path ? "a unix socket" : "redis:// (plain TCP)");
+    fail(err, errsz, "%s: only with a rediss:// FBCONNECT_REDIS_URL (TLS); the URL is %s", s->var,
+         c->redis.path ? "a unix socket" : "redis:// (plain TCP)");
+    return false;
+}
+
+/* The TLS files: readable; a key only with its certificate. */
+static bool check_redis_tls_file(struct config *c, const struct setting *s, char *err, size_t errsz)
+{
+    if (!tls_only(c, s, err, errsz))
         return false;
-    }
-    if (strcmp(s->var, "FBCONNECT_REDIS_TLS_SERVER_NAME") == 0) {
-        if (strlen(v) > 253 || !chars_in(v, ".-:")) {
-            fail(err, errsz, "%s: expected a host name such as redis.example.com", s->var);
-            return false;
-        }
-        return true;
-    }
-    if (strcmp(s->var, "FBCONNECT_REDIS_KEY_FILE") == 0 && !c->redis_cert_file) {
+    if (*text_field(c, s) && strcmp(s->var, "FBCONNECT_REDIS_KEY_FILE") == 0 && !c->redis_cert_file) {
         fail(err, errsz, "%s: needs FBCONNECT_REDIS_CERT_FILE (the certificate it goes with)", s->var);
         return false;
     }
     return check_readable(c, s, err, errsz);
+}
+
+static bool check_redis_server_name(struct config *c, const struct setting *s, char *err, size_t errsz)
+{
+    if (!tls_only(c, s, err, errsz))
+        return false;
+    const char *v = c->redis_tls_server_name;
+    if (v && (strlen(v) > 253 || !chars_in(v, ".-:"))) {
+        fail(err, errsz, "%s: expected a host name such as redis.example.com", s->var);
+        return false;
+    }
+    return true;
 }
 
 /* Sentinels and master name come together. */
@@ -811,11 +820,11 @@ static const struct setting settings[] = {
      .check = check_redis_url, .print = print_redis_url},
     {"FBCONNECT_REDIS_PREFIX", TEXT(redis_prefix), .def = "fbc:", .check = check_prefix},
     {"FBCONNECT_REDIS_TIMEOUT_MS", NUMBER(redis_timeout_ms), .def_n = 1000, .min = 10, .max = 60000},
-    {"FBCONNECT_REDIS_CA_FILE", TEXT(redis_ca_file), .check = check_redis_tls,
+    {"FBCONNECT_REDIS_CA_FILE", TEXT(redis_ca_file), .check = check_redis_tls_file,
      .unset = "(system trust store, with rediss://)"},
-    {"FBCONNECT_REDIS_CERT_FILE", TEXT(redis_cert_file), .check = check_redis_tls, .unset = "(none)"},
-    {"FBCONNECT_REDIS_KEY_FILE", TEXT(redis_key_file), .check = check_redis_tls, .unset = "(none)"},
-    {"FBCONNECT_REDIS_TLS_SERVER_NAME", TEXT(redis_tls_server_name), .check = check_redis_tls,
+    {"FBCONNECT_REDIS_CERT_FILE", TEXT(redis_cert_file), .check = check_redis_tls_file, .unset = "(none)"},
+    {"FBCONNECT_REDIS_KEY_FILE", TEXT(redis_key_file), .check = check_redis_tls_file, .unset = "(none)"},
+    {"FBCONNECT_REDIS_TLS_SERVER_NAME", TEXT(redis_tls_server_name), .check = check_redis_server_name,
      .unset = "(the host connected to)"},
     {"FBCONNECT_REDIS_SENTINELS", K_PARSE, .parse = take_sentinels, .print = print_sentinels},
     {"FBCONNECT_REDIS_MASTER", TEXT(sentinel_master), .check = check_master, .unset = "(off)"},
