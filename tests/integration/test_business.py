@@ -208,9 +208,11 @@ def test_two_site_users_sharing_a_freshbooks_user_choose_differently(stack):
         check(Browser(stack).get(stack.site("business")).status == 403, "chooser without a site user")
 
 
-def test_a_business_gone_at_freshbooks_clears_the_choice(stack):
-    who = email()
-    stack.sandbox("config", {"expires_in": 200})  # the next /auth refreshes
+def two_owners_choosing(stack, who):
+    """Two browsers of one FreshBooks user of three businesses, with pairs the next /auth
+    refreshes (reading users/me again): b chose the third business, keeper the first.
+    Returns (b, keeper, the businesses as listed)."""
+    stack.sandbox("config", {"expires_in": 200})
     try:
         b, keeper = Browser(stack), Browser(stack)
         check(b.connect(who, businesses=3).status == 303, "connect")
@@ -221,6 +223,12 @@ def test_a_business_gone_at_freshbooks_clears_the_choice(stack):
     for person, pick in ((b, listed[2]), (keeper, listed[0])):
         _, csrf, _ = chooser(person, stack)
         check(choose(person, stack, pick["account_id"], csrf).status == 303, "choose")
+    return b, keeper, listed
+
+
+def test_a_business_gone_at_freshbooks_clears_the_choice(stack):
+    who = email()
+    b, keeper, listed = two_owners_choosing(stack, who)
     stack.sandbox("user", {"email": who, "businesses": 2})  # the third is gone at FreshBooks
     calls = stack.stats()["token_calls"]
     r = auth(stack, b)

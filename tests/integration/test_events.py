@@ -396,21 +396,11 @@ def json_s(x):
 
 
 def test_a_business_gone_tells_the_owners_who_chose_it(stack):
-    from test_business import chooser, choose
+    from test_business import two_owners_choosing
     rx = receiver()
     with stack.settings(events_env(rx)):
         who = email()
-        stack.sandbox("config", {"expires_in": 200})  # the next /auth refreshes, reading users/me
-        try:
-            b, keeper = Browser(stack), Browser(stack)
-            check(b.connect(who, businesses=3).status == 303, "connect")
-            check(keeper.connect(who).status == 303, "second owner")
-        finally:
-            stack.sandbox("config", {"expires_in": 43200})
-        listed = b.status().json()["businesses"]
-        for person, pick in ((b, listed[2]), (keeper, listed[0])):
-            _, csrf, _ = chooser(person, stack)
-            check(choose(person, stack, pick["account_id"], csrf).status == 303, "choose")
+        b, keeper, _ = two_owners_choosing(stack, who)
         tb, tk = session_tag_of(stack, b), session_tag_of(stack, keeper)
         chosen = lambda t: (lambda j: of_session(t)(j) and j["type"] == "connection.business_chosen")
         rx.wait(chosen(tb)), rx.wait(chosen(tk))
